@@ -1,0 +1,33 @@
+# FlowOrchestrator: `make run` starts the product, `make test` runs every test.
+# Both set up everything they need in .venv first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export FLOWORCH_DATA_DIR ?= $(CURDIR)/.floworch
+
+.PHONY: run test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (FlowOrchestrator)" >/dev/null
+	touch $(STAMP)
+
+# JupyterLab with real-time collaboration; its FlowOrchestrator extension starts the embedded
+# Temporal dev server and a worker (data in $(FLOWORCH_DATA_DIR)), and stops them on Ctrl-C.
+run: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) --no-browser --collaborative \
+	  --ServerApp.ip=127.0.0.1 --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb
+
+# Unit, integration (real Temporal dev server, real Jupyter server, real SQLite and PostgreSQL),
+# replay of stored histories, and the example notebooks under nbval.
+test: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --durations=15
+
+clean:
+	rm -rf $(VENV) .floworch

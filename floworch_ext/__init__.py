@@ -1,0 +1,156 @@
+"""FlowOrchestrator's Jupyter server extension: the REST API under ``<base_url>/floworch/api/``.
+
+The server holds one :class:`FlowService`, made on its event loop the first time it is needed
+(at server start, or by the first request if the start hook did not run). With no Temporal
+address configured and no live embedded services for the data directory, the extension starts
+them itself and stops them again when the server shuts down; services someone else started
+(``make test``, ``floworch-services``, another Jupyter server) are used, never restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+
+from traitlets import Unicode
+from traitlets.config import Configurable
+
+from floworch_server.service import FlowService
+from floworch_server.settings import Settings
+from floworch_server.supervisor import Supervisor
+from floworch_server.temporal import port_open
+
+SYNC_INTERVAL = 2.0  # seconds between copies of Temporal's run states into the store
+
+
+class FlowOrch(Configurable):
+    """``c.FlowOrch.<name>`` in Jupyter config; each one overrides its FLOWORCH_<NAME> variable."""
+
+    temporal_address = Unicode(None, allow_none=True, config=True, help="Temporal frontend host:port; empty runs the embedded dev server.")
+    database_url = Unicode(None, allow_none=True, config=True, help="SQLAlchemy URL of the store; empty is SQLite in data_dir.")
+    data_dir = Unicode(None, allow_none=True, config=True, help="State directory of the embedded services.")
+    task_queue = Unicode(None, allow_none=True, config=True, help="Task queue of the interpreter workflow.")
+
+    def settings(self) -> Settings:
+        return Settings.from_env(
+            temporal_address=self.temporal_address,
+            database_url=self.database_url,
+            data_dir=self.data_dir,
+            task_queue=self.task_queue,
+        )
+
+
+def needs_embedded_services(settings: Settings) -> bool:
+    """True when nothing serves this data directory yet: no Temporal address is configured and
+    runtime.json is missing or stale (its supervisor died, or its Temporal port does not answer)."""
+    if not settings.embedded:
+        return False
+    try:
+        runtime = json.loads(settings.runtime_file.read_text())
+        pid, address = int(runtime["pid"]), str(runtime["temporal_address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return not (_alive(pid) and port_open(address))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class Runtime:
+    """What the extension owns for one server: the service, its sync task, maybe the services."""
+
+    def __init__(self, settings: Settings, log: logging.Logger) -> None:
+        self.settings = settings
+        self.log = log
+        self.supervisor: Supervisor | None = None  # set only when this server started the services
+        self._service: FlowService | None = None
+        self._sync_task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    async def service(self) -> FlowService:
+        if self._service is None:
+            async with self._lock:  # concurrent first requests share one connection
+                if self._service is None:
+                    self._service = await self._connect()
+                    self._sync_task = asyncio.create_task(self._sync_forever(self._service))
+        return self._service
+
+    async def _connect(self) -> FlowService:
+        if needs_embedded_services(self.settings):
+            self.log.info("FlowOrchestrator: starting the embedded Temporal and worker for %s", self.settings.data_path)
+            supervisor = Supervisor(self.settings)
+            # start() blocks until Temporal is healthy; the server keeps serving meanwhile.
+            await asyncio.to_thread(supervisor.start)
+            self.supervisor = supervisor
+        return await FlowService.connect(self.settings)
+
+    async def _sync_forever(self, service: FlowService) -> None:
+        # Runs started or finished elsewhere (kernels, schedules, the Temporal CLI) reach the run
+        # list this way. A failure (Temporal restarting, say) is reported once, then retried.
+        last_error = None
+        while True:
+            try:
+                await service.sync_runs()
+                last_error = None
+            except Exception as exc:  # noqa: BLE001 - never fatal, tried again next tick
+                message = f"{type(exc).__name__}: {exc}"
+                level = logging.DEBUG if message == last_error else logging.WARNING
+                self.log.log(level, "FlowOrchestrator: could not sync runs from Temporal: %s", message)
+                last_error = message
+            await asyncio.sleep(SYNC_INTERVAL)
+
+    async def stop(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            try:
+                await self._sync_task
+            except asyncio.CancelledError:
+                pass
+            self._sync_task = None
+        if self._service is not None:
+            self._service.store.close()
+            self._service = None
+        if self.supervisor is not None:
+            self.log.info("FlowOrchestrator: stopping the embedded services it started")
+            await asyncio.to_thread(self.supervisor.stop)
+            self.supervisor = None
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "floworch_ext"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    from .handlers import handlers
+
+    runtime = Runtime(FlowOrch(parent=serverapp).settings(), serverapp.log)
+    serverapp.web_app.settings["floworch"] = runtime
+    serverapp.web_app.add_handlers(".*$", handlers(serverapp.web_app.settings["base_url"]))
+
+    # Module extensions get no shutdown hook of their own (only ExtensionApps do), so the stop
+    # rides on the server's extension cleanup, which runs on every orderly shutdown.
+    cleanup_extensions = serverapp.cleanup_extensions
+
+    async def cleanup_with_floworch() -> None:
+        await runtime.stop()
+        await cleanup_extensions()
+
+    serverapp.cleanup_extensions = cleanup_with_floworch
+    serverapp.log.info("FlowOrchestrator API at %sfloworch/api/ (data in %s)", serverapp.base_url, runtime.settings.data_path)
+
+
+async def _start_jupyter_server_extension(serverapp) -> None:
+    # Connect (and start the embedded services if needed) with the server, not on the first click.
+    try:
+        await serverapp.web_app.settings["floworch"].service()
+    except Exception:  # noqa: BLE001 - the API answers 503 and retries on the next request
+        serverapp.log.exception("FlowOrchestrator: services not available yet")

@@ -1,0 +1,285 @@
+"""The REST API: thin tornado handlers over :class:`~floworch_server.service.FlowService`.
+
+Each handler reads and type-checks its request, calls one service method and writes the result.
+Routes are declared once, as OpenAPI path templates (``ROUTES``): the tornado patterns are made
+from them, and ``openapi.json`` describes exactly these paths.
+
+Errors are JSON ``{"error": message, "field": where, "problems": [...]}`` with the status of the
+service error (400 BadRequest / invalid flow, 404 NotFound, 409 Conflict; 503 when Temporal or
+the store cannot be reached).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime
+from http.client import responses
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from floworch_server.errors import BadRequest, FloworchError
+from floworch_server.problems import FlowInvalid
+from floworch_server.service import FlowService
+from floworch_server.store import RUN_STATUSES
+
+API_PREFIX = "/floworch/api"
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+MAX_RUNS = 1000
+
+
+class Unavailable(FloworchError):
+    status = 503
+
+
+# ---------------------------------------------------------------------- JSON in and out
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_encode)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def optional(body: dict, name: str, kinds: tuple[type, ...], what: str, default: Any = None) -> Any:
+    """``body[name]`` when it is one of ``kinds`` (null counts as absent), else a 400 naming it."""
+    value = body.get(name)
+    if value is None:
+        return default
+    # JSON true/false are Python ints too; never let them pass as numbers.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise BadRequest(f"must be {what}, got {_json_type(value)}", field=name)
+    return value
+
+
+def required(body: dict, name: str, kinds: tuple[type, ...], what: str) -> Any:
+    if body.get(name) is None:
+        raise BadRequest(f"is required: {what}", field=name)
+    return optional(body, name, kinds, what)
+
+
+def error_body(exc: BaseException) -> dict:
+    if isinstance(exc, FlowInvalid):
+        return {"error": str(exc), "field": None, "problems": [p.to_dict() for p in exc.problems]}
+    problems = getattr(exc, "problems", None) or []
+    return {
+        "error": str(exc),
+        "field": getattr(exc, "field", None),
+        "problems": [p.to_dict() if hasattr(p, "to_dict") else p for p in problems],
+    }
+
+
+def error_status(exc: BaseException | None) -> int | None:
+    if isinstance(exc, FloworchError):
+        return exc.status
+    if isinstance(exc, FlowInvalid):
+        return 400
+    return None
+
+
+# ---------------------------------------------------------------------- base handler
+class FlowOrchHandler(APIHandler):
+    async def service(self) -> FlowService:
+        try:
+            return await self.settings["floworch"].service()
+        except Exception as exc:
+            raise Unavailable(f"FlowOrchestrator services are not available: {exc}") from exc
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or getattr(user, "name", None) or str(user)
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object; an empty body is ``{}``."""
+        if not self.request.body or not self.request.body.strip():
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except ValueError as exc:
+            raise BadRequest(f"is not valid JSON ({exc})", field="body") from None
+        if not isinstance(body, dict):
+            raise BadRequest(f"must be a JSON object, got {_json_type(body)}", field="body")
+        return body
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(data))
+
+    # Service errors are expected answers, not server faults: give them their own status and body.
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        super().send_error(error_status(exc) or status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if error_status(value) is not None:
+            self.log.info("%s %s: %s", self.request.method, self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if error_status(exc) is not None:
+            body = error_body(exc)
+        elif isinstance(exc, web.HTTPError):
+            body = {"error": exc.log_message or exc.reason or responses.get(status_code, "error"), "field": None, "problems": []}
+        elif exc is not None:
+            body = {"error": f"internal error: {type(exc).__name__}: {exc}", "field": None, "problems": []}
+        else:
+            body = {"error": responses.get(status_code, "error"), "field": None, "problems": []}
+        self.set_header("Content-Type", "application/json")
+        self.finish(dumps(body))
+
+
+# ---------------------------------------------------------------------- workflows
+class WorkflowsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply((await self.service()).list_workflows())
+
+    @web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        document = required(body, "document", (dict,), "the .flow document, a JSON object")
+        name = optional(body, "name", (str,), "a string")
+        record = (await self.service()).create_workflow(document, by=self.user_name, name=name)
+        self.reply(record, 201)
+
+
+class WorkflowHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, workflow_id: str) -> None:
+        self.reply((await self.service()).get_workflow(workflow_id))
+
+    @web.authenticated
+    async def put(self, workflow_id: str) -> None:
+        document = required(self.json_body(), "document", (dict,), "the .flow document, a JSON object")
+        self.reply((await self.service()).save_draft(workflow_id, document, by=self.user_name))
+
+
+class PublishHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, workflow_id: str) -> None:
+        note = optional(self.json_body(), "note", (str,), "a string", default="")
+        self.reply((await self.service()).publish(workflow_id, note=note, by=self.user_name), 201)
+
+
+class VersionsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, workflow_id: str) -> None:
+        self.reply((await self.service()).list_versions(workflow_id))
+
+
+class WorkflowRunsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, workflow_id: str) -> None:
+        body = self.json_body()
+        version = optional(body, "version", (int, str), "a version number or 'draft'")
+        key = optional(body, "idempotency_key", (str,), "a string")
+        service = await self.service()
+        run = await service.start_run(
+            workflow_id, input=body.get("input"), version=version, by=self.user_name, idempotency_key=key
+        )
+        self.reply(run, 201)
+
+
+# ---------------------------------------------------------------------- runs
+class RunsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        status = self.get_query_argument("status", None)
+        if status is not None and status not in RUN_STATUSES:
+            raise BadRequest(f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}", field="status")
+        raw_limit = self.get_query_argument("limit", "100")
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_RUNS:
+            raise BadRequest(f"must be a whole number from 1 to {MAX_RUNS}, got {raw_limit!r}", field="limit")
+        workflow_id = self.get_query_argument("workflow_id", None)
+        service = await self.service()
+        self.reply(await service.list_runs(workflow_id=workflow_id, status=status, limit=limit))
+
+
+class RunHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.reply(await (await self.service()).get_run(run_id))
+
+
+class ApprovalHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, run_id: str, node_id: str) -> None:
+        body = self.json_body()
+        decision = required(body, "decision", (str,), "'approved' or 'rejected'")
+        comment = optional(body, "comment", (str,), "a string", default="")
+        service = await self.service()
+        self.reply(await service.approve(run_id, node_id, decision=decision, by=self.user_name, comment=comment))
+
+
+class CancelHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, run_id: str) -> None:
+        # 202: Temporal has the request; the run reports "cancelled" once its workflow stops.
+        self.reply(await (await self.service()).cancel(run_id, by=self.user_name), 202)
+
+
+# ---------------------------------------------------------------------- catalogue, description
+class NodesHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply((await self.service()).catalogue())
+
+
+class OpenAPIHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        document = json.loads(OPENAPI_PATH.read_text())
+        # The paths hold the full API prefix; the server URL is this server's base URL.
+        document["servers"] = [{"url": self.base_url.rstrip("/") or "/"}]
+        self.reply(document)
+
+
+ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [
+    ("/workflows", WorkflowsHandler),
+    ("/workflows/{workflow_id}", WorkflowHandler),
+    ("/workflows/{workflow_id}/publish", PublishHandler),
+    ("/workflows/{workflow_id}/versions", VersionsHandler),
+    ("/workflows/{workflow_id}/runs", WorkflowRunsHandler),
+    ("/runs", RunsHandler),
+    ("/runs/{run_id}", RunHandler),
+    ("/runs/{run_id}/approvals/{node_id}", ApprovalHandler),
+    ("/runs/{run_id}/cancel", CancelHandler),
+    ("/nodes", NodesHandler),
+    ("/openapi.json", OpenAPIHandler),
+]
+
+
+def route_pattern(template: str) -> str:
+    """``/runs/{run_id}`` -> ``/runs/(?P<run_id>[^/]+)``; everything else matched literally."""
+    parts = re.split(r"\{(\w+)\}", template)
+    return "".join(f"(?P<{p}>[^/]+)" if i % 2 else re.escape(p) for i, p in enumerate(parts))
+
+
+def handlers(base_url: str) -> list[tuple[str, type[FlowOrchHandler]]]:
+    return [(url_path_join(base_url, API_PREFIX + route_pattern(path)), handler) for path, handler in ROUTES]

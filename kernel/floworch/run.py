@@ -1,0 +1,202 @@
+"""`Run`: one execution of a flow on Temporal, seen from a notebook."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from floworch_server.errors import FloworchError
+
+from . import _html
+from ._loop import run_async, run_sync
+from ._service import service, user
+
+FINAL = ("success", "failed", "cancelled")
+NODE_COLUMNS = ["node", "type", "status", "attempts", "started", "ended", "error"]
+
+
+class RunFailed(FloworchError):
+    """``run.result()`` of a run that failed or was cancelled."""
+
+
+class Run:
+    def __init__(self, run_id: str, record: dict | None = None):
+        self.id = run_id
+        self._record = record or {}
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self._record.get('status', '?')}>"
+
+    # ------------------------------------------------------------------ state
+    def refresh(self) -> "Run":
+        self._record = run_sync(service().get_run(self.id))
+        return self
+
+    async def refresh_async(self) -> "Run":
+        self._record = await run_async(service().get_run(self.id))
+        return self
+
+    @property
+    def status(self) -> str:
+        """queued, running, success, failed or cancelled (asks Temporal unless already final)."""
+        if self._record.get("status") not in FINAL:
+            self.refresh()
+        return self._record["status"]
+
+    @property
+    def record(self) -> dict:
+        return dict(self._record)
+
+    @property
+    def error(self) -> str | None:
+        if self._record.get("status") not in FINAL:
+            self.refresh()
+        return self._record.get("error")
+
+    def node_status(self) -> pd.DataFrame:
+        """One row per node: node, type, status, attempts, started, ended, error."""
+        self.refresh()
+        return _node_frame(self._record.get("nodes", []))
+
+    async def node_status_async(self) -> pd.DataFrame:
+        await self.refresh_async()
+        return _node_frame(self._record.get("nodes", []))
+
+    # ------------------------------------------------------------------ waiting
+    def wait(self, timeout: float | None = None, progress: bool = True) -> "Run":
+        """Block until the run ends (or waits on an approval it cannot pass alone), showing progress."""
+        display = _Progress(self) if progress else None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if display:
+                display.update()
+            if self._record["status"] in FINAL:
+                if display:
+                    display.close()  # the returned Run shows the final state itself
+                return self
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {self._record['status']} after {timeout}s")
+            time.sleep(0.25)
+
+    async def wait_async(self, timeout: float | None = None) -> "Run":
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            await self.refresh_async()
+            if self._record["status"] in FINAL:
+                return self
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {self._record['status']} after {timeout}s")
+            await asyncio.sleep(0.25)
+
+    def wait_for(self, node_id: str, status: str = "waiting", timeout: float = 60) -> "Run":
+        """Block until a node reaches a status, e.g. an approval node is ``waiting``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.refresh()
+            st = next((n for n in self._record.get("nodes", []) if n["node"] == node_id), None)
+            if st is None:
+                raise KeyError(f"run {self.id} has no node '{node_id}'")
+            if st["status"] == status:
+                return self
+            if self._record["status"] in FINAL:
+                raise RunFailed(f"run {self.id} ended ({self._record['status']}) before '{node_id}' was {status}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node '{node_id}' still {st['status']} after {timeout}s")
+            time.sleep(0.2)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The outputs of the flow's last nodes; waits for the run; raises RunFailed if it failed."""
+        if self._record.get("status") not in FINAL:
+            self.wait(timeout, progress=False)
+        return self._result()
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        if self._record.get("status") not in FINAL:
+            await self.wait_async(timeout)
+        return self._result()
+
+    def _result(self) -> Any:
+        if self._record["status"] != "success":
+            raise RunFailed(f"run {self.id} {self._record['status']}: {self._record.get('error') or ''}".rstrip(": "))
+        return (self._record.get("result") or {}).get("outputs")
+
+    # ------------------------------------------------------------------ actions
+    def approve(self, node_id: str, by: str | None = None, comment: str = "") -> dict:
+        return run_sync(service().approve(self.id, node_id, decision="approved", by=by or user(), comment=comment))
+
+    def reject(self, node_id: str, by: str | None = None, comment: str = "") -> dict:
+        return run_sync(service().approve(self.id, node_id, decision="rejected", by=by or user(), comment=comment))
+
+    async def approve_async(self, node_id: str, by: str | None = None, comment: str = "", decision: str = "approved") -> dict:
+        return await run_async(service().approve(self.id, node_id, decision=decision, by=by or user(), comment=comment))
+
+    def cancel(self) -> dict:
+        return run_sync(service().cancel(self.id, by=user()))
+
+    async def cancel_async(self) -> dict:
+        return await run_async(service().cancel(self.id, by=user()))
+
+    # ------------------------------------------------------------------ display
+    def _repr_html_(self) -> str:
+        r = self._record
+        lines = [
+            f"status {_html.badge(r.get('status', '?'))}",
+            f"flow <code>{escape(str(r.get('workflow_id')))}</code> version {escape(str(r.get('version')))} "
+            f"· plan <code>{escape(str(r.get('plan_hash', ''))[:12])}</code>",
+        ]
+        if r.get("error"):
+            lines.append(f"<span style='color:#cf222e'>{escape(r['error'])}</span>")
+        nodes = r.get("nodes") or []
+        inner = _nodes_table(nodes) if nodes else ""
+        return _html.card(f"Run <code>{escape(self.id)}</code>", lines, inner)
+
+
+def _node_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=NODE_COLUMNS + ["detail"])[NODE_COLUMNS]
+    for col in ("started", "ended"):
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+    return frame
+
+
+def _nodes_table(nodes: list[dict]) -> str:
+    return _html.table(
+        ["node", "type", "status", "attempts", "error"],
+        [[escape(n["node"]), escape(n["type"]), _html.badge(n["status"]), n["attempts"], escape(n.get("error") or "")] for n in nodes],
+        raw={0, 1, 2, 4},
+    )
+
+
+class _Progress:
+    """Live progress of a waiting run: one output area updated in place in a notebook."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.handle = None
+        self.last = None
+        try:
+            from IPython import get_ipython
+
+            if get_ipython() is not None and getattr(get_ipython(), "kernel", None) is not None:
+                from IPython.display import HTML, display
+
+                self.handle = display(HTML(""), display_id=True)
+                self._html = HTML
+        except ImportError:
+            pass
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.update(self._html(""))
+
+    def update(self) -> None:
+        if self.handle is None:
+            return
+        html = self.run._repr_html_()
+        if html != self.last:
+            self.last = html
+            self.handle.update(self._html(html))

@@ -1,0 +1,108 @@
+"""Activity side of the interpreter: one Temporal activity per activity node type.
+
+The activity type name is the node type (``action.http``), its activity id the node id, so
+Temporal's own tools show the flow's vocabulary. Each call checks the resolved config against the
+node's schema, gives the executor a `NodeContext` (attempt, idempotency key, logger, heartbeat),
+heartbeats in the background when the node has a heartbeat timeout, and turns a `NodeError`
+into a Temporal failure that is retried only when the error says it may be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import lru_cache
+from typing import Any, Callable
+
+import jsonschema
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from . import nodes
+from .flowdoc import format_path
+from .messages import NodeCall
+from .nodes.spec import NodeError, NodeSpec
+
+log = logging.getLogger("floworch.node")
+
+# Where node log lines go besides Python logging: set by the worker to the store's writer.
+log_sink: Callable[..., None] | None = None
+
+
+class NodeContext:
+    """What an executor may use while it runs."""
+
+    def __init__(self, call: NodeCall):
+        self.call = call
+        info = activity.info()
+        self.run_id = call.run_id
+        self.node_id = call.node_id
+        self.node_type = call.node_type
+        self.attempt = info.attempt
+        self.idempotency_key = call.idempotency_key
+
+    def heartbeat(self, *details: Any) -> None:
+        activity.heartbeat(*details)
+
+    def log(self, level: str, message: str, **extra: Any) -> None:
+        log.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.run_id, "node": self.node_id, "attempt": self.attempt})
+        if log_sink is not None:
+            try:
+                log_sink(self.run_id, self.node_id, level.lower(), message, attempt=self.attempt, extra=extra or None)
+            except Exception:  # noqa: BLE001 - a log line must never fail the node
+                log.exception("could not store a log line of %s/%s", self.run_id, self.node_id)
+
+
+@lru_cache(maxsize=None)
+def _config_validator(node_type: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(nodes.get(node_type).config_schema)
+
+
+def _check_config(call: NodeCall) -> None:
+    errors = sorted(_config_validator(call.node_type).iter_errors(call.config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        err = errors[0]
+        path = format_path(["config", *err.absolute_path])
+        raise ApplicationError(
+            f"node '{call.node_id}' ({call.node_type}) {path}: {err.message} (after resolving references)",
+            type="InvalidConfig",
+            non_retryable=True,
+        )
+
+
+def make_activity(spec: NodeSpec) -> Callable:
+    async def run_node(call: NodeCall) -> Any:
+        _check_config(call)
+        ctx = NodeContext(call)
+        pulse = None
+        timeout = activity.info().heartbeat_timeout
+        if timeout:
+            pulse = asyncio.create_task(_heartbeat_every(timeout.total_seconds() / 3))
+        try:
+            return await spec.execute(ctx, call.config, call.inputs)
+        except NodeError as exc:
+            ctx.log("error", str(exc))
+            raise ApplicationError(str(exc), *(() if exc.details is None else (exc.details,)), type=exc.kind, non_retryable=not exc.retryable) from exc
+        finally:
+            if pulse:
+                pulse.cancel()
+
+    run_node.__name__ = run_node.__qualname__ = "node_" + spec.type.replace(".", "_")
+    return activity.defn(name=spec.type)(run_node)
+
+
+async def _heartbeat_every(interval: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(interval)
+
+
+_ACTIVITIES: dict[str, Callable] = {}
+
+
+def activity_functions() -> list[Callable]:
+    """One activity per registered activity node type (created once per process)."""
+    for spec in nodes.all_specs():
+        if spec.kind == "activity" and spec.type not in _ACTIVITIES:
+            _ACTIVITIES[spec.type] = make_activity(spec)
+    return list(_ACTIVITIES.values())

@@ -1,0 +1,272 @@
+"""The interpreter: one Temporal workflow type that runs any Plan.
+
+Nodes run as soon as every node before them has finished; a node whose incoming edges all come
+from skipped nodes or untaken branches is skipped itself. Activity nodes are Temporal
+activities whose activity id is the node id, so a history maps onto the graph. Control nodes run
+here, deterministically, and record their state in the workflow memo (key ``fo.node.<id>``),
+which puts it in the history next to the activity events: history stays the single source of
+truth for per-node status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from . import expr, nodes
+    from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, STATE_QUERY, WORKFLOW_TYPE, Decision, NodeCall, RunRequest
+    from .nodes.spec import NodeError
+
+
+def retry_policy(retry: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=retry["initial_interval_seconds"]),
+        backoff_coefficient=retry["backoff"],
+        maximum_interval=timedelta(seconds=retry["max_interval_seconds"]),
+        maximum_attempts=retry["max_attempts"],
+        non_retryable_error_types=list(retry["non_retryable_errors"]) or None,
+    )
+
+
+class NodeFailed(Exception):
+    def __init__(self, node_id: str, message: str):
+        super().__init__(message)
+        self.node_id = node_id
+
+
+class ControlContext:
+    """What a control node's ``control()`` may use: all of it deterministic."""
+
+    def __init__(self, run: "FlowRun", node_id: str, scope: dict[str, Any]):
+        self._run = run
+        self.node_id = node_id
+        self._scope = scope
+
+    def evaluate(self, source: str, field: str) -> Any:
+        try:
+            return expr.evaluate(source, self._scope)
+        except expr.ExprError as exc:
+            raise NodeError(f"config.{field}: {exc}", retryable=False) from None
+
+    def now(self) -> datetime:
+        return workflow.now()
+
+    def single_input(self, inputs: dict[str, Any]) -> Any:
+        return next(iter(inputs.values())) if len(inputs) == 1 else inputs
+
+    async def sleep(self, seconds: float) -> None:
+        until = workflow.now() + timedelta(seconds=seconds)
+        self._run._set_state(self.node_id, "waiting", reason="timer", until=until.isoformat())
+        await workflow.sleep(seconds, summary=self.node_id)
+
+    async def wait_for_decision(self, timeout_seconds: float | None, approvers: list[str] | None) -> dict | None:
+        self._run._waiting[self.node_id] = {"approvers": list(approvers or [])}
+        info: dict[str, Any] = {"reason": "approval"}
+        if timeout_seconds:
+            info["until"] = (workflow.now() + timedelta(seconds=timeout_seconds)).isoformat()
+        self._run._set_state(self.node_id, "waiting", **info)
+        try:
+            await workflow.wait_condition(
+                lambda: self.node_id in self._run._decisions,
+                timeout=timedelta(seconds=timeout_seconds) if timeout_seconds else None,
+            )
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self._run._waiting.pop(self.node_id, None)
+        return self._run._decisions[self.node_id]
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class FlowRun:
+    def __init__(self) -> None:
+        self._waiting: dict[str, dict] = {}
+        self._decisions: dict[str, dict] = {}
+        self._states: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ handlers
+    @workflow.update(name=DECIDE_UPDATE)
+    async def decide(self, decision: Decision) -> dict:
+        self._decisions[decision.node_id] = {
+            "decision": decision.decision,
+            "by": decision.by,
+            "comment": decision.comment,
+            "at": workflow.now().isoformat(),
+        }
+        return self._decisions[decision.node_id]
+
+    @decide.validator
+    def _check_decision(self, decision: Decision) -> None:
+        if decision.decision not in ("approved", "rejected"):
+            raise ValueError(f"decision must be 'approved' or 'rejected', got {decision.decision!r}")
+        if decision.node_id not in self._waiting:
+            waiting = ", ".join(sorted(self._waiting)) or "none"
+            raise ValueError(f"node '{decision.node_id}' is not waiting for approval (waiting: {waiting})")
+        approvers = self._waiting[decision.node_id]["approvers"]
+        if approvers and decision.by not in approvers:
+            raise ValueError(f"{decision.by!r} may not decide on '{decision.node_id}': approvers are {', '.join(approvers)}")
+
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> dict:
+        return {"control": self._states, "waiting": sorted(self._waiting)}
+
+    # ------------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, request: RunRequest) -> dict:
+        plan = request.plan
+        self._plan_nodes: dict[str, dict] = plan["nodes"]
+        self._run_meta = request.run
+        order: list[str] = plan["order"]
+        incoming: dict[str, list[dict]] = {n: [] for n in order}
+        successors: dict[str, list[str]] = {n: [] for n in order}
+        for edge in plan["edges"]:
+            incoming[edge["target"]].append(edge)
+            if edge["target"] not in successors[edge["source"]]:
+                successors[edge["source"]].append(edge["target"])
+
+        info = workflow.info()
+        self._scope: dict[str, Any] = {
+            "input": request.input,
+            "nodes": {},
+            "run": {
+                "id": info.workflow_id,
+                "flow_id": request.run.get("flow_id"),
+                "version": request.run.get("version"),
+                "trigger": request.run.get("trigger", "manual"),
+            },
+        }
+        ports: dict[str, list[str]] = {}  # finished node -> output ports followed (empty: skipped)
+        started: set[str] = set()
+        running: dict[asyncio.Task, str] = {}
+        start_node = request.run.get("trigger_node") or plan["triggers"][0]
+
+        def finish(node_id: str, followed: list[str]) -> None:
+            ports[node_id] = followed
+            for nxt in successors[node_id]:
+                consider(nxt)
+
+        def consider(node_id: str) -> None:
+            if node_id in started or any(e["source"] not in ports for e in incoming[node_id]):
+                return
+            started.add(node_id)
+            active = [e for e in incoming[node_id] if e["port"] in ports[e["source"]]]
+            if not active:
+                if self._plan_nodes[node_id]["kind"] != "trigger":
+                    self._set_state(node_id, "skipped")
+                finish(node_id, [])
+                return
+            inputs = {e["source"]: self._scope["nodes"][e["source"]]["output"] for e in active}
+            task = asyncio.create_task(self._run_node(node_id, inputs))
+            running[task] = node_id
+
+        for trigger in plan["triggers"]:
+            started.add(trigger)
+            if trigger == start_node:
+                self._scope["nodes"][trigger] = {"output": request.input}
+                finish(trigger, ["out"])
+            else:
+                finish(trigger, [])
+
+        try:
+            while running:
+                done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: order.index(running[t])):
+                    node_id = running.pop(task)
+                    output, followed = task.result()
+                    self._scope["nodes"][node_id] = {"output": output}
+                    finish(node_id, followed)
+        except NodeFailed as failure:
+            await self._cancel(running)
+            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from None
+        except (asyncio.CancelledError, CancelledError):
+            await self._cancel(running)
+            raise
+
+        leaves = [n for n in order if not successors[n] and n in self._scope["nodes"] and self._plan_nodes[n]["kind"] != "trigger"]
+        return {"outputs": {n: self._scope["nodes"][n]["output"] for n in leaves}}
+
+    async def _cancel(self, running: dict[asyncio.Task, str]) -> None:
+        for task in running:
+            task.cancel()
+        if running:
+            await workflow.wait(list(running))
+
+    async def _run_node(self, node_id: str, inputs: dict[str, Any]) -> tuple[Any, list[str]]:
+        node = self._plan_nodes[node_id]
+        spec = nodes.get(node["type"])
+        try:
+            config = self._resolve_config(node_id, node)
+            if node["kind"] == "control":
+                self._set_state(node_id, "running")
+                result = await spec.control(ControlContext(self, node_id, self._scope), config, inputs)
+                self._set_state(node_id, "success", ports=list(result.ports))
+                return result.output, list(result.ports)
+            output = await self._execute_activity(node_id, node, config, inputs)
+            return output, [p.name for p in spec.outputs]
+        except NodeError as exc:
+            self._set_state(node_id, "failed", error=str(exc))
+            raise NodeFailed(node_id, f"node '{node_id}' ({node['type']}) failed: {exc}") from None
+        except ActivityError as exc:
+            cause = exc.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            if exc.retry_state is not None and cause is not None and "timeout" in type(cause).__name__.lower():
+                message = f"timed out ({cause})"
+            raise NodeFailed(node_id, f"node '{node_id}' ({node['type']}) failed: {message}") from None
+
+    def _resolve_config(self, node_id: str, node: dict) -> dict[str, Any]:
+        skip = set(node["expression_fields"])
+        config = {}
+        for key, value in node["config"].items():
+            if key in skip:
+                config[key] = value
+                continue
+            try:
+                config[key] = expr.render(value, self._scope)
+            except expr.ExprError as exc:
+                raise NodeError(f"config.{key}: {exc}", retryable=False) from None
+        return config
+
+    async def _execute_activity(self, node_id: str, node: dict, config: dict, inputs: dict) -> Any:
+        info = workflow.info()
+        call = NodeCall(
+            run_id=info.workflow_id,
+            node_id=node_id,
+            node_type=node["type"],
+            config=config,
+            inputs=inputs,
+            idempotency_key=f"{info.workflow_id}:{node_id}",
+            flow_id=self._run_meta.get("flow_id"),
+            version=self._run_meta.get("version"),
+        )
+        heartbeat = node.get("heartbeat_seconds")
+        return await workflow.execute_activity(
+            node["type"],
+            call,
+            activity_id=node_id,
+            task_queue=node.get("task_queue") or info.task_queue,
+            start_to_close_timeout=timedelta(seconds=node["timeout_seconds"]),
+            heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
+            retry_policy=retry_policy(node["retry"]),
+        )
+
+    def _set_state(self, node_id: str, status: str, **info: Any) -> None:
+        state = {"status": status, "at": workflow.now().isoformat(), **info}
+        self._states[node_id] = state
+        workflow.upsert_memo({NODE_MEMO_PREFIX + node_id: state})
+
+
+def workflow_runner():
+    """The sandbox the worker runs FlowRun in. FlowOrchestrator's own modules are passed through:
+    they are deterministic where the workflow uses them, and importing them once per process
+    instead of once per workflow run keeps each run cheap."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("floworch_server", "jsonschema", "httpx", "pydantic")
+    )

@@ -1,0 +1,116 @@
+"""The compiler: a valid flow document -> a Plan.
+
+A Plan is what the interpreter workflow runs: immutable, JSON-serialisable and content-hashed.
+It holds only what affects execution (node types, config, policies, edges), so moving nodes on
+the canvas or renaming labels never changes the hash. A published version stores its plan; a run
+carries its plan in the workflow input and records the hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from . import nodes
+from .flowdoc import FlowDocument
+from .problems import FlowInvalid
+from .validate import Graph, validate
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    data: MappingProxyType
+    hash: str
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Plan":
+        text = canonical_json(data)
+        return cls(MappingProxyType(json.loads(text)), hashlib.sha256(text.encode()).hexdigest())
+
+    def to_data(self) -> dict[str, Any]:
+        return json.loads(canonical_json(dict(self.data)))
+
+    @property
+    def flow_id(self) -> str | None:
+        return self.data["flow"].get("id")
+
+    @property
+    def triggers(self) -> list[str]:
+        return list(self.data["triggers"])
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_freeze_default)
+
+
+def _freeze_default(obj: Any) -> Any:
+    if isinstance(obj, MappingProxyType):
+        return dict(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def compile_plan(doc: FlowDocument) -> Plan:
+    """Validate and compile. Raises FlowInvalid with every problem if the flow is not valid."""
+    problems = validate(doc)
+    if problems:
+        raise FlowInvalid(problems, source=doc.name or doc.id)
+    graph = Graph(doc)
+    compiled_nodes = {}
+    for node in doc.nodes:
+        spec = nodes.get(node.type)
+        policy = node.policy
+        retry = dataclasses.asdict(spec.retry)
+        if policy and policy.retry:
+            retry.update({k: v for k, v in policy.retry.model_dump(exclude_none=True).items()})
+        retry["non_retryable_errors"] = list(retry["non_retryable_errors"])
+        compiled_nodes[node.id] = {
+            "type": node.type,
+            "kind": spec.kind,
+            "config": node.config,
+            "retry": retry,
+            "timeout_seconds": (policy and policy.timeout_seconds) or spec.timeout_seconds,
+            "heartbeat_seconds": (policy and policy.heartbeat_seconds) or spec.heartbeat_seconds,
+            "task_queue": (policy and policy.task_queue) or spec.task_queue,
+            "expression_fields": list(spec.expression_fields),
+        }
+    edges = []
+    for edge in doc.edges:
+        src_spec = nodes.get(doc.node(edge.source).type)
+        dst_spec = nodes.get(doc.node(edge.target).type)
+        edges.append(
+            {
+                "source": edge.source,
+                "port": src_spec.output_port(edge.sourceHandle).name,
+                "target": edge.target,
+                "target_port": dst_spec.input_port(edge.targetHandle).name,
+            }
+        )
+    data = {
+        "format": PLAN_FORMAT,
+        "flow": {"id": doc.id, "name": doc.name},
+        "triggers": [n.id for n in doc.nodes if compiled_nodes[n.id]["kind"] == "trigger"],
+        "nodes": compiled_nodes,
+        "edges": edges,
+        "order": _topological(graph),
+    }
+    return Plan.from_data(data)
+
+
+def _topological(graph: Graph) -> list[str]:
+    indegree = {i: len(graph.pred[i]) for i in graph.ids}
+    ready = [i for i in graph.ids if indegree[i] == 0]
+    order = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for nxt in graph.succ[current]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+    return order

@@ -1,0 +1,423 @@
+"""The service layer: every operation on flows, versions and runs, in one place.
+
+The REST handlers and the kernel API are thin shells over `FlowService`. It talks to Temporal
+(runs) and to the store (workflows, versions, run records, audit). Run records follow Temporal:
+`sync_runs` copies what Temporal knows about every FlowRun execution into the store, so a run
+started from anywhere (another kernel, the Temporal CLI) appears with its final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator
+
+import jsonschema
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import TypedSearchAttributes, SearchAttributePair, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from . import nodes
+from .errors import BadRequest, Conflict, NotFound
+from .flowdoc import FlowDocument, parse_data
+from .messages import DECIDE_UPDATE, WORKFLOW_TYPE, Decision, RunRequest
+from .plan import Plan, compile_plan
+from .problems import FlowInvalid
+from .settings import Settings
+from .status import NodeStatus, node_statuses, run_status
+from .store import Store
+from .temporal import SEARCH_ATTRIBUTES, connect
+
+FINAL = ("success", "failed", "cancelled")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FlowService:
+    def __init__(self, settings: Settings, client: Client, store: Store):
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self._synced_until: datetime | None = None
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> "FlowService":
+        settings = settings or Settings.from_env()
+        client = await connect(settings)
+        return cls(settings, client, Store(settings.store_url))
+
+    # ------------------------------------------------------------------ catalogue
+    def catalogue(self) -> list[dict]:
+        return nodes.catalogue()
+
+    # ------------------------------------------------------------------ workflows
+    def _document(self, data: Any, field: str = "document") -> FlowDocument:
+        if not isinstance(data, dict):
+            raise BadRequest("must be a .flow document (a JSON object)", field=field)
+        doc, problems = parse_data(data)
+        if problems:
+            raise BadRequest(f"not a valid .flow document: {problems[0]}", field=field, problems=problems)
+        return doc
+
+    def create_workflow(self, document: Any, *, by: str, name: str | None = None, path: str | None = None) -> dict:
+        doc = self._document(document)
+        if not doc.id:
+            doc.meta["id"] = str(uuid.uuid4())
+        if name:
+            doc.meta["name"] = name
+        if self.store.get_workflow(doc.id):
+            raise Conflict(f"a workflow with id '{doc.id}' already exists")
+        record = self.store.create_workflow(
+            id=doc.id, name=doc.name or "untitled", document=doc.to_data(), created_by=by, tenant=self.settings.tenant, path=path
+        )
+        self.store.audit(by, "workflow.create", doc.id, {"name": record["name"]})
+        return record
+
+    def get_workflow(self, workflow_id: str) -> dict:
+        record = self.store.get_workflow(workflow_id)
+        if record is None:
+            raise NotFound("workflow", workflow_id)
+        return record
+
+    def list_workflows(self) -> list[dict]:
+        return self.store.list_workflows(tenant=self.settings.tenant)
+
+    def save_draft(self, workflow_id: str, document: Any, *, by: str) -> dict:
+        self.get_workflow(workflow_id)
+        doc = self._document(document)
+        if doc.id and doc.id != workflow_id:
+            raise BadRequest(f"meta.id is '{doc.id}' but the workflow is '{workflow_id}'", field="document.meta.id")
+        doc.meta["id"] = workflow_id
+        return self.store.update_draft(workflow_id, document=doc.to_data(), by=by, name=doc.name or None)
+
+    def upsert_draft(self, doc: FlowDocument, *, by: str, path: str | None = None) -> dict:
+        """Create the workflow of a document, or save it as its new draft (used by the kernel)."""
+        if self.store.get_workflow(doc.id) is None:
+            return self.create_workflow(doc.to_data(), by=by, path=path)
+        return self.store.update_draft(doc.id, document=doc.to_data(), by=by, name=doc.name or None)
+
+    def validate(self, workflow_id: str) -> list[dict]:
+        from .validate import validate
+
+        doc = FlowDocument.model_validate(self.get_workflow(workflow_id)["document"])
+        return [p.to_dict() for p in validate(doc)]
+
+    def publish(self, workflow_id: str, *, note: str = "", by: str) -> dict:
+        record = self.get_workflow(workflow_id)
+        plan = compile_plan(FlowDocument.model_validate(record["document"]))
+        version = self.store.add_version(
+            workflow_id, plan=plan.to_data(), plan_hash=plan.hash, document=record["document"], note=note, created_by=by
+        )
+        self.store.audit(by, "workflow.publish", workflow_id, {"version": version["version"], "plan_hash": plan.hash})
+        return version
+
+    def list_versions(self, workflow_id: str) -> list[dict]:
+        self.get_workflow(workflow_id)
+        return self.store.list_versions(workflow_id)
+
+    def get_version(self, workflow_id: str, version: int) -> dict:
+        found = self.store.get_version(workflow_id, version)
+        if found is None:
+            raise NotFound("version", f"{workflow_id}@{version}")
+        return found
+
+    # ------------------------------------------------------------------ runs
+    def _plan_for(self, workflow_id: str, version: Any) -> tuple[dict, str, str]:
+        record = self.get_workflow(workflow_id)
+        if version == "draft":
+            plan = compile_plan(FlowDocument.model_validate(record["document"]))
+            return plan.to_data(), plan.hash, "draft"
+        if version is None:
+            if record.get("version") is None:
+                raise BadRequest(
+                    "the workflow has no published version: publish it first, or run the draft", field="version"
+                )
+            version = record["version"]
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            raise BadRequest(f"must be a version number or 'draft', got {version!r}", field="version") from None
+        found = self.get_version(workflow_id, number)
+        return found["plan"], found["plan_hash"], str(number)
+
+    async def start_run(
+        self,
+        workflow_id: str,
+        *,
+        input: Any = None,
+        version: Any = None,
+        by: str,
+        trigger: str = "manual",
+        trigger_node: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict:
+        plan, plan_hash, version_label = self._plan_for(workflow_id, version)
+        start = trigger_node or _default_trigger(plan, trigger)
+        _check_input(plan, start, input)
+        if idempotency_key:
+            digest = hashlib.sha256(f"{workflow_id}\0{idempotency_key}".encode()).hexdigest()[:32]
+            run_id = f"run-{digest}"
+        else:
+            run_id = f"run-{uuid.uuid4().hex}"
+        meta = {
+            "flow_id": workflow_id,
+            "flow_name": plan["flow"].get("name"),
+            "version": version_label,
+            "plan_hash": plan_hash,
+            "trigger": trigger,
+            "trigger_node": start,
+            "tenant": self.settings.tenant,
+            "started_by": by,
+        }
+        attrs = TypedSearchAttributes(
+            [
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], workflow_id),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], version_label),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], plan_hash),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], trigger),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], self.settings.tenant),
+            ]
+        )
+        try:
+            await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                RunRequest(plan=plan, input=input, run=meta),
+                id=run_id,
+                task_queue=self.settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                memo={"floworch": meta},
+                search_attributes=attrs,
+            )
+        except WorkflowAlreadyStartedError:
+            # The idempotency key was used before and that run has finished: it is the answer.
+            return await self.get_run(run_id, with_nodes=False)
+        existing = self.store.get_run(run_id)
+        if existing is None:
+            self.store.upsert_run(
+                {
+                    "run_id": run_id,
+                    "workflow_id": workflow_id,
+                    "version": version_label,
+                    "plan_hash": plan_hash,
+                    "trigger": trigger,
+                    "tenant": self.settings.tenant,
+                    "input": input,
+                    "start_time": _now(),
+                    "status": "running",
+                    "search_attributes": meta,
+                }
+            )
+            self.store.audit(by, "run.start", run_id, {"workflow_id": workflow_id, "version": version_label, "trigger": trigger})
+        return self.store.get_run(run_id)
+
+    def handle(self, run_id: str) -> WorkflowHandle:
+        return self.client.get_workflow_handle(run_id)
+
+    async def _describe(self, run_id: str):
+        try:
+            return await self.handle(run_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound("run", run_id) from None
+            raise
+
+    async def _history_events(self, run_id: str) -> list:
+        history = await self.handle(run_id).fetch_history()
+        return list(history.events)
+
+    async def get_run(self, run_id: str, *, with_nodes: bool = True) -> dict:
+        """The run record, refreshed from Temporal, with its node statuses."""
+        desc = await self._describe(run_id)
+        events = await self._history_events(run_id)
+        request = _run_request(events)
+        record = self._record_from_temporal(run_id, desc, request)
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            record["error"] = _close_error(events)
+        self.store.upsert_run(record)
+        out = dict(self.store.get_run(run_id) or record)
+        if with_nodes and request is not None:
+            statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+            out["nodes"] = [s.to_dict() for s in _ordered(request["plan"], statuses)]
+        if desc.status == WorkflowExecutionStatus.COMPLETED:
+            out["result"] = _close_result(events)
+        return out
+
+    async def node_statuses(self, run_id: str) -> list[NodeStatus]:
+        desc = await self._describe(run_id)
+        events = await self._history_events(run_id)
+        request = _run_request(events)
+        if request is None:
+            raise NotFound("run", run_id)
+        statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+        return _ordered(request["plan"], statuses)
+
+    async def watch(self, run_id: str, interval: float = 0.25) -> AsyncIterator[list[dict]]:
+        """Yield the node statuses that changed, as they change, until the run ends.
+
+        The first item holds every node. Retry attempts are not history events, so this polls
+        the description alongside the history rather than long-polling history alone."""
+        last: dict[str, dict] = {}
+        while True:
+            desc = await self._describe(run_id)
+            statuses = await self.node_statuses(run_id)
+            changed = []
+            for st in statuses:
+                data = st.to_dict()
+                if last.get(st.node) != data:
+                    last[st.node] = data
+                    changed.append(data)
+            if changed:
+                yield changed
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                return
+            await asyncio.sleep(interval)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        return await asyncio.wait_for(self.handle(run_id).result(), timeout)
+
+    async def approve(self, run_id: str, node_id: str, *, decision: str = "approved", by: str, comment: str = "") -> dict:
+        if decision not in ("approved", "rejected"):
+            raise BadRequest(f"must be 'approved' or 'rejected', got {decision!r}", field="decision")
+        await self._describe(run_id)
+        try:
+            result = await self.handle(run_id).execute_update(DECIDE_UPDATE, Decision(node_id, decision, by, comment))
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise Conflict(getattr(cause, "message", None) or str(cause or exc)) from None
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise Conflict(f"run '{run_id}' is not running: {exc.message}") from None
+            raise
+        self.store.audit(by, f"run.{decision}", run_id, {"node": node_id, "comment": comment})
+        return result
+
+    async def cancel(self, run_id: str, *, by: str) -> dict:
+        desc = await self._describe(run_id)
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            raise Conflict(f"run '{run_id}' has already finished ({run_status(desc.status)})")
+        await self.handle(run_id).cancel()
+        self.store.audit(by, "run.cancel", run_id, None)
+        return {"run_id": run_id, "cancel_requested": True}
+
+    async def list_runs(self, workflow_id: str | None = None, status: str | None = None, limit: int = 100) -> list[dict]:
+        await self.sync_runs()
+        return self.store.list_runs(workflow_id=workflow_id, status=status, limit=limit)
+
+    async def sync_runs(self) -> int:
+        """Copy the state of recent FlowRun executions from Temporal into the store."""
+        query = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        since = self._synced_until
+        if since is not None:
+            stamp = (since - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            query += f" AND (ExecutionStatus = 'Running' OR CloseTime > '{stamp}')"
+        started_sync = _now()
+        count = 0
+        async for wf in self.client.list_workflows(query, page_size=500):
+            meta = (await wf.memo_value("floworch", {})) if wf.memo else {}
+            if wf.status == WorkflowExecutionStatus.RUNNING:
+                # Visibility lags behind history by a moment; describe is authoritative.
+                try:
+                    wf = await self.handle(wf.id).describe()
+                except RPCError:
+                    pass
+            record = {
+                "run_id": wf.id,
+                "workflow_id": meta.get("flow_id"),
+                "version": meta.get("version"),
+                "plan_hash": meta.get("plan_hash"),
+                "trigger": meta.get("trigger"),
+                "tenant": meta.get("tenant"),
+                "start_time": wf.start_time,
+                "end_time": wf.close_time,
+                "status": run_status(wf.status),
+                "search_attributes": meta,
+            }
+            self.store.upsert_run({k: v for k, v in record.items() if v is not None})
+            count += 1
+        self._synced_until = started_sync
+        return count
+
+    def _record_from_temporal(self, run_id: str, desc, request: dict | None) -> dict:
+        meta = (request or {}).get("run", {})
+        record = {
+            "run_id": run_id,
+            "workflow_id": meta.get("flow_id"),
+            "version": meta.get("version"),
+            "plan_hash": meta.get("plan_hash"),
+            "trigger": meta.get("trigger"),
+            "tenant": meta.get("tenant"),
+            "input": (request or {}).get("input"),
+            "start_time": desc.start_time,
+            "end_time": desc.close_time,
+            "status": run_status(desc.status),
+            "search_attributes": meta,
+        }
+        return {k: v for k, v in record.items() if v is not None}
+
+
+# ---------------------------------------------------------------------- helpers
+def _default_trigger(plan: dict, trigger: str) -> str:
+    triggers = plan["triggers"]
+    wanted = f"trigger.{trigger}"
+    for t in triggers:
+        if plan["nodes"][t]["type"] == wanted:
+            return t
+    return triggers[0]
+
+
+def _check_input(plan: dict, trigger_node: str, value: Any) -> None:
+    if trigger_node not in plan["nodes"]:
+        raise BadRequest(f"no trigger node '{trigger_node}' in this flow", field="trigger_node")
+    schema = plan["nodes"][trigger_node]["config"].get("input_schema")
+    if not schema:
+        return
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        err = errors[0]
+        where = "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        raise BadRequest(f"{err.message} (the input schema of trigger '{trigger_node}')", field=where)
+
+
+def _payload_value(payload) -> Any:
+    try:
+        return json.loads(payload.data)
+    except ValueError:
+        return None
+
+
+def _run_request(events: list) -> dict | None:
+    """The RunRequest of a FlowRun history (its first event's input)."""
+    if not events:
+        return None
+    attrs = events[0].workflow_execution_started_event_attributes
+    if attrs.workflow_type.name != WORKFLOW_TYPE or not attrs.input.payloads:
+        return None
+    return _payload_value(attrs.input.payloads[0])
+
+
+def _close_result(events: list) -> Any:
+    last = events[-1]
+    if last.HasField("workflow_execution_completed_event_attributes"):
+        payloads = last.workflow_execution_completed_event_attributes.result.payloads
+        return _payload_value(payloads[0]) if payloads else None
+    return None
+
+
+def _close_error(events: list) -> str | None:
+    last = events[-1] if events else None
+    if last is not None and last.HasField("workflow_execution_failed_event_attributes"):
+        return last.workflow_execution_failed_event_attributes.failure.message
+    if last is not None and last.HasField("workflow_execution_timed_out_event_attributes"):
+        return "the run timed out"
+    return None
+
+
+def _ordered(plan: dict, statuses: dict[str, NodeStatus]) -> list[NodeStatus]:
+    return [statuses[n] for n in plan["order"] if n in statuses]

@@ -1,0 +1,127 @@
+"""FlowOrchestrator settings: the one place every option is read.
+
+Every field can be set by an environment variable named ``FLOWORCH_<FIELD>`` (upper case),
+for example ``FLOWORCH_TEMPORAL_ADDRESS=temporal.example:7233``. The Jupyter server extension
+also accepts them as ``c.FlowOrch.<field>`` in Jupyter config, which override the environment.
+
+When no Temporal address is configured, the embedded supervisor starts a dev server and writes
+its address to ``<data_dir>/runtime.json``; every other process (worker, kernel, Jupyter server)
+started with the same data directory reads it from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FLOWORCH_"
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "floworch")
+
+
+@dataclass
+class Settings:
+    # Where the embedded services keep their state (Temporal SQLite file, store, runtime.json).
+    data_dir: str = field(default_factory=_default_data_dir)
+    # Temporal: empty address means "use the embedded dev server of this data directory".
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_tls_cert: str = ""  # client certificate (PEM path) for mTLS
+    temporal_tls_key: str = ""
+    temporal_tls_ca: str = ""
+    temporal_api_key: str = ""
+    # Task queue of the interpreter workflow, and the default one of node activities.
+    task_queue: str = "floworch"
+    # Store: empty means SQLite in the data directory.
+    database_url: str = ""
+    # Embedded supervisor.
+    workers: int = 1
+    temporal_port: int = 0  # 0: pick a free port
+    tenant: str = "default"
+    user: str = ""  # who acts from a kernel; defaults to the OS user
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_path / "runtime.json"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'floworch.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when Temporal is the dev server started by this data directory's supervisor."""
+        return not self.temporal_address
+
+    def resolved_temporal_address(self) -> str:
+        """The Temporal frontend to connect to; for the embedded server, read runtime.json."""
+        if self.temporal_address:
+            return self.temporal_address
+        try:
+            runtime = json.loads(self.runtime_file.read_text())
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"No Temporal server configured and none running for data directory {self.data_path}: "
+                "start one with `make run` (or `floworch-services`), or set FLOWORCH_TEMPORAL_ADDRESS."
+            ) from None
+        return runtime["temporal_address"]
+
+    def user_name(self) -> str:
+        if self.user:
+            return self.user
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except Exception:  # noqa: BLE001 - no passwd entry in some containers
+            return "unknown"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as FLOWORCH_* variables, for child processes."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "str")
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{f.name.upper()} must be an integer, got {raw!r}") from None
+    return raw

@@ -1,0 +1,86 @@
+"""Engine creation: the connection settings that let several processes share one store.
+
+SQLite is the embedded default (Jupyter server, worker and kernels all write the same file), so
+every connection gets WAL (readers never block the writer), a busy timeout (writers queue instead
+of failing) and foreign keys. Transactions that write start with ``BEGIN IMMEDIATE``: a deferred
+transaction that reads and then writes fails outright with "database is locked" when another
+process committed in between, which is exactly the read-max-then-insert pattern of versioning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+BUSY_TIMEOUT_MS = 5000
+# Execution option marking an engine whose transactions write (see module docstring).
+WRITE_OPTION = "floworch_write"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs, using psycopg 3 (the driver we depend on)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise ValueError(
+            f"Unsupported store database {parsed.get_backend_name()!r} in FLOWORCH_DATABASE_URL; "
+            "use sqlite:///<file> or postgresql+psycopg://user@host/db"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory databases and other backends."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    # pre_ping: the Jupyter server holds connections for days; Postgres may restart meanwhile.
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = sqlite_file(url)
+    if path is None:
+        # One shared connection, or every pooled connection would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN, instead of pysqlite's implicit, deferred one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching a fresh file to WAL needs a lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool), with transactions that take the write lock up front."""
+    return engine.execution_options(**{WRITE_OPTION: True})

@@ -1,0 +1,169 @@
+"""The store's tables, as SQLAlchemy 2 declarative models.
+
+The migrations in ``migrations/versions`` create exactly these tables; a test compares the two
+so they cannot drift apart. Every timestamp is timezone-aware UTC on the way in and on the way out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+RUN_STATUSES = ("queued", "running", "success", "failed", "cancelled")
+FINAL_STATUSES = ("success", "failed", "cancelled")
+
+# JSONB on Postgres (indexable, compact); plain JSON text elsewhere. None is stored as SQL NULL,
+# not as the JSON text "null", so "IS NULL" means "not given".
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A timezone-aware UTC datetime. Naive values are taken to already be UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime or ISO 8601 string, got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """DateTime(timezone=True) that always hands back aware UTC datetimes.
+
+    SQLite has no timezone type: values are stored as UTC text and come back naive, so the UTC
+    zone is re-attached on read. Postgres returns the session's zone, which is normalised to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        # SQLite's text format has no offset; storing UTC keeps string order == time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+# Deterministic constraint names, so later migrations can alter them on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Workflow(Base):
+    __tablename__ = "workflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
+    # The .flow file this workflow is edited in; one workflow per file.
+    path: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    # Latest published version number; None until the first publish.
+    version: Mapped[int | None] = mapped_column(Integer)
+    # Bumped on every draft save, so clients can detect stale writes.
+    draft_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    document: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Last Yjs state of the collaborative document, so a room can be restored without the file.
+    y_document_state: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class WorkflowVersion(Base):
+    __tablename__ = "workflow_versions"
+
+    workflow_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    plan_hash: Mapped[str] = mapped_column(String(128))
+    document: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkflowRun(Base):
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        Index("ix_workflow_runs_workflow_id_start_time", "workflow_id", "start_time"),
+        Index("ix_workflow_runs_start_time", "start_time"),
+    )
+
+    # The Temporal workflow id.
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # No foreign key: runs started elsewhere (another deployment, the Temporal CLI) are still recorded.
+    workflow_id: Mapped[str | None] = mapped_column(String(36))
+    # A published version number as text ("3"), or "draft".
+    version: Mapped[str | None] = mapped_column(String(32))
+    plan_hash: Mapped[str | None] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(64), default="manual", server_default="manual")
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    input: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    search_attributes: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LogRecord(Base):
+    __tablename__ = "logs"
+    __table_args__ = (Index("ix_logs_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    run_id: Mapped[str] = mapped_column(String(255))
+    # Node id, or the activity name when the node is not known.
+    node: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    detail: Mapped[Any | None] = mapped_column(JSONType, nullable=True)

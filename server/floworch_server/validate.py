@@ -1,0 +1,347 @@
+"""Flow validation: every problem at once, each naming its node or edge, field and fix.
+
+Nothing invalid reaches Temporal: `compile_plan` refuses a flow with problems."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import jsonschema
+
+from . import expr, nodes
+from .flowdoc import FlowDocument, format_path, parse_data
+from .problems import Problem
+
+
+def validate_data(data: Any) -> list[Problem]:
+    """Validate a decoded `.flow` document (structure first, then meaning)."""
+    doc, problems = parse_data(data)
+    return problems if doc is None else validate(doc)
+
+
+def validate(doc: FlowDocument) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _duplicate_ids(doc)
+    node_ids = {n.id for n in doc.nodes}
+    for node in doc.nodes:
+        spec = nodes.get(node.type)
+        if spec is None:
+            problems.append(_unknown_type(node.id, node.type))
+            continue
+        problems += _config_problems(node, spec)
+    problems += _edge_problems(doc, node_ids)
+    graph = Graph(doc)
+    cycles = graph.cycles()
+    for cycle in cycles:
+        if not any((s := nodes.get(doc.node(n).type)) and s.allows_loops for n in cycle):
+            shown = " -> ".join(cycle + [cycle[0]])
+            problems.append(
+                Problem(
+                    "cycle",
+                    f"the flow has a cycle: {shown}",
+                    node=cycle[0],
+                    hint="remove one of these edges; use control.for_each for loops",
+                )
+            )
+    problems += _trigger_problems(doc, graph)
+    # Upstream is only well defined without cycles; syntax is checked regardless.
+    problems += _reference_problems(doc, graph, check_upstream=not cycles)
+    for node in doc.nodes:
+        spec = nodes.get(node.type)
+        if spec and spec.check:
+            problems += spec.check(node, doc)
+    return problems
+
+
+# ------------------------------------------------------------------ graph
+class Graph:
+    """The edges of a flow that connect existing nodes, as adjacency lists in document order."""
+
+    def __init__(self, doc: FlowDocument):
+        ids = [n.id for n in doc.nodes]
+        known = set(ids)
+        self.ids = ids
+        self.succ: dict[str, list[str]] = {i: [] for i in ids}
+        self.pred: dict[str, list[str]] = {i: [] for i in ids}
+        for e in doc.edges:
+            if e.source in known and e.target in known:
+                self.succ[e.source].append(e.target)
+                self.pred[e.target].append(e.source)
+
+    def reachable_from(self, starts: list[str]) -> set[str]:
+        seen, stack = set(starts), list(starts)
+        while stack:
+            for nxt in self.succ[stack.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def ancestors(self, node_id: str) -> set[str]:
+        seen, stack = set(), [node_id]
+        while stack:
+            for prev in self.pred[stack.pop()]:
+                if prev not in seen:
+                    seen.add(prev)
+                    stack.append(prev)
+        return seen
+
+    def cycles(self) -> list[list[str]]:
+        """Each strongly connected component with a cycle, in a readable order (Tarjan, iterative)."""
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        result: list[list[str]] = []
+        counter = 0
+        for root in self.ids:
+            if root in index:
+                continue
+            work = [(root, iter(self.succ[root]))]
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                v, children = work[-1]
+                advanced = False
+                for w in children:
+                    if w not in index:
+                        index[w] = low[w] = counter
+                        counter += 1
+                        stack.append(w)
+                        on_stack.add(w)
+                        work.append((w, iter(self.succ[w])))
+                        advanced = True
+                        break
+                    if w in on_stack:
+                        low[v] = min(low[v], index[w])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1 or v in self.succ[v]:
+                        result.append(self._cycle_order(comp))
+        return result
+
+    def _cycle_order(self, comp: list[str]) -> list[str]:
+        members = set(comp)
+        start = min(comp, key=self.ids.index)
+        order, current = [start], start
+        while True:
+            nxt = next((w for w in self.succ[current] if w in members and w not in order), None)
+            if nxt is None:
+                return order
+            order.append(nxt)
+            current = nxt
+
+
+# ------------------------------------------------------------------ checks
+def _duplicate_ids(doc: FlowDocument) -> list[Problem]:
+    problems = []
+    for kind, items in (("node", doc.nodes), ("edge", doc.edges)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item.id in seen:
+                problems.append(
+                    Problem(
+                        f"duplicate-{kind}-id",
+                        f"{kind} id '{item.id}' is used more than once ({kind}s[{i}])",
+                        **{kind: item.id},
+                        field="id",
+                        hint=f"give every {kind} a unique id",
+                    )
+                )
+            seen.add(item.id)
+    return problems
+
+
+def _unknown_type(node_id: str, node_type: str) -> Problem:
+    known = [s.type for s in nodes.all_specs()]
+    close = difflib.get_close_matches(node_type, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "see the node catalogue (fo.nodes()) for the known types"
+    return Problem("unknown-node-type", f"unknown node type '{node_type}'", node=node_id, field="type", hint=hint)
+
+
+def _config_problems(node, spec) -> list[Problem]:
+    problems = []
+    validator = jsonschema.Draft202012Validator(spec.config_schema)
+    for err in sorted(validator.iter_errors(node.config), key=lambda e: list(map(str, e.absolute_path))):
+        # A {{ }} reference is checked once resolved, when the node runs.
+        if expr.is_template(err.instance):
+            continue
+        path = format_path(["config", *err.absolute_path])
+        message = err.message
+        if err.validator == "additionalProperties":
+            allowed = ", ".join(sorted(spec.config_schema.get("properties", {})))
+            message = err.message.replace("Additional properties are not allowed", "unknown config field(s):")
+            hint = f"{spec.type} accepts: {allowed}" if allowed else f"{spec.type} takes no config"
+        elif err.validator == "oneOf":
+            hint = f"see the {spec.type} docs for the accepted forms"
+            message = "config must match exactly one accepted form: " + " or ".join(
+                "{" + ", ".join(s.get("required", [])) + "}" for s in err.validator_value
+            )
+        else:
+            hint = f"fix {path} to match the {spec.type} schema"
+        problems.append(Problem("invalid-config", message, node=node.id, field=path, hint=hint))
+    return problems
+
+
+def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
+    problems = []
+    by_id = {n.id: n for n in doc.nodes}
+    seen_links: set[tuple] = set()
+    for edge in doc.edges:
+        for end in ("source", "target"):
+            ref = getattr(edge, end)
+            if ref not in node_ids:
+                problems.append(
+                    Problem(
+                        "edge-missing-node",
+                        f"{end} node '{ref}' does not exist",
+                        edge=edge.id,
+                        field=end,
+                        hint="connect the edge to an existing node or delete it",
+                    )
+                )
+        src, dst = by_id.get(edge.source), by_id.get(edge.target)
+        src_spec = nodes.get(src.type) if src else None
+        dst_spec = nodes.get(dst.type) if dst else None
+        out_port = _port_problem(problems, edge, src_spec, "source", edge.sourceHandle) if src_spec else None
+        in_port = _port_problem(problems, edge, dst_spec, "target", edge.targetHandle) if dst_spec else None
+        if out_port and in_port and not in_port.accepts(out_port):
+            problems.append(
+                Problem(
+                    "incompatible-ports",
+                    f"port '{out_port.name}' of '{edge.source}' gives {out_port.type} but port '{in_port.name}' of "
+                    f"'{edge.target}' takes {in_port.type}",
+                    edge=edge.id,
+                    hint="connect ports of the same type",
+                )
+            )
+        link = (edge.source, edge.sourceHandle, edge.target, edge.targetHandle)
+        if link in seen_links:
+            problems.append(
+                Problem("duplicate-edge", "the same ports are already connected by another edge", edge=edge.id, hint="delete one of them")
+            )
+        seen_links.add(link)
+    return problems
+
+
+def _port_problem(problems: list[Problem], edge, spec, end: str, handle: str | None):
+    own, other = (spec.outputs, spec.inputs) if end == "source" else (spec.inputs, spec.outputs)
+    side, other_side = ("output", "input") if end == "source" else ("input", "output")
+    node_id = edge.source if end == "source" else edge.target
+    field = "sourceHandle" if end == "source" else "targetHandle"
+    port = spec.output_port(handle) if end == "source" else spec.input_port(handle)
+    if port is not None:
+        return port
+    names = ", ".join(p.name for p in own) or "none"
+    if not own:
+        msg = f"'{node_id}' ({spec.type}) has no {side} port"
+        hint = "a trigger starts a run; nothing can connect into it" if end == "target" else "this node cannot have outgoing edges"
+        problems.append(Problem("missing-port", msg, edge=edge.id, field=field, hint=hint))
+    elif handle is None:
+        problems.append(
+            Problem("missing-port", f"'{node_id}' ({spec.type}) has several {side} ports; say which", edge=edge.id, field=field, hint=f"set {field} to one of: {names}")
+        )
+    elif any(p.name == handle for p in other):
+        problems.append(
+            Problem(
+                "incompatible-ports",
+                f"'{handle}' is an {other_side} port of '{node_id}'; an edge's {end} must be an {side} port",
+                edge=edge.id,
+                field=field,
+                hint=f"{side} ports of {spec.type}: {names}",
+            )
+        )
+    else:
+        problems.append(
+            Problem("missing-port", f"'{node_id}' ({spec.type}) has no {side} port '{handle}'", edge=edge.id, field=field, hint=f"{side} ports: {names}")
+        )
+    return None
+
+
+def _trigger_problems(doc: FlowDocument, graph: Graph) -> list[Problem]:
+    triggers = [n.id for n in doc.nodes if (s := nodes.get(n.type)) and s.kind == "trigger"]
+    if not triggers:
+        if not doc.nodes:
+            return [Problem("no-trigger", "the flow is empty", hint="add a trigger node, e.g. trigger.manual")]
+        return [Problem("no-trigger", "the flow has no trigger node", hint="add a trigger (e.g. trigger.manual) and connect it to the first node")]
+    reachable = graph.reachable_from(triggers)
+    return [
+        Problem("unreachable-node", "no trigger leads to this node", node=n.id, hint="connect it to the flow or delete it")
+        for n in doc.nodes
+        if n.id not in reachable
+    ]
+
+
+def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -> list[Problem]:
+    problems = []
+    node_ids = set(graph.ids)
+    for node in doc.nodes:
+        spec = nodes.get(node.type)
+        if spec is None:
+            continue
+        upstream = None
+        try:
+            found = list(_expressions(node, spec))
+        except expr.ExprError as exc:
+            problems.append(Problem("invalid-expression", str(exc), node=node.id, field="config", hint="close every {{ with }}"))
+            continue
+        for field, source in found:
+            try:
+                refs = expr.Expression(source).references()
+            except expr.ExprError as exc:
+                problems.append(Problem("invalid-expression", str(exc), node=node.id, field=f"config.{field}", hint="see the reference language in docs/references.md"))
+                continue
+            for path in refs:
+                if path[0] != "nodes":
+                    continue
+                if len(path) < 2:
+                    continue
+                target = path[1]
+                if upstream is None:
+                    upstream = graph.ancestors(node.id)
+                if target not in node_ids:
+                    problems.append(
+                        Problem("unknown-reference", f"refers to node '{target}', which does not exist", node=node.id, field=f"config.{field}", hint=_suggest(target, node_ids))
+                    )
+                elif check_upstream and target not in upstream:
+                    problems.append(
+                        Problem(
+                            "reference-not-upstream",
+                            f"refers to node '{target}', which does not run before '{node.id}'",
+                            node=node.id,
+                            field=f"config.{field}",
+                            hint=f"only nodes upstream of '{node.id}' can be referenced; connect '{target}' before it",
+                        )
+                    )
+                elif len(path) >= 3 and path[2] != "output":
+                    problems.append(
+                        Problem("invalid-reference", f"nodes.{target}.{path[2]} is not a thing: use nodes.{target}.output", node=node.id, field=f"config.{field}")
+                    )
+    return problems
+
+
+def _expressions(node, spec):
+    for key, value in node.config.items():
+        if key in spec.expression_fields and isinstance(value, str):
+            yield key, value
+            continue
+        yield from expr.iter_templates(value, key)
+
+
+def _suggest(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"did you mean '{close[0]}'?" if close else "reference an existing upstream node"

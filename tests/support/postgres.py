@@ -1,0 +1,92 @@
+"""A fresh, empty PostgreSQL schema per test, on the local server.
+
+Tests run against the real PostgreSQL at 127.0.0.1:5432 (trust auth, database ``test``). Each
+caller gets its own uniquely named schema, selected through ``search_path`` in the URL, so tests
+and parallel test runs never see each other's tables. When the server is not there the test is
+skipped - unless FLOWORCH_REQUIRE_SERVICES=1 (CI), where a missing service is a failure.
+
+Other test modules use the fixture by importing it::
+
+    from support.postgres import pg_url  # noqa: F401  (pytest fixture)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterator
+from urllib.parse import unquote
+
+import pytest
+
+HOST = "127.0.0.1"
+PORT = 5432
+DATABASE = "test"
+USERS = ("postgres", "root")  # the image's superuser, or the OS user when run as root
+CONNECT_TIMEOUT_S = 3
+
+_reachable_user: str | None = None
+_unreachable_reason: str | None = None
+
+
+def _connect(user: str):
+    import psycopg
+
+    return psycopg.connect(
+        host=HOST, port=PORT, dbname=DATABASE, user=user, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True
+    )
+
+
+def _user() -> str:
+    """The first user that can log in; the outcome is remembered so a down server costs one timeout."""
+    global _reachable_user, _unreachable_reason
+    if _reachable_user is None and _unreachable_reason is None:
+        errors = []
+        for user in USERS:
+            try:
+                _connect(user).close()
+            except Exception as exc:  # noqa: BLE001 - any failure means "not usable", with the reason
+                errors.append(f"user {user}: {' '.join(str(exc).split()) or type(exc).__name__}")
+                continue
+            _reachable_user = user
+            break
+        else:
+            _unreachable_reason = "; ".join(errors)
+    if _reachable_user is None:
+        message = f"PostgreSQL not reachable at {HOST}:{PORT}: {_unreachable_reason}"
+        if os.environ.get("FLOWORCH_REQUIRE_SERVICES") == "1":
+            pytest.fail(message + " (FLOWORCH_REQUIRE_SERVICES=1: start PostgreSQL)", pytrace=False)
+        pytest.skip(message)
+    return _reachable_user
+
+
+def postgres_url() -> str:
+    """Create an empty schema and return a SQLAlchemy URL whose connections use only it."""
+    user = _user()
+    schema = f"floworch_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with _connect(user) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"postgresql+psycopg://{user}@{HOST}:{PORT}/{DATABASE}?options=-csearch_path%3D{schema}"
+
+
+def drop_postgres_schema(url: str) -> None:
+    """Drop the schema ``postgres_url`` created for ``url``, with everything in it."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    options = unquote(str(parsed.query.get("options", "")))
+    schema = options.partition("search_path=")[2].split()[0]
+    if not schema.startswith("floworch_test_"):
+        raise ValueError(f"refusing to drop {schema!r}: not a schema created by postgres_url()")
+    with _connect(parsed.username) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL schema, dropped after the test."""
+    url = postgres_url()
+    try:
+        yield url
+    finally:
+        drop_postgres_schema(url)
