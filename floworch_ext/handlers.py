@@ -23,6 +23,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from floworch_server.errors import BadRequest, FloworchError
+from floworch_server.flowdoc import SCHEMA_PATH as FLOW_SCHEMA_PATH
 from floworch_server.problems import FlowInvalid
 from floworch_server.service import FlowService
 from floworch_server.store import RUN_STATUSES
@@ -254,10 +255,16 @@ class NodesHandler(FlowOrchHandler):
 class OpenAPIHandler(FlowOrchHandler):
     @web.authenticated
     async def get(self) -> None:
-        document = json.loads(OPENAPI_PATH.read_text())
-        # The paths hold the full API prefix; the server URL is this server's base URL.
-        document["servers"] = [{"url": self.base_url.rstrip("/") or "/"}]
-        self.reply(document)
+        self.reply(openapi_document(self.base_url))
+
+
+def openapi_document(base_url: str) -> dict:
+    document = json.loads(OPENAPI_PATH.read_text())
+    # The paths hold the full API prefix; the server URL is this server's base URL.
+    document["servers"] = [{"url": base_url.rstrip("/") or "/"}]
+    # The .flow format has one JSON Schema, in the engine; the API describes documents with it.
+    document["components"]["schemas"]["FlowDocument"] = json.loads(FLOW_SCHEMA_PATH.read_text())
+    return document
 
 
 ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [
