@@ -29,6 +29,7 @@ def pytest_sessionstart(session) -> None:
     os.environ.pop("FLOWORCH_TEMPORAL_ADDRESS", None)
     os.environ.pop("FLOWORCH_DATABASE_URL", None)
     os.environ.setdefault("FLOWORCH_USER", "tester")
+    os.environ["FLOWORCH_HTTP_ALLOW"] = "127.0.0.1"  # tests' HTTP servers listen on loopback
     settings = Settings.from_env(workers=1)
     supervisor = Supervisor(settings).start()
     _state.update(supervisor=supervisor, data_dir=data_dir, settings=settings)

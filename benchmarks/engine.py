@@ -76,6 +76,21 @@ QUICK = Counts(runs=10, concurrent=200, rounds=1, warmup=3, step_runs=10)
 
 RUN_INPUT = {"value": 1}
 
+# Every figure of the JSON summary that must be a positive number.
+SUMMARY_KEYS = (
+    "latency_ratio_1",
+    "latency_ratio_10",
+    "throughput_ratio_200",
+    "median_ms_ours_1",
+    "median_ms_native_1",
+    "median_ms_ours_10",
+    "median_ms_native_10",
+    "throughput_ours_200",
+    "throughput_native_200",
+    "step_ms_default",
+    "step_ms_tuned",
+)
+
 
 # ---------------------------------------------------------------------- the flows
 def flow_document(nodes: int) -> dict[str, Any]:

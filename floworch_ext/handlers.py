@@ -262,9 +262,20 @@ def openapi_document(base_url: str) -> dict:
     document = json.loads(OPENAPI_PATH.read_text())
     # The paths hold the full API prefix; the server URL is this server's base URL.
     document["servers"] = [{"url": base_url.rstrip("/") or "/"}]
-    # The .flow format has one JSON Schema, in the engine; the API describes documents with it.
-    document["components"]["schemas"]["FlowDocument"] = json.loads(FLOW_SCHEMA_PATH.read_text())
+    document["components"]["schemas"]["FlowDocument"] = _flow_schema("#/components/schemas/FlowDocument")
     return document
+
+
+def _flow_schema(at: str) -> dict:
+    """The .flow format's one JSON Schema (kept by the engine), to be placed at ``at``.
+
+    Its inner references are rewritten to point from the document's root, and its own ``$id``
+    dropped, because most OpenAPI tools do not resolve references against an embedded ``$id``."""
+    text = FLOW_SCHEMA_PATH.read_text().replace('"#/$defs/', f'"{at}/$defs/')
+    schema = json.loads(text)
+    schema.pop("$id", None)
+    schema.pop("$schema", None)
+    return schema
 
 
 ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [

@@ -47,12 +47,12 @@ def flow_doc(nodes: list[dict], edges: list[Any], name: str | None = None) -> di
 
 @pytest.fixture
 def published(service: FlowService) -> Callable[..., str]:
-    """Create and publish a flow; returns its workflow id."""
+    """Create and publish a flow; ``await published(nodes, edges)`` returns its workflow id."""
 
-    def make(nodes: list[dict], edges: list[Any], name: str | None = None) -> str:
+    async def make(nodes: list[dict], edges: list[Any], name: str | None = None) -> str:
         doc = flow_doc(nodes, edges, name)
         record = service.create_workflow(doc, by="tester")
-        service.publish(record["id"], note="test", by="tester")
+        await service.publish(record["id"], note="test", by="tester")
         return record["id"]
 
     return make

@@ -63,7 +63,7 @@ async def record() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, (nodes, edges, run_input) in FLOWS.items():
         record = service.create_workflow(flow_doc(nodes, edges, name), by="recorder")
-        service.publish(record["id"], by="recorder")
+        await service.publish(record["id"], by="recorder")
         run_id = (await service.start_run(record["id"], input=run_input, by="recorder"))["run_id"]
         if name == "approval":
             while True:

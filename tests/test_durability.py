@@ -60,7 +60,7 @@ def receiver():
 
 
 async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(service, published, supervisor, receiver):
-    flow = published(
+    flow = await published(
         [
             TRIGGER,
             {"id": "post", "type": "action.http", "config": {"method": "POST", "url": receiver.url, "json": {"order": "{{ input.order }}"}}, "policy": {"heartbeat_seconds": 2, "retry": {"initial_interval_seconds": 0.5}}},
@@ -92,7 +92,7 @@ async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(s
 
 
 async def test_a_run_resumes_after_the_temporal_server_restarts(service, published, supervisor):
-    flow = published(
+    flow = await published(
         [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 3}}, {"id": "after", "type": "transform", "config": {"output": "{{ input.n }}"}}],
         [("start", "wait"), ("wait", "after")],
     )

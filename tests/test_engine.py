@@ -27,7 +27,7 @@ def transform(node_id: str, output) -> dict:
 
 
 async def test_a_run_passes_data_between_nodes_and_reports_every_node(service, published):
-    flow = published(
+    flow = await published(
         [TRIGGER, transform("greet", {"message": "Hello, {{ input.name }}!"}), transform("shout", "{{ upper(nodes.greet.output.message) }}")],
         [("start", "greet"), ("greet", "shout")],
     )
@@ -43,7 +43,7 @@ async def test_a_run_passes_data_between_nodes_and_reports_every_node(service, p
 
 
 async def test_if_follows_the_true_branch_and_skips_the_false_one(service, published):
-    flow = published(
+    flow = await published(
         [
             TRIGGER,
             {"id": "big", "type": "control.if", "config": {"condition": "input.amount > 100"}},
@@ -63,7 +63,7 @@ async def test_if_follows_the_true_branch_and_skips_the_false_one(service, publi
 
 
 async def test_parallel_branches_run_together_and_join_with_both_outputs(service, published):
-    flow = published(
+    flow = await published(
         [
             TRIGGER,
             {"id": "fan", "type": "control.parallel"},
@@ -83,7 +83,7 @@ async def test_parallel_branches_run_together_and_join_with_both_outputs(service
 
 
 async def test_a_branch_inside_a_parallel_skips_only_its_own_side(service, published):
-    flow = published(
+    flow = await published(
         [
             TRIGGER,
             {"id": "fan", "type": "control.parallel"},
@@ -110,7 +110,7 @@ async def test_a_branch_inside_a_parallel_skips_only_its_own_side(service, publi
 
 
 async def test_an_approval_after_a_branch_waits_then_follows_the_decision(service, published):
-    flow = published(
+    flow = await published(
         [
             TRIGGER,
             {"id": "big", "type": "control.if", "config": {"condition": "input.amount > 100"}},
@@ -138,7 +138,7 @@ async def test_an_approval_after_a_branch_waits_then_follows_the_decision(servic
 
 
 async def test_an_approval_can_be_rejected_from_a_second_process(service, published):
-    flow = published(
+    flow = await published(
         [TRIGGER, {"id": "review", "type": "control.approval"}, transform("pay", "paid"), transform("refuse", "refused by {{ nodes.review.output.by }}")],
         [("start", "review"), ("review", "approved", "pay"), ("review", "rejected", "refuse")],
     )
@@ -155,7 +155,7 @@ async def test_an_approval_can_be_rejected_from_a_second_process(service, publis
 
 
 async def test_an_approval_that_times_out_follows_its_timeout_branch(service, published):
-    flow = published(
+    flow = await published(
         [TRIGGER, {"id": "review", "type": "control.approval", "config": {"timeout_seconds": 1}}, transform("pay", "paid"), transform("escalate", "{{ nodes.review.output.decision }}")],
         [("start", "review"), ("review", "approved", "pay"), ("review", "timeout", "escalate")],
     )
@@ -165,7 +165,7 @@ async def test_an_approval_that_times_out_follows_its_timeout_branch(service, pu
 
 
 async def test_a_delay_waits_on_a_durable_timer(service, published):
-    flow = published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 1.5}}, transform("after", "{{ nodes.wait.output }}")], [("start", "wait"), ("wait", "after")])
+    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 1.5}}, transform("after", "{{ nodes.wait.output }}")], [("start", "wait"), ("wait", "after")])
     run_id = (await service.start_run(flow, input={"x": 1}, by="t"))["run_id"]
     waiting = await wait_until(lambda: _status_of(service, run_id, "wait", "waiting"))
     assert waiting["detail"]["reason"] == "timer" and "until" in waiting["detail"]
@@ -177,7 +177,7 @@ async def test_a_delay_waits_on_a_durable_timer(service, published):
 
 
 async def test_a_node_failing_twice_reports_retrying_then_success_with_3_attempts(service, published):
-    flow = published(
+    flow = await published(
         [TRIGGER, {"id": "flaky", "type": "test.fail", "config": {"fail_times": 2}, "policy": {"retry": {"initial_interval_seconds": 1, "backoff": 1}}}],
         [("start", "flaky")],
     )
@@ -191,7 +191,7 @@ async def test_a_node_failing_twice_reports_retrying_then_success_with_3_attempt
 
 
 async def test_a_node_over_its_timeout_fails_the_run_naming_the_node(service, published):
-    flow = published(
+    flow = await published(
         [TRIGGER, {"id": "slow", "type": "test.fail", "config": {"sleep_seconds": 5}, "policy": {"timeout_seconds": 1, "retry": {"max_attempts": 1}}}],
         [("start", "slow")],
     )
@@ -202,7 +202,7 @@ async def test_a_node_over_its_timeout_fails_the_run_naming_the_node(service, pu
 
 
 async def test_a_permanent_failure_is_not_retried(service, published):
-    flow = published([TRIGGER, {"id": "bad", "type": "test.fail", "config": {"fail_times": 9, "permanent": True, "message": "card declined"}}], [("start", "bad")])
+    flow = await published([TRIGGER, {"id": "bad", "type": "test.fail", "config": {"fail_times": 9, "permanent": True, "message": "card declined"}}], [("start", "bad")])
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
     bad = nodes_by_id(run)["bad"]
     assert (run["status"], bad["status"], bad["attempts"]) == ("failed", "failed", 1)
@@ -210,7 +210,7 @@ async def test_a_permanent_failure_is_not_retried(service, published):
 
 
 async def test_a_reference_that_cannot_be_resolved_fails_the_node_with_its_path(service, published):
-    flow = published([TRIGGER, transform("greet", "Hello, {{ input.name }}")], [("start", "greet")])
+    flow = await published([TRIGGER, transform("greet", "Hello, {{ input.name }}")], [("start", "greet")])
     run = await finished(service, (await service.start_run(flow, input={"nom": "Ada"}, by="t"))["run_id"])
     assert run["status"] == "failed"
     assert "node 'greet'" in run["error"] and "input.name is not set (available: nom)" in run["error"]
@@ -218,7 +218,7 @@ async def test_a_reference_that_cannot_be_resolved_fails_the_node_with_its_path(
 
 
 async def test_cancelling_a_run_stops_it(service, published):
-    flow = published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}, transform("after", "x")], [("start", "wait"), ("wait", "after")])
+    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}, transform("after", "x")], [("start", "wait"), ("wait", "after")])
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     await wait_until(lambda: _status_of(service, run_id, "wait", "waiting"))
     await service.cancel(run_id, by="t")
@@ -230,7 +230,7 @@ async def test_cancelling_a_run_stops_it(service, published):
 
 
 async def test_the_same_idempotency_key_gives_one_run(service, published):
-    flow = published([TRIGGER, transform("x", "{{ input.n }}")], [("start", "x")])
+    flow = await published([TRIGGER, transform("x", "{{ input.n }}")], [("start", "x")])
     starts = await asyncio.gather(*(service.start_run(flow, input={"n": i}, by="t", idempotency_key="order-42") for i in range(10)))
     assert len({s["run_id"] for s in starts}) == 1
     run = await finished(service, starts[0]["run_id"])
@@ -243,7 +243,7 @@ async def test_the_same_idempotency_key_gives_one_run(service, published):
 
 
 async def test_runs_carry_search_attributes_and_memo(service, published):
-    flow = published([TRIGGER, transform("x", 1)], [("start", "x")])
+    flow = await published([TRIGGER, transform("x", 1)], [("start", "x")])
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     await finished(service, run_id)
     desc = await service.handle(run_id).describe()
@@ -259,7 +259,7 @@ async def test_runs_carry_search_attributes_and_memo(service, published):
 
 
 async def test_a_run_started_elsewhere_appears_in_the_runs_with_its_final_status(service, published):
-    flow = published([TRIGGER, transform("x", 7)], [("start", "x")])
+    flow = await published([TRIGGER, transform("x", 7)], [("start", "x")])
     version = service.get_version(flow, 1)
     # Started straight through Temporal, as another tool would: no store record is written.
     handle = await service.client.start_workflow(
@@ -280,7 +280,7 @@ async def test_an_invalid_flow_never_reaches_temporal(service):
     record = service.create_workflow(doc, by="t")
     before = [wf.id async for wf in service.client.list_workflows(f"WorkflowType = '{WORKFLOW_TYPE}'")]
     with pytest.raises(FlowInvalid) as failure:
-        service.publish(record["id"], by="t")
+        await service.publish(record["id"], by="t")
     assert {p.code for p in failure.value.problems} == {"unknown-node-type", "unreachable-node", "reference-not-upstream"}
     with pytest.raises(FlowInvalid):
         await service.start_run(record["id"], version="draft", by="t")
@@ -289,7 +289,7 @@ async def test_an_invalid_flow_never_reaches_temporal(service):
 
 
 async def test_input_not_matching_the_trigger_schema_is_refused_before_starting(service, published):
-    flow = published(
+    flow = await published(
         [{"id": "start", "type": "trigger.manual", "config": {"input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}, transform("x", 1)],
         [("start", "x")],
     )
@@ -310,7 +310,7 @@ async def test_a_draft_runs_without_publishing_and_records_its_plan(service):
 
 
 async def test_watch_streams_status_changes_until_the_run_ends(service, published):
-    flow = published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, transform("x", 1)], [("start", "wait"), ("wait", "x")])
+    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, transform("x", 1)], [("start", "wait"), ("wait", "x")])
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     seen: list[tuple[str, str]] = []
     async for changes in service.watch(run_id, interval=0.05):

@@ -54,7 +54,7 @@ def http_node(url: str, **config) -> dict:
 
 async def test_the_response_becomes_the_output_and_references_reach_the_request(service, published, api):
     base, seen = api
-    flow = published(
+    flow = await published(
         [TRIGGER, http_node(base + "/ok", json={"customer": "{{ input.id }}"}, headers={"Authorization": "Bearer {{ input.token }}"}), {"id": "use", "type": "transform", "config": {"output": "{{ nodes.call.output.body.received.customer }}"}}],
         [("start", "call"), ("call", "use")],
     )
@@ -67,7 +67,7 @@ async def test_the_response_becomes_the_output_and_references_reach_the_request(
 
 async def test_a_4xx_answer_fails_the_node_at_once_with_the_status_and_message(service, published, api):
     base, seen = api
-    flow = published([TRIGGER, http_node(base + "/missing")], [("start", "call")])
+    flow = await published([TRIGGER, http_node(base + "/missing")], [("start", "call")])
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
     call = nodes_by_id(run)["call"]
     assert (run["status"], call["status"], call["attempts"]) == ("failed", "failed", 1)
@@ -77,7 +77,7 @@ async def test_a_4xx_answer_fails_the_node_at_once_with_the_status_and_message(s
 
 async def test_a_503_answer_is_retried_until_it_succeeds(service, published, api):
     base, seen = api
-    flow = published([TRIGGER, http_node(base + "/flaky")], [("start", "call")])
+    flow = await published([TRIGGER, http_node(base + "/flaky")], [("start", "call")])
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
     call = nodes_by_id(run)["call"]
     assert (run["status"], call["attempts"]) == ("success", 3)
@@ -85,7 +85,7 @@ async def test_a_503_answer_is_retried_until_it_succeeds(service, published, api
 
 
 async def test_a_resolved_config_that_breaks_the_schema_fails_naming_the_field(service, published):
-    flow = published([TRIGGER, http_node("{{ input.url }}")], [("start", "call")])
+    flow = await published([TRIGGER, http_node("{{ input.url }}")], [("start", "call")])
     run = await finished(service, (await service.start_run(flow, input={"url": "ftp://example"}, by="t"))["run_id"])
     assert run["status"] == "failed"
     assert "config.url" in run["error"] and "after resolving references" in run["error"]

@@ -11,16 +11,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from floworch_server.problems import FlowInvalid, Problem
 
+from . import integrations
 from ._loop import run_async, run_sync
 from ._service import connect, service
 from .flow import Flow, Problems, Version
 from .run import Run, RunFailed
 
-__all__ = ["Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "connect", "nodes", "runs", "runs_async", "get_run"]
+__all__ = ["integrations", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "connect", "nodes", "runs", "runs_async", "get_run", "publish", "schedules"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
 
@@ -32,6 +35,20 @@ def runs(workflow: str | None = None, status: str | None = None, limit: int = 10
 
 async def runs_async(workflow: str | None = None, status: str | None = None, limit: int = 100) -> pd.DataFrame:
     return _runs_frame(await run_async(service().list_runs(workflow_id=workflow, status=status, limit=limit)))
+
+
+def publish(topic: str, payload: Any = None, *, event_id: str | None = None) -> list[dict]:
+    """Publish an event: every published flow with a trigger.event on ``topic`` starts a run.
+    The same ``event_id`` never starts a second run of a flow."""
+    from ._service import user
+
+    return run_sync(service().publish_event(topic, payload, event_id=event_id, by=user()))
+
+
+def schedules() -> pd.DataFrame:
+    """The schedules of published flows with a trigger.cron node."""
+    rows = run_sync(service().list_schedules())
+    return pd.DataFrame(rows, columns=["schedule_id", "workflow_id", "node_id", "version", "cron", "timezone", "paused", "next_runs", "recent_runs"])
 
 
 def get_run(run_id: str) -> Run:

@@ -199,10 +199,25 @@ class Flow:
         if problems:
             raise FlowInvalid(problems, source=str(self.path or self.name))
         self._sync()
-        return Version(self, service().publish(self.id, note=note, by=user()))
+        return Version(self, run_sync(service().publish(self.id, note=note, by=user())))
 
     async def publish_async(self, note: str = "") -> Version:
-        return await run_async(_call(self.publish, note))
+        problems = self.validate()
+        if problems:
+            raise FlowInvalid(problems, source=str(self.path or self.name))
+        self._sync()
+        return Version(self, await run_async(service().publish(self.id, note=note, by=user())))
+
+    def unpublish(self) -> None:
+        """Take the flow's triggers down (schedules, webhooks, event subscriptions); versions stay."""
+        run_sync(service().unpublish(self.id, by=user()))
+
+    def pause(self) -> list[str]:
+        """Pause the schedules of this flow's trigger.cron nodes."""
+        return run_sync(service().pause_schedules(self.id, paused=True, by=user()))
+
+    def resume(self) -> list[str]:
+        return run_sync(service().pause_schedules(self.id, paused=False, by=user()))
 
     def versions(self) -> list[Version]:
         return [Version(self, v) for v in service().list_versions(self.id)]
@@ -257,6 +272,3 @@ class Flow:
             _html.table(["id", "type", "label"], rows, raw={0, 1, 2}) + (problems._repr_html_() if problems else ""),
         )
 
-
-async def _call(fn, *args):
-    return fn(*args)

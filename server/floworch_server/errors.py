@@ -10,8 +10,8 @@ class FloworchError(Exception):
 class NotFound(FloworchError):
     status = 404
 
-    def __init__(self, kind: str, ident: str):
-        super().__init__(f"no {kind} with id '{ident}'")
+    def __init__(self, kind: str, ident: str, hint: str | None = None):
+        super().__init__(f"no {kind} with id '{ident}'" + (f" ({hint})" if hint else ""))
         self.kind = kind
         self.ident = ident
 

@@ -25,6 +25,7 @@ from . import nodes
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, WORKFLOW_TYPE, Decision, RunRequest
+from .nodes.spec import TriggerContext
 from .plan import Plan, compile_plan
 from .problems import FlowInvalid
 from .settings import Settings
@@ -108,14 +109,51 @@ class FlowService:
         doc = FlowDocument.model_validate(self.get_workflow(workflow_id)["document"])
         return [p.to_dict() for p in validate(doc)]
 
-    def publish(self, workflow_id: str, *, note: str = "", by: str) -> dict:
+    async def publish(self, workflow_id: str, *, note: str = "", by: str) -> dict:
+        """Publish the draft as a new immutable version and make its triggers live."""
         record = self.get_workflow(workflow_id)
         plan = compile_plan(FlowDocument.model_validate(record["document"]))
         version = self.store.add_version(
             workflow_id, plan=plan.to_data(), plan_hash=plan.hash, document=record["document"], note=note, created_by=by
         )
+        await self._activate_triggers(workflow_id, version["version"], plan.to_data(), plan.hash)
         self.store.audit(by, "workflow.publish", workflow_id, {"version": version["version"], "plan_hash": plan.hash})
         return version
+
+    async def unpublish(self, workflow_id: str, *, by: str) -> dict:
+        """Take the workflow's triggers down (schedules, webhooks, event subscriptions); versions stay."""
+        self.get_workflow(workflow_id)
+        for registration in self.store.replace_triggers(workflow_id, []):
+            await self._deactivate(workflow_id, registration)
+        self.store.audit(by, "workflow.unpublish", workflow_id, None)
+        return self.store.unpublish_workflow(workflow_id)
+
+    async def delete_workflow(self, workflow_id: str, *, by: str) -> None:
+        await self.unpublish(workflow_id, by=by)
+        self.store.delete_workflow(workflow_id)
+        self.store.audit(by, "workflow.delete", workflow_id, None)
+
+    async def _activate_triggers(self, workflow_id: str, version: int, plan: dict, plan_hash: str) -> None:
+        previous = {r["node_id"]: r for r in self.store.list_triggers(workflow_id=workflow_id)}
+        registrations = []
+        for node_id in plan["triggers"]:
+            node = plan["nodes"][node_id]
+            spec = nodes.get(node["type"])
+            if spec.on_publish is None:
+                continue
+            ctx = TriggerContext(self, workflow_id, version, node_id, node["config"], plan, plan_hash, previous.get(node_id))
+            registration = await spec.on_publish(ctx)
+            if registration:
+                config = {**(registration.get("config") or {}), "type": node["type"]}
+                registrations.append({**registration, "config": config, "node_id": node_id, "version": version})
+        for removed in self.store.replace_triggers(workflow_id, registrations):
+            await self._deactivate(workflow_id, removed)
+
+    async def _deactivate(self, workflow_id: str, registration: dict) -> None:
+        spec = nodes.get(registration["config"].get("type", ""))
+        if spec is not None and spec.on_unpublish is not None:
+            ctx = TriggerContext(self, workflow_id, registration["version"], registration["node_id"], {}, {}, "", registration)
+            await spec.on_unpublish(ctx, registration)
 
     def list_versions(self, workflow_id: str) -> list[dict]:
         self.get_workflow(workflow_id)
@@ -165,29 +203,11 @@ class FlowService:
             run_id = f"run-{digest}"
         else:
             run_id = f"run-{uuid.uuid4().hex}"
-        meta = {
-            "flow_id": workflow_id,
-            "flow_name": plan["flow"].get("name"),
-            "version": version_label,
-            "plan_hash": plan_hash,
-            "trigger": trigger,
-            "trigger_node": start,
-            "tenant": self.settings.tenant,
-            "started_by": by,
-        }
-        attrs = TypedSearchAttributes(
-            [
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], workflow_id),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], version_label),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], plan_hash),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], trigger),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], self.settings.tenant),
-            ]
-        )
+        request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by)
         try:
             await self.client.start_workflow(
                 WORKFLOW_TYPE,
-                RunRequest(plan=plan, input=input, run=meta),
+                request,
                 id=run_id,
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -216,6 +236,81 @@ class FlowService:
             )
             self.store.audit(by, "run.start", run_id, {"workflow_id": workflow_id, "version": version_label, "trigger": trigger})
         return self.store.get_run(run_id)
+
+    def run_request(
+        self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str
+    ) -> tuple[RunRequest, dict, TypedSearchAttributes]:
+        """The workflow input, memo and search attributes of a run: the same for every way a run starts."""
+        meta = {
+            "flow_id": workflow_id,
+            "flow_name": plan["flow"].get("name"),
+            "version": version,
+            "plan_hash": plan_hash,
+            "trigger": trigger,
+            "trigger_node": trigger_node,
+            "tenant": self.settings.tenant,
+            "started_by": by,
+        }
+        attrs = TypedSearchAttributes(
+            [
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], workflow_id),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], version),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], plan_hash),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], trigger),
+                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], self.settings.tenant),
+            ]
+        )
+        return RunRequest(plan=plan, input=input, run=meta), meta, attrs
+
+    # ------------------------------------------------------------------ events and schedules
+    async def publish_event(self, topic: str, payload: Any, *, event_id: str | None = None, by: str) -> list[dict]:
+        """Start every published flow subscribed to ``topic``. One entry per flow: its run, or why it did not start.
+
+        With an ``event_id``, publishing the same event again returns the same runs."""
+        results = []
+        for reg in self.store.list_triggers(kind="event", key=topic):
+            key = f"event:{topic}:{event_id}" if event_id else None
+            try:
+                run = await self.start_run(
+                    reg["workflow_id"], input=payload, version=reg["version"], by=by, trigger="event",
+                    trigger_node=reg["node_id"], idempotency_key=key,
+                )  # fmt: skip
+                results.append({"workflow_id": reg["workflow_id"], "run_id": run["run_id"], "status": run["status"]})
+            except BadRequest as exc:
+                results.append({"workflow_id": reg["workflow_id"], "error": str(exc), "field": exc.field})
+        self.store.audit(by, "event.publish", topic, {"event_id": event_id, "runs": [r.get("run_id") for r in results]})
+        return results
+
+    async def list_schedules(self) -> list[dict]:
+        out = []
+        for reg in self.store.list_triggers(kind="cron"):
+            desc = await self.client.get_schedule_handle(reg["key"]).describe()
+            out.append(
+                {
+                    "schedule_id": reg["key"],
+                    "workflow_id": reg["workflow_id"],
+                    "node_id": reg["node_id"],
+                    "version": reg["version"],
+                    "cron": reg["config"].get("cron"),
+                    "timezone": reg["config"].get("timezone"),
+                    "paused": desc.schedule.state.paused,
+                    "next_runs": [t.isoformat() for t in desc.info.next_action_times[:3]],
+                    "recent_runs": [a.action.workflow_id for a in desc.info.recent_actions[-5:] if hasattr(a.action, "workflow_id")],
+                }
+            )
+        return out
+
+    async def pause_schedules(self, workflow_id: str, *, paused: bool = True, by: str) -> list[str]:
+        """Pause (or resume) every schedule of a flow; returns the schedule ids."""
+        regs = self.store.list_triggers(kind="cron", workflow_id=workflow_id)
+        if not regs:
+            raise NotFound("schedule of workflow", workflow_id, "publish a flow with a trigger.cron node first")
+        for reg in regs:
+            handle = self.client.get_schedule_handle(reg["key"])
+            note = f"{'paused' if paused else 'resumed'} by {by}"
+            await (handle.pause(note=note) if paused else handle.unpause(note=note))
+        self.store.audit(by, "schedule.pause" if paused else "schedule.resume", workflow_id, {"schedules": [r["key"] for r in regs]})
+        return [r["key"] for r in regs]
 
     def handle(self, run_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(run_id)

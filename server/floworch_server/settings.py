@@ -46,7 +46,12 @@ class Settings:
     workers: int = 1
     temporal_port: int = 0  # 0: pick a free port
     tenant: str = "default"
+    # Fernet key encrypting stored credentials; empty: a key file made in the data directory.
+    secret_key: str = ""
     user: str = ""  # who acts from a kernel; defaults to the OS user
+    # Outbound HTTP may reach private/internal addresses only when listed here (see netguard.py):
+    # comma-separated host names ("*.corp.example" for subdomains), IPs or CIDRs.
+    http_allow: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -47,6 +47,20 @@ class RetryDefaults:
     non_retryable_errors: tuple[str, ...] = ()
 
 
+@dataclass
+class TriggerContext:
+    """What a trigger's publish hooks get: the service (Temporal client, store) and the node."""
+
+    service: Any
+    workflow_id: str
+    version: int
+    node_id: str
+    config: dict[str, Any]
+    plan: dict[str, Any]
+    plan_hash: str
+    previous: dict | None = None  # this node's registration before this publish, if any
+
+
 @dataclass(frozen=True)
 class ControlResult:
     output: Any
@@ -76,6 +90,10 @@ class NodeSpec:
     allows_loops: bool = False
     # extra flow-level checks: check(node, doc) -> problems
     check: Callable[["Node", "FlowDocument"], list["Problem"]] | None = None
+    # triggers: called when a version with this node is published / when it stops being live.
+    # on_publish(tctx) returns the registration to keep ({"kind", "key", "config"?, "secret"?}).
+    on_publish: Callable[["TriggerContext"], Awaitable[dict | None]] | None = None
+    on_unpublish: Callable[["TriggerContext", dict], Awaitable[None]] | None = None
     docs: str = ""
     icon: str = ""
 

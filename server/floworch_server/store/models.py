@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -167,3 +168,50 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(1024))
     detail: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+
+
+class Integration(Base):
+    """A named credential (API key, OAuth token) of a provider, encrypted at rest.
+
+    Nodes name an integration in their config; activities fetch and decrypt its secret when
+    they run, so secrets never travel in Temporal payloads or sit in .flow files."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_integrations_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    name: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(64))
+    # Fernet token of the JSON secret.
+    secret: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # Non-secret settings shown to users (base URL, account name, scopes).
+    settings: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TriggerRegistration(Base):
+    """What a published flow's trigger nodes listen on: a webhook id, an event topic, a schedule.
+
+    Written when a flow is published (replacing the flow's previous registrations) and removed
+    when it is unpublished; looked up when a webhook call or an event arrives."""
+
+    __tablename__ = "trigger_registrations"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "node_id", name="uq_trigger_registrations_workflow_id_node_id"),
+        Index("ix_trigger_registrations_kind_key", "kind", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(36), ForeignKey("workflows.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))  # webhook, event, cron
+    key: Mapped[str] = mapped_column(String(512))  # hook id, topic, schedule id
+    version: Mapped[int] = mapped_column(Integer)
+    # Fernet token of the registration's secret (a webhook signing secret), if it has one.
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    config: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

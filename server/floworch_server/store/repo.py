@@ -21,7 +21,9 @@ from .models import (
     FINAL_STATUSES,
     RUN_STATUSES,
     AuditEntry,
+    Integration,
     LogRecord,
+    TriggerRegistration,
     Workflow,
     WorkflowRun,
     WorkflowVersion,
@@ -34,6 +36,9 @@ versions: Table = WorkflowVersion.__table__
 runs: Table = WorkflowRun.__table__
 logs: Table = LogRecord.__table__
 audit_log: Table = AuditEntry.__table__
+integrations: Table = Integration.__table__
+triggers: Table = TriggerRegistration.__table__
+INTEGRATION_PUBLIC = [c for c in integrations.c if c.key != "secret"]
 
 # Collaborative state is bytes and can be large: served by its own methods, not in workflow dicts.
 WORKFLOW_FIELDS = [c for c in workflows.c if c.key != "y_document_state"]
@@ -213,6 +218,97 @@ class Store:
         return self._all(
             select(versions).where(versions.c.workflow_id == workflow_id).order_by(versions.c.version.desc())
         )
+
+    def unpublish_workflow(self, id: str) -> dict:
+        """Mark a workflow as having no live published version (its versions are kept)."""
+        with self._writer.begin() as conn:
+            done = conn.execute(update(workflows).where(workflows.c.id == id).values(version=None, updated_at=utcnow()))
+            if done.rowcount == 0:
+                raise NotFound(f"no workflow with id {id!r}")
+        return self.get_workflow(id)  # type: ignore[return-value]
+
+    def delete_workflow(self, id: str) -> None:
+        """Delete a workflow, its versions and trigger registrations; its run records stay."""
+        with self._writer.begin() as conn:
+            conn.execute(triggers.delete().where(triggers.c.workflow_id == id))
+            conn.execute(versions.delete().where(versions.c.workflow_id == id))
+            done = conn.execute(workflows.delete().where(workflows.c.id == id))
+            if done.rowcount == 0:
+                raise NotFound(f"no workflow with id {id!r}")
+
+    # -- integrations ------------------------------------------------------------------
+    def put_integration(
+        self, *, name: str, provider: str, secret: bytes, settings: dict | None, created_by: str, tenant: str = "default"
+    ) -> dict:
+        """Create or replace the integration ``name`` of a tenant. ``secret`` is already encrypted."""
+        _require_text("name", name)
+        _require_text("provider", provider)
+        now = utcnow()
+        with self._writer.begin() as conn:
+            existing = conn.execute(
+                select(integrations.c.id).where(integrations.c.tenant == tenant, integrations.c.name == name)
+            ).first()
+            values = {"provider": provider, "secret": secret, "settings": settings or {}, "updated_at": now}
+            if existing:
+                conn.execute(update(integrations).where(integrations.c.id == existing[0]).values(values))
+            else:
+                conn.execute(
+                    insert(integrations).values(
+                        id=str(uuid.uuid4()), tenant=tenant, name=name, created_by=created_by, created_at=now, **values
+                    )
+                )
+        return self.get_integration(name, tenant=tenant, with_secret=False)  # type: ignore[return-value]
+
+    def get_integration(self, name: str, *, tenant: str = "default", with_secret: bool = True) -> dict | None:
+        columns = list(integrations.c) if with_secret else INTEGRATION_PUBLIC
+        return self._one(select(*columns).where(integrations.c.tenant == tenant, integrations.c.name == name))
+
+    def list_integrations(self, tenant: str = "default") -> list[dict]:
+        return self._all(select(*INTEGRATION_PUBLIC).where(integrations.c.tenant == tenant).order_by(integrations.c.name))
+
+    def delete_integration(self, name: str, *, tenant: str = "default") -> None:
+        with self._writer.begin() as conn:
+            done = conn.execute(integrations.delete().where(integrations.c.tenant == tenant, integrations.c.name == name))
+            if done.rowcount == 0:
+                raise NotFound(f"no integration named {name!r}")
+
+    # -- trigger registrations ---------------------------------------------------------
+    def replace_triggers(self, workflow_id: str, registrations: list[dict]) -> list[dict]:
+        """Make ``registrations`` the workflow's trigger registrations; returns the ones removed.
+
+        A registration of the same node keeps its row (and so its secret unless a new one is given)."""
+        now = utcnow()
+        with self._writer.begin() as conn:
+            current = {r["node_id"]: dict(r) for r in conn.execute(select(triggers).where(triggers.c.workflow_id == workflow_id)).mappings()}
+            wanted = {r["node_id"]: r for r in registrations}
+            for node_id, reg in wanted.items():
+                values = {
+                    "kind": reg["kind"],
+                    "key": reg["key"],
+                    "version": reg["version"],
+                    "config": reg.get("config") or {},
+                    "updated_at": now,
+                }
+                if reg.get("secret") is not None:
+                    values["secret"] = reg["secret"]
+                if node_id in current:
+                    conn.execute(update(triggers).where(triggers.c.id == current[node_id]["id"]).values(values))
+                else:
+                    conn.execute(insert(triggers).values(workflow_id=workflow_id, node_id=node_id, created_at=now, **values))
+            removed = [r for node_id, r in current.items() if node_id not in wanted]
+            if removed:
+                conn.execute(triggers.delete().where(triggers.c.id.in_([r["id"] for r in removed])))
+        return removed
+
+    def list_triggers(self, *, kind: str | None = None, key: str | None = None, workflow_id: str | None = None) -> list[dict]:
+        query = select(triggers).order_by(triggers.c.id)
+        if kind is not None:
+            query = query.where(triggers.c.kind == kind)
+        if key is not None:
+            query = query.where(triggers.c.key == key)
+        if workflow_id is not None:
+            query = query.where(triggers.c.workflow_id == workflow_id)
+        return self._all(query)
 
     # -- runs ------------------------------------------------------------------------
     def upsert_run(self, record: dict) -> None:
