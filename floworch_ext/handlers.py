@@ -78,8 +78,7 @@ def required(body: dict, name: str, kinds: tuple[type, ...], what: str) -> Any:
 
 
 def error_body(exc: BaseException) -> dict:
-    if isinstance(exc, FlowInvalid):
-        return {"error": str(exc), "field": None, "problems": [p.to_dict() for p in exc.problems]}
+    # BadRequest names a field and may carry problems; FlowInvalid carries every problem of a flow.
     problems = getattr(exc, "problems", None) or []
     return {
         "error": str(exc),
@@ -141,12 +140,14 @@ class FlowOrchHandler(APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if error_status(exc) is not None:
             body = error_body(exc)
-        elif isinstance(exc, web.HTTPError):
-            body = {"error": exc.log_message or exc.reason or responses.get(status_code, "error"), "field": None, "problems": []}
-        elif exc is not None:
-            body = {"error": f"internal error: {type(exc).__name__}: {exc}", "field": None, "problems": []}
         else:
-            body = {"error": responses.get(status_code, "error"), "field": None, "problems": []}
+            if isinstance(exc, web.HTTPError):
+                message = exc.log_message or exc.reason or responses.get(status_code, "error")
+            elif exc is not None:
+                message = f"internal error: {type(exc).__name__}: {exc}"
+            else:
+                message = responses.get(status_code, "error")
+            body = {"error": message, "field": None, "problems": []}
         self.set_header("Content-Type", "application/json")
         self.finish(dumps(body))
 
@@ -181,7 +182,8 @@ class PublishHandler(FlowOrchHandler):
     @web.authenticated
     async def post(self, workflow_id: str) -> None:
         note = optional(self.json_body(), "note", (str,), "a string", default="")
-        self.reply((await self.service()).publish(workflow_id, note=note, by=self.user_name), 201)
+        service = await self.service()
+        self.reply(await service.publish(workflow_id, note=note, by=self.user_name), 201)
 
 
 class VersionsHandler(FlowOrchHandler):

@@ -83,7 +83,7 @@ class Api:
         kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": headers, "params": params}
         if body is not None or method in ("POST", "PUT"):
             kwargs["body"] = body if isinstance(body, str) else json.dumps(body if body is not None else {})
-        response = await self.fetch(*f"floworch/api{url}".split("/"), **kwargs)
+        response = await self.fetch(API_PREFIX + url, **kwargs)
         reply = Reply(response.code, json.loads(response.body) if response.body else None)
         self.check(method, template, reply)
         return reply
@@ -102,9 +102,14 @@ class Api:
         error = jsonschema.exceptions.best_match(validator.iter_errors(reply.json))
         assert error is None, f"{method} {template} {code} does not match openapi.json: {error.message} at {list(error.absolute_path)}"
 
-    get = lambda self, *a, **k: self("GET", *a, **k)  # noqa: E731
-    post = lambda self, *a, **k: self("POST", *a, **k)  # noqa: E731
-    put = lambda self, *a, **k: self("PUT", *a, **k)  # noqa: E731
+    async def get(self, template: str, **kwargs: Any) -> Reply:
+        return await self("GET", template, **kwargs)
+
+    async def post(self, template: str, body: Any = None, **kwargs: Any) -> Reply:
+        return await self("POST", template, body, **kwargs)
+
+    async def put(self, template: str, body: Any = None, **kwargs: Any) -> Reply:
+        return await self("PUT", template, body, **kwargs)
 
 
 def _escape(path: str) -> str:
@@ -390,6 +395,16 @@ async def test_the_extension_uses_the_running_services_and_starts_no_second_temp
     assert runtime.supervisor is None
     assert settings.runtime_file.read_text() == before
     assert json.loads(before)["pid"] == os.getpid()  # the test session's supervisor
+
+
+async def test_requests_are_503_while_the_services_cannot_be_reached(api, jp_serverapp, monkeypatch):
+    class Unreachable:
+        async def service(self):
+            raise TimeoutError("Temporal at 127.0.0.1:1 not healthy after 30 s")
+
+    monkeypatch.setitem(jp_serverapp.web_app.settings, "floworch", Unreachable())
+    reply = await api.get("/workflows")
+    assert reply.code == 503 and "Temporal at 127.0.0.1:1 not healthy" in reply.json["error"]
 
 
 def test_embedded_services_are_needed_only_without_a_live_runtime_file(tmp_path):

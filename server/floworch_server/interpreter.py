@@ -43,10 +43,11 @@ class NodeFailed(Exception):
 class ControlContext:
     """What a control node's ``control()`` may use: all of it deterministic."""
 
-    def __init__(self, run: "FlowRun", node_id: str, scope: dict[str, Any]):
+    def __init__(self, run: "FlowRun", node_id: str, scope: dict[str, Any], suffix: str = ""):
         self._run = run
         self.node_id = node_id
         self._scope = scope
+        self._suffix = suffix
 
     def evaluate(self, source: str, field: str) -> Any:
         try:
@@ -62,7 +63,7 @@ class ControlContext:
 
     async def sleep(self, seconds: float) -> None:
         until = workflow.now() + timedelta(seconds=seconds)
-        self._run._set_state(self.node_id, "waiting", reason="timer", until=until.isoformat())
+        self._run._set_state(self.node_id, "waiting", self._suffix, reason="timer", until=until.isoformat())
         await workflow.sleep(seconds, summary=self.node_id)
 
     async def wait_for_decision(self, timeout_seconds: float | None, approvers: list[str] | None) -> dict | None:
@@ -70,7 +71,7 @@ class ControlContext:
         info: dict[str, Any] = {"reason": "approval"}
         if timeout_seconds:
             info["until"] = (workflow.now() + timedelta(seconds=timeout_seconds)).isoformat()
-        self._run._set_state(self.node_id, "waiting", **info)
+        self._run._set_state(self.node_id, "waiting", self._suffix, **info)
         try:
             await workflow.wait_condition(
                 lambda: self.node_id in self._run._decisions,
@@ -81,6 +82,10 @@ class ControlContext:
         finally:
             self._run._waiting.pop(self.node_id, None)
         return self._run._decisions[self.node_id]
+
+    async def run_body(self, items: list, concurrency: int) -> list:
+        """For control.for_each: run the loop body once per item; the body's results in order."""
+        return await self._run.run_loop_body(self.node_id, items, concurrency, self._scope, self._suffix)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -122,16 +127,20 @@ class FlowRun:
         plan = request.plan
         self._plan_nodes: dict[str, dict] = plan["nodes"]
         self._run_meta = request.run
-        order: list[str] = plan["order"]
-        incoming: dict[str, list[dict]] = {n: [] for n in order}
-        successors: dict[str, list[str]] = {n: [] for n in order}
+        self._order: list[str] = plan["order"]
+        self._loops: dict[str, dict] = plan.get("loops", {})
+        # Loop-back edges close a for_each body; they are not part of the acyclic graph.
+        self._incoming: dict[str, list[dict]] = {n: [] for n in self._order}
+        self._successors: dict[str, list[str]] = {n: [] for n in self._order}
         for edge in plan["edges"]:
-            incoming[edge["target"]].append(edge)
-            if edge["target"] not in successors[edge["source"]]:
-                successors[edge["source"]].append(edge["target"])
+            if edge.get("loop_back"):
+                continue
+            self._incoming[edge["target"]].append(edge)
+            if edge["target"] not in self._successors[edge["source"]]:
+                self._successors[edge["source"]].append(edge["target"])
 
         info = workflow.info()
-        self._scope: dict[str, Any] = {
+        scope: dict[str, Any] = {
             "input": request.input,
             "nodes": {},
             "run": {
@@ -141,55 +150,90 @@ class FlowRun:
                 "trigger": request.run.get("trigger", "manual"),
             },
         }
+        start_node = request.run.get("trigger_node") or plan["triggers"][0]
+        in_bodies = {n for loop in self._loops.values() for n in loop["body"]}
+        members = [n for n in self._order if n not in in_bodies]
+        seeds = {t: (["out"] if t == start_node else []) for t in plan["triggers"]}
+        scope["nodes"][start_node] = {"output": request.input}
+        try:
+            await self._run_graph(members, seeds, scope, "")
+        except NodeFailed as failure:
+            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from None
+
+        leaves = [
+            n for n in members
+            if not self._successors[n] and n in scope["nodes"] and self._plan_nodes[n]["kind"] != "trigger"
+        ]  # fmt: skip
+        return {"outputs": {n: scope["nodes"][n]["output"] for n in leaves}}
+
+    async def _run_graph(self, members: list[str], seeds: dict[str, list[str]], scope: dict, suffix: str) -> None:
+        """Run the nodes ``members`` (in plan order) to the end. ``seeds`` are nodes already
+        finished, with the ports they follow. Outputs go into ``scope["nodes"]``; ``suffix``
+        tells iterations of a loop body apart in activity ids (``node#2``)."""
+        member_set = set(members)
         ports: dict[str, list[str]] = {}  # finished node -> output ports followed (empty: skipped)
         started: set[str] = set()
         running: dict[asyncio.Task, str] = {}
-        start_node = request.run.get("trigger_node") or plan["triggers"][0]
 
         def finish(node_id: str, followed: list[str]) -> None:
             ports[node_id] = followed
-            for nxt in successors[node_id]:
-                consider(nxt)
+            for nxt in self._successors[node_id]:
+                if nxt in member_set:
+                    consider(nxt)
 
         def consider(node_id: str) -> None:
-            if node_id in started or any(e["source"] not in ports for e in incoming[node_id]):
+            incoming = [e for e in self._incoming[node_id] if e["source"] in member_set]
+            if node_id in started or any(e["source"] not in ports for e in incoming):
                 return
             started.add(node_id)
-            active = [e for e in incoming[node_id] if e["port"] in ports[e["source"]]]
+            active = [e for e in incoming if e["port"] in ports[e["source"]]]
             if not active:
                 if self._plan_nodes[node_id]["kind"] != "trigger":
-                    self._set_state(node_id, "skipped")
+                    self._set_state(node_id, "skipped", suffix)
                 finish(node_id, [])
                 return
-            inputs = {e["source"]: self._scope["nodes"][e["source"]]["output"] for e in active}
-            task = asyncio.create_task(self._run_node(node_id, inputs))
+            inputs = {e["source"]: scope["nodes"][e["source"]]["output"] for e in active}
+            task = asyncio.create_task(self._run_node(node_id, inputs, scope, suffix))
             running[task] = node_id
 
-        for trigger in plan["triggers"]:
-            started.add(trigger)
-            if trigger == start_node:
-                self._scope["nodes"][trigger] = {"output": request.input}
-                finish(trigger, ["out"])
-            else:
-                finish(trigger, [])
+        for node_id, followed in seeds.items():
+            started.add(node_id)
+            finish(node_id, followed)
 
         try:
             while running:
                 done, _ = await workflow.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
-                for task in sorted(done, key=lambda t: order.index(running[t])):
+                for task in sorted(done, key=lambda t: self._order.index(running[t])):
                     node_id = running.pop(task)
                     output, followed = task.result()
-                    self._scope["nodes"][node_id] = {"output": output}
+                    scope["nodes"][node_id] = {"output": output}
                     finish(node_id, followed)
-        except NodeFailed as failure:
-            await self._cancel(running)
-            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from None
-        except (asyncio.CancelledError, CancelledError):
+        except (NodeFailed, asyncio.CancelledError, CancelledError):
             await self._cancel(running)
             raise
 
-        leaves = [n for n in order if not successors[n] and n in self._scope["nodes"] and self._plan_nodes[n]["kind"] != "trigger"]
-        return {"outputs": {n: self._scope["nodes"][n]["output"] for n in leaves}}
+    async def run_loop_body(self, loop_node: str, items: list, concurrency: int, scope: dict, suffix: str) -> list:
+        """Run a for_each body once per item, at most ``concurrency`` at a time; the results in item order."""
+        loop = self._loops[loop_node]
+        results: list[Any] = [None] * len(items)
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(index: int, item: Any) -> None:
+            async with gate:
+                inner = {**scope, "nodes": dict(scope["nodes"]), "item": item, "index": index}
+                inner["nodes"][loop_node] = {"output": item}
+                await self._run_graph([loop_node, *loop["body"]], {loop_node: ["item"]}, inner, f"{suffix}#{index}")
+                ends = {end: inner["nodes"].get(end, {}).get("output") for end in loop["ends"]}
+                results[index] = next(iter(ends.values())) if len(ends) == 1 else ends
+
+        tasks = [asyncio.create_task(one(i, item)) for i, item in enumerate(items)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return results
 
     async def _cancel(self, running: dict[asyncio.Task, str]) -> None:
         for task in running:
@@ -197,29 +241,30 @@ class FlowRun:
         if running:
             await workflow.wait(list(running))
 
-    async def _run_node(self, node_id: str, inputs: dict[str, Any]) -> tuple[Any, list[str]]:
+    async def _run_node(self, node_id: str, inputs: dict[str, Any], scope: dict, suffix: str) -> tuple[Any, list[str]]:
         node = self._plan_nodes[node_id]
         spec = nodes.get(node["type"])
+        where = f"node '{node_id}'" + (f" (iteration {suffix[1:].replace('#', '.')})" if suffix else "")
         try:
-            config = self._resolve_config(node_id, node)
+            config = self._resolve_config(node, scope)
             if node["kind"] == "control":
-                self._set_state(node_id, "running")
-                result = await spec.control(ControlContext(self, node_id, self._scope), config, inputs)
-                self._set_state(node_id, "success", ports=list(result.ports))
+                self._set_state(node_id, "running", suffix)
+                result = await spec.control(ControlContext(self, node_id, scope, suffix), config, inputs)
+                self._set_state(node_id, "success", suffix, ports=list(result.ports))
                 return result.output, list(result.ports)
-            output = await self._execute_activity(node_id, node, config, inputs)
-            return output, [p.name for p in spec.outputs]
+            output = await self._execute_activity(node_id + suffix, node, config, inputs)
+            return output, [p.name for p in spec.outputs_for(node["config"])]
         except NodeError as exc:
-            self._set_state(node_id, "failed", error=str(exc))
-            raise NodeFailed(node_id, f"node '{node_id}' ({node['type']}) failed: {exc}") from None
+            self._set_state(node_id, "failed", suffix, error=str(exc))
+            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {exc}") from None
         except ActivityError as exc:
             cause = exc.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
             if exc.retry_state is not None and cause is not None and "timeout" in type(cause).__name__.lower():
                 message = f"timed out ({cause})"
-            raise NodeFailed(node_id, f"node '{node_id}' ({node['type']}) failed: {message}") from None
+            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {message}") from None
 
-    def _resolve_config(self, node_id: str, node: dict) -> dict[str, Any]:
+    def _resolve_config(self, node: dict, scope: dict) -> dict[str, Any]:
         skip = set(node["expression_fields"])
         config = {}
         for key, value in node["config"].items():
@@ -227,20 +272,20 @@ class FlowRun:
                 config[key] = value
                 continue
             try:
-                config[key] = expr.render(value, self._scope)
+                config[key] = expr.render(value, scope)
             except expr.ExprError as exc:
                 raise NodeError(f"config.{key}: {exc}", retryable=False) from None
         return config
 
-    async def _execute_activity(self, node_id: str, node: dict, config: dict, inputs: dict) -> Any:
+    async def _execute_activity(self, activity_id: str, node: dict, config: dict, inputs: dict) -> Any:
         info = workflow.info()
         call = NodeCall(
             run_id=info.workflow_id,
-            node_id=node_id,
+            node_id=activity_id,
             node_type=node["type"],
             config=config,
             inputs=inputs,
-            idempotency_key=f"{info.workflow_id}:{node_id}",
+            idempotency_key=f"{info.workflow_id}:{activity_id}",
             flow_id=self._run_meta.get("flow_id"),
             version=self._run_meta.get("version"),
         )
@@ -248,15 +293,17 @@ class FlowRun:
         return await workflow.execute_activity(
             node["type"],
             call,
-            activity_id=node_id,
+            activity_id=activity_id,
             task_queue=node.get("task_queue") or info.task_queue,
             start_to_close_timeout=timedelta(seconds=node["timeout_seconds"]),
             heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
             retry_policy=retry_policy(node["retry"]),
         )
 
-    def _set_state(self, node_id: str, status: str, **info: Any) -> None:
+    def _set_state(self, node_id: str, status: str, suffix: str = "", **info: Any) -> None:
         state = {"status": status, "at": workflow.now().isoformat(), **info}
+        if suffix:
+            state["iteration"] = suffix[1:].replace("#", ".")
         self._states[node_id] = state
         workflow.upsert_memo({NODE_MEMO_PREFIX + node_id: state})
 

@@ -96,9 +96,9 @@ class AddressRefused(NodeError):
         self.address = address
         self.reason = reason
 
-    def via_redirect(self, hop: int, url: str) -> "AddressRefused":
-        """The same refusal, saying it happened on a redirect hop."""
-        return AddressRefused(self.host, self.address, self.reason, f" on redirect {hop}, to {url}")
+    def on_redirect_from(self, url: str) -> "AddressRefused":
+        """The same refusal, saying which response redirected there."""
+        return AddressRefused(self.host, self.address, self.reason, f" on a redirect from {url}")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from . import nodes
 from .flowdoc import FlowDocument
 from .problems import FlowInvalid
-from .validate import Graph, validate
+from .validate import Graph, is_loop_back, loop_problems, validate
 
 PLAN_FORMAT = 1
 
@@ -80,15 +80,17 @@ def compile_plan(doc: FlowDocument) -> Plan:
             "expression_fields": list(spec.expression_fields),
         }
     edges = []
+    loops, _ = loop_problems(doc, graph)
     for edge in doc.edges:
         src_spec = nodes.get(doc.node(edge.source).type)
         dst_spec = nodes.get(doc.node(edge.target).type)
         edges.append(
             {
                 "source": edge.source,
-                "port": src_spec.output_port(edge.sourceHandle).name,
+                "port": src_spec.output_port(edge.sourceHandle, doc.node(edge.source).config).name,
                 "target": edge.target,
                 "target_port": dst_spec.input_port(edge.targetHandle).name,
+                **({"loop_back": True} if is_loop_back(doc, edge) else {}),
             }
         )
     data = {
@@ -98,6 +100,7 @@ def compile_plan(doc: FlowDocument) -> Plan:
         "nodes": compiled_nodes,
         "edges": edges,
         "order": _topological(graph),
+        **({"loops": loops} if loops else {}),
     }
     return Plan.from_data(data)
 

@@ -45,6 +45,8 @@ def validate(doc: FlowDocument) -> list[Problem]:
                 )
             )
     problems += _trigger_problems(doc, graph)
+    if not cycles:
+        problems += loop_problems(doc, graph)[1]
     # Upstream is only well defined without cycles; syntax is checked regardless.
     problems += _reference_problems(doc, graph, check_upstream=not cycles)
     for node in doc.nodes:
@@ -55,8 +57,17 @@ def validate(doc: FlowDocument) -> list[Problem]:
 
 
 # ------------------------------------------------------------------ graph
+def is_loop_back(doc: FlowDocument, edge) -> bool:
+    """An edge into a loop-back port (control.for_each's "loop") closes a loop body."""
+    target = doc.node(edge.target)
+    spec = nodes.get(target.type) if target else None
+    port = spec.input_port(edge.targetHandle) if spec else None
+    return bool(port and port.loop_back)
+
+
 class Graph:
-    """The edges of a flow that connect existing nodes, as adjacency lists in document order."""
+    """The edges of a flow that connect existing nodes, as adjacency lists in document order.
+    Loop-back edges are left out: with them out, a valid flow is acyclic."""
 
     def __init__(self, doc: FlowDocument):
         ids = [n.id for n in doc.nodes]
@@ -64,8 +75,12 @@ class Graph:
         self.ids = ids
         self.succ: dict[str, list[str]] = {i: [] for i in ids}
         self.pred: dict[str, list[str]] = {i: [] for i in ids}
+        self.loop_edges: list = []
         for e in doc.edges:
             if e.source in known and e.target in known:
+                if is_loop_back(doc, e):
+                    self.loop_edges.append(e)
+                    continue
                 self.succ[e.source].append(e.target)
                 self.pred[e.target].append(e.source)
 
@@ -146,6 +161,36 @@ class Graph:
             current = nxt
 
 
+def loop_problems(doc: FlowDocument, graph: Graph) -> tuple[dict[str, dict], list[Problem]]:
+    """The body of every loop node ({"body": [...], "ends": [...]}) and what is wrong with them.
+
+    A body is what the loop's "item" port reaches; it must be closed: entered only from the
+    loop node, left only back into the loop's "loop" port."""
+    loops: dict[str, dict] = {}
+    problems: list[Problem] = []
+    loop_nodes = [n for n in doc.nodes if (s := nodes.get(n.type)) and any(p.loop_back for p in s.inputs)]
+    for node in loop_nodes:
+        starts = [e.target for e in doc.edges if e.source == node.id and e.sourceHandle == "item" and not is_loop_back(doc, e)]
+        ends = [e.source for e in graph.loop_edges if e.target == node.id]
+        reached = graph.reachable_from(starts) if starts else set()
+        # The body: what the item port reaches on the way back to the loop port.
+        body = {n for n in reached if n in ends or any(n in graph.ancestors(end) for end in ends)}
+        for end in ends:
+            if end not in reached:
+                problems.append(Problem("loop-not-closed", f"'{end}' connects to the loop port of '{node.id}' but is not inside its body", node=end, hint=f"connect it after the 'item' port of '{node.id}', or to another node"))
+        if starts and not ends:
+            problems.append(Problem("loop-not-closed", "the loop body never comes back to the 'loop' port", node=node.id, hint="connect the last node of the body to the 'loop' port"))
+        for member in sorted(body, key=graph.ids.index):
+            for prev in graph.pred[member]:
+                if prev not in body and prev != node.id:
+                    problems.append(Problem("loop-entered-from-outside", f"'{member}' is inside the loop of '{node.id}' but also receives an edge from '{prev}' outside it", node=member, hint="a loop body is entered only through the loop's 'item' port"))
+            for nxt in graph.succ[member]:
+                if nxt not in body:
+                    problems.append(Problem("loop-left-early", f"'{member}' is inside the loop of '{node.id}' but leads to '{nxt}' outside it", node=member, hint=f"end the body at the 'loop' port of '{node.id}'; continue from its 'done' port"))
+        loops[node.id] = {"body": [n for n in graph.ids if n in body], "ends": ends}
+    return loops, problems
+
+
 # ------------------------------------------------------------------ checks
 def _duplicate_ids(doc: FlowDocument) -> list[Problem]:
     problems = []
@@ -217,8 +262,8 @@ def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
         src, dst = by_id.get(edge.source), by_id.get(edge.target)
         src_spec = nodes.get(src.type) if src else None
         dst_spec = nodes.get(dst.type) if dst else None
-        out_port = _port_problem(problems, edge, src_spec, "source", edge.sourceHandle) if src_spec else None
-        in_port = _port_problem(problems, edge, dst_spec, "target", edge.targetHandle) if dst_spec else None
+        out_port = _port_problem(problems, edge, src_spec, "source", edge.sourceHandle, src.config) if src_spec else None
+        in_port = _port_problem(problems, edge, dst_spec, "target", edge.targetHandle, None) if dst_spec else None
         if out_port and in_port and not in_port.accepts(out_port):
             problems.append(
                 Problem(
@@ -238,12 +283,13 @@ def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
     return problems
 
 
-def _port_problem(problems: list[Problem], edge, spec, end: str, handle: str | None):
-    own, other = (spec.outputs, spec.inputs) if end == "source" else (spec.inputs, spec.outputs)
+def _port_problem(problems: list[Problem], edge, spec, end: str, handle: str | None, config: dict | None):
+    outputs = spec.outputs_for(config)
+    own, other = (outputs, spec.inputs) if end == "source" else (spec.inputs, outputs)
     side, other_side = ("output", "input") if end == "source" else ("input", "output")
     node_id = edge.source if end == "source" else edge.target
     field = "sourceHandle" if end == "source" else "targetHandle"
-    port = spec.output_port(handle) if end == "source" else spec.input_port(handle)
+    port = spec.output_port(handle, config) if end == "source" else spec.input_port(handle)
     if port is not None:
         return port
     names = ", ".join(p.name for p in own) or "none"
@@ -335,11 +381,10 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
 
 
 def _expressions(node, spec):
+    yield from spec.expressions_in(node.config)
     for key, value in node.config.items():
-        if key in spec.expression_fields and isinstance(value, str):
-            yield key, value
-            continue
-        yield from expr.iter_templates(value, key)
+        if key not in spec.expression_fields:
+            yield from expr.iter_templates(value, key)
 
 
 def _suggest(name: str, known: set[str]) -> str:

@@ -160,3 +160,103 @@ APPROVAL = register(
         docs="Output: {decision: approved|rejected|timeout, by, comment, at}.",
     )
 )
+
+
+# ------------------------------------------------------------------ switch
+def _switch_ports(config: dict) -> tuple[Port, ...]:
+    return tuple(Port(case["port"]) for case in config.get("cases", [])) + (Port("default"),)
+
+
+def _switch_expressions(config: dict):
+    for i, case in enumerate(config.get("cases") or []):
+        if isinstance(case, dict) and isinstance(case.get("when"), str):
+            yield f"cases[{i}].when", case["when"]
+
+
+async def _switch(wctx: Any, config: dict, inputs: dict) -> ControlResult:
+    for i, case in enumerate(config["cases"]):
+        if wctx.evaluate(case["when"], f"cases[{i}].when"):
+            return ControlResult({"port": case["port"], "case": i}, (case["port"],))
+    return ControlResult({"port": "default", "case": None}, ("default",))
+
+
+SWITCH = register(
+    NodeSpec(
+        type="control.switch",
+        category="Control Flow",
+        title="Switch",
+        description="Follows the port of the first case whose condition holds, or `default`; the other branches are skipped.",
+        kind="control",
+        icon="switch",
+        control=_switch,
+        outputs=(Port("default"),),
+        dynamic_outputs=_switch_ports,
+        expression_fields=("cases",),
+        expressions=_switch_expressions,
+        config_schema={
+            "type": "object",
+            "required": ["cases"],
+            "additionalProperties": False,
+            "properties": {
+                "cases": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port", "when"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$", "not": {"const": "default"}},
+                            "when": {"type": "string", "minLength": 1, "description": "An expression, e.g. input.amount > 1000"},
+                        },
+                    },
+                }
+            },
+        },
+        docs="Each case names its own output port; `default` is taken when no case holds.",
+    )
+)
+
+
+# ------------------------------------------------------------------ for_each
+MAX_ITEMS = 10_000
+
+
+async def _for_each(wctx: Any, config: dict, inputs: dict) -> ControlResult:
+    items = wctx.evaluate(config["items"], "items")
+    if not isinstance(items, list):
+        raise NodeError(f"config.items must give a list, got {type(items).__name__}", retryable=False)
+    limit = config.get("max_items", MAX_ITEMS)
+    if len(items) > limit:
+        raise NodeError(f"config.items gave {len(items)} items, over max_items {limit}", retryable=False)
+    results = await wctx.run_body(items, int(config.get("concurrency", 1)))
+    return ControlResult(results, ("done",))
+
+
+FOR_EACH = register(
+    NodeSpec(
+        type="control.for_each",
+        category="Control Flow",
+        title="For each",
+        description="Runs the nodes after `item` once per element of a list (at most `concurrency` at a time); "
+        "the body ends at the `loop` port. `done` follows with the list of the body's results.",
+        kind="control",
+        icon="repeat",
+        control=_for_each,
+        inputs=(Port("in"), Port("loop", "loop back", loop_back=True)),
+        outputs=(Port("item"), Port("done")),
+        expression_fields=("items",),
+        allows_loops=True,
+        config_schema={
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {"type": "string", "minLength": 1, "description": "An expression giving a list, e.g. input.orders"},
+                "concurrency": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+                "max_items": {"type": "integer", "minimum": 1, "maximum": MAX_ITEMS, "default": MAX_ITEMS},
+            },
+        },
+        docs="Inside the body, `item` and `index` name the current element; activity ids are `<node>#<index>`.",
+    )
+)

@@ -2,8 +2,8 @@
 
 Every connection goes through the outbound-address guard (`floworch_server.netguard`), which
 refuses private and internal addresses unless FLOWORCH_HTTP_ALLOW lets them through. Redirects
-are followed here, not by httpx, so that each hop's URL is checked before it is requested and
-the headers carried to another origin are chosen deliberately.
+are followed here, one hop at a time, so that each hop's URL is checked before it is requested
+and the number of hops is the node's own `max_redirects`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
@@ -21,12 +21,9 @@ from .spec import NodeError, NodeSpec, Port, register
 
 # Statuses worth another attempt: the server may answer differently next time.
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-REDIRECT_STATUS = {301, 302, 303, 307, 308}
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0  # a server that takes longer to accept is down, not slow
 DEFAULT_MAX_REDIRECTS = 10
-# Credentials meant for the configured origin: not sent on to another one.
-CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
 
 
 @dataclass(frozen=True)
@@ -66,9 +63,10 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
         netguard.check_url(url, allow)
         async with asyncio.timeout(timeouts.total):
             transport = netguard.guarded_transport(allow)
-            async with httpx.AsyncClient(transport=transport, timeout=timeouts.for_httpx(), follow_redirects=False) as client:
+            hooks = {"response": [_location_check(allow)]} if config.get("follow_redirects", True) else {}
+            async with httpx.AsyncClient(transport=transport, timeout=timeouts.for_httpx(), follow_redirects=False, event_hooks=hooks) as client:
                 request = client.build_request(method, url, **kwargs)
-                response = await _send(ctx, client, request, config, allow, first_url=url)
+                response = await _send(ctx, client, request, config, first_url=url)
     except netguard.AddressRefused as exc:
         # The hop that was refused is already in the message when it was a redirect.
         raise NodeError(f"{method} {url}: {exc}", retryable=False, kind=exc.kind, details=exc.details) from None
@@ -91,7 +89,7 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     if response.status_code >= 400 and config.get("fail_on_error_status", True):
         snippet = response.text[:300]
         raise NodeError(
-            f"{response.request.method} {response.url} answered {response.status_code} {response.reason_phrase}: {snippet}",
+            f"{method} {url} answered {response.status_code} {response.reason_phrase}: {snippet}",
             retryable=response.status_code in RETRYABLE_STATUS,
             kind=f"HttpStatus{response.status_code}",
             details=result,
@@ -99,25 +97,32 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     return result
 
 
-async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, config: dict, allow: netguard.AllowList, *, first_url: str) -> httpx.Response:
-    """Send ``request``, following redirects up to ``max_redirects``; returns the read response."""
+async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, config: dict, *, first_url: str) -> httpx.Response:
+    """Send ``request``, following redirects up to ``max_redirects``; returns the read response.
+
+    httpx builds each redirect's request (``response.next_request``: method, body and headers as
+    browsers change them, Authorization dropped for another origin, cookies from the jar); this
+    loop decides whether to send it, and the guarded transport checks where it goes."""
     follow = config.get("follow_redirects", True)
     limit = config.get("max_redirects", DEFAULT_MAX_REDIRECTS)
     shown = first_url  # the configured URL, without the query parameters (they may hold secrets)
+    previous: str | None = None
     hops = 0
     while True:
         try:
             response = await client.send(request, stream=True)
         except netguard.AddressRefused as exc:
-            raise (exc.via_redirect(hops, shown) if hops else exc) from None
-        location = response.headers.get("location")
-        if not (follow and response.status_code in REDIRECT_STATUS and location):
+            raise (exc.on_redirect_from(previous) if previous and not exc.via else exc) from None
+        redirect = response.next_request if follow else None
+        if redirect is None:
             await response.aread()
             ctx.log("info", f"{request.method} {shown} -> {response.status_code}")
             return response
         await response.aclose()
-        target = urljoin(str(request.url), location)
+        target = str(redirect.url)
         ctx.log("info", f"{request.method} {shown} -> {response.status_code}, redirected to {target}")
+        if redirect.url.scheme not in ("http", "https"):
+            raise NodeError(f"{request.method} {shown} redirected to {target}: only http(s) redirects are followed", retryable=False, kind="HttpRedirectRefused")
         if hops >= limit:
             raise NodeError(
                 f"{request.method} {shown}: more than {limit} redirects (max_redirects); the last one pointed to {target}",
@@ -125,45 +130,23 @@ async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, con
                 kind="HttpTooManyRedirects",
             )
         hops += 1
-        try:
-            request = _redirected(client, request, response.status_code, target, allow)
-        except netguard.AddressRefused as exc:
-            raise exc.via_redirect(hops, target) from None
-        shown = target
+        previous, shown, request = str(request.url), target, redirect
 
 
-def _redirected(client: httpx.AsyncClient, request: httpx.Request, status: int, target: str, allow: netguard.AllowList) -> httpx.Request:
-    """The request a redirect asks for, as browsers and httpx make it."""
-    if urlsplit(target).scheme.lower() not in ("http", "https"):
-        raise NodeError(f"{request.method} {request.url} redirected to {target}: only http(s) redirects are followed", retryable=False, kind="HttpRedirectRefused")
-    # Checked as written, before httpx parses it: some spellings of an address it would reject.
-    netguard.check_url(target, allow)
-    url = httpx.URL(target)
-    method = request.method
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        method = "GET"
-    headers = httpx.Headers(request.headers)
-    # Host and Content-Length are rebuilt for the new request; cookies come from the client's jar.
-    for name in ("host", "content-length", "cookie"):
-        headers.pop(name, None)
-    if not _same_origin(request.url, url):
-        for name in CREDENTIAL_HEADERS:
-            headers.pop(name, None)
-    content: bytes | None = request.content if method == request.method else None
-    if content is None:
-        for name in ("content-type", "transfer-encoding"):
-            headers.pop(name, None)
-    return client.build_request(method, url, headers=headers, content=content)
+def _location_check(allow: netguard.AllowList):
+    """A response hook: check a redirect's Location as written, before httpx parses it, so that
+    spellings of an address httpx rejects (0177.0.0.1) are refused with the reason, not as a
+    protocol error that would be retried. Hosts it parses are checked again at connect."""
 
+    async def check(response: httpx.Response) -> None:
+        location = response.headers.get("location")
+        if response.is_redirect and location:
+            try:
+                netguard.check_url(urljoin(str(response.request.url), location), allow)
+            except netguard.AddressRefused as exc:
+                raise exc.on_redirect_from(str(response.request.url)) from None
 
-def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
-    default = {"http": 80, "https": 443}
-    if a.host != b.host:
-        return False
-    if a.scheme == b.scheme:
-        return (a.port or default.get(a.scheme)) == (b.port or default.get(b.scheme))
-    # An upgrade from http to https on the default ports stays with the same server.
-    return a.scheme == "http" and b.scheme == "https" and a.port in (None, 80) and b.port in (None, 443)
+    return check
 
 
 _SECONDS = {"type": "number", "exclusiveMinimum": 0}

@@ -30,12 +30,15 @@ class Port:
     label: str = ""
     # Ports connect when their types are equal or either is "any".
     type: str = "any"
+    # An input port that closes a loop (control.for_each's "loop"): its edges are not part of
+    # the flow's acyclic graph, so they are not cycles.
+    loop_back: bool = False
 
     def accepts(self, other: "Port") -> bool:
         return self.type == "any" or other.type == "any" or self.type == other.type
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "label": self.label or self.name, "type": self.type}
+        return {"name": self.name, "label": self.label or self.name, "type": self.type, "loop_back": self.loop_back}
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,10 @@ class NodeSpec:
     control: Callable[..., Awaitable[ControlResult]] | None = None
     # config fields holding expressions evaluated by the node itself, not resolved beforehand
     expression_fields: tuple[str, ...] = ()
+    # where those expressions are, when nested (e.g. control.switch's cases[i].when)
+    expressions: Callable[[dict[str, Any]], Any] | None = None
+    # output ports named by the config (control.switch's cases); `outputs` is the default
+    dynamic_outputs: Callable[[dict[str, Any]], Any] | None = None
     allows_loops: bool = False
     # extra flow-level checks: check(node, doc) -> problems
     check: Callable[["Node", "FlowDocument"], list["Problem"]] | None = None
@@ -108,8 +115,23 @@ class NodeSpec:
     def input_port(self, name: str | None) -> Port | None:
         return _find_port(self.inputs, name)
 
-    def output_port(self, name: str | None) -> Port | None:
-        return _find_port(self.outputs, name)
+    def outputs_for(self, config: dict[str, Any] | None) -> tuple[Port, ...]:
+        """Output ports of a node with this config (some node types name them in their config)."""
+        if self.dynamic_outputs is not None and isinstance(config, dict):
+            try:
+                return tuple(self.dynamic_outputs(config))
+            except Exception:  # noqa: BLE001 - an invalid config is reported by validation
+                return self.outputs
+        return self.outputs
+
+    def output_port(self, name: str | None, config: dict[str, Any] | None = None) -> Port | None:
+        return _find_port(self.outputs_for(config), name)
+
+    def expressions_in(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """(field path, expression) of every config field the node evaluates itself."""
+        if self.expressions is not None:
+            return list(self.expressions(config))
+        return [(k, v) for k, v in config.items() if k in self.expression_fields and isinstance(v, str)]
 
     def to_dict(self) -> dict[str, Any]:
         """The catalogue entry: everything a palette, a properties form or the docs need."""
@@ -122,6 +144,7 @@ class NodeSpec:
             "icon": self.icon,
             "inputs": [p.to_dict() for p in self.inputs],
             "outputs": [p.to_dict() for p in self.outputs],
+            "dynamic_outputs": self.dynamic_outputs is not None,
             "config_schema": self.config_schema,
             "defaults": {
                 "retry": dataclasses.asdict(self.retry),
@@ -136,8 +159,10 @@ class NodeSpec:
 
 def _find_port(ports: tuple[Port, ...], name: str | None) -> Port | None:
     if name is None:
-        # An edge with no handle uses the node's only port of that side.
-        return ports[0] if len(ports) == 1 else None
+        # An edge with no handle uses the node's only port of that side (loop-back ports are
+        # always named explicitly).
+        plain = [p for p in ports if not p.loop_back]
+        return plain[0] if len(plain) == 1 else None
     return next((p for p in ports if p.name == name), None)
 
 
