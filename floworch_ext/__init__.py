@@ -1,4 +1,5 @@
-"""FlowOrchestrator's Jupyter server extension: the REST API under ``<base_url>/floworch/api/``.
+"""FlowOrchestrator's Jupyter server extension: the REST API under ``<base_url>/floworch/api/``,
+and the webhook receiver at ``<base_url>/floworch/hooks/{hook_id}``.
 
 The server holds one :class:`FlowService`, made on its event loop the first time it is needed
 (at server start, or by the first request if the start hook did not run). With no Temporal
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 
+from jupyter_server.utils import url_path_join
 from traitlets import Unicode
 from traitlets.config import Configurable
 
@@ -131,10 +133,13 @@ def _jupyter_server_extension_points() -> list[dict]:
 
 def _load_jupyter_server_extension(serverapp) -> None:
     from .handlers import handlers
+    from .hooks import HOOK_PATTERN, WebhookHandler
 
     runtime = Runtime(FlowOrch(parent=serverapp).settings(), serverapp.log)
     serverapp.web_app.settings["floworch"] = runtime
-    serverapp.web_app.add_handlers(".*$", handlers(serverapp.web_app.settings["base_url"]))
+    base_url = serverapp.web_app.settings["base_url"]
+    # The API needs Jupyter authentication; the hook route is signed by its sender instead.
+    serverapp.web_app.add_handlers(".*$", [*handlers(base_url), (url_path_join(base_url, HOOK_PATTERN), WebhookHandler)])
 
     # Module extensions get no shutdown hook of their own (only ExtensionApps do), so the stop
     # rides on the server's extension cleanup, which runs on every orderly shutdown.

@@ -7,6 +7,9 @@ from them, and ``openapi.json`` describes exactly these paths.
 Errors are JSON ``{"error": message, "field": where, "problems": [...]}`` with the status of the
 service error (400 BadRequest / invalid flow, 404 NotFound, 409 Conflict; 503 when Temporal or
 the store cannot be reached).
+
+Every route here needs Jupyter authentication. The webhook receiver, the one route that does not,
+lives in :mod:`floworch_ext.hooks`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tornado import web
 
 from floworch_server.errors import BadRequest, FloworchError
 from floworch_server.flowdoc import SCHEMA_PATH as FLOW_SCHEMA_PATH
+from floworch_server.nodes.event import EVENT
 from floworch_server.problems import FlowInvalid
 from floworch_server.service import FlowService
 from floworch_server.store import RUN_STATUSES
@@ -31,6 +35,8 @@ from floworch_server.store import RUN_STATUSES
 API_PREFIX = "/floworch/api"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_RUNS = 1000
+# The same rule the trigger.event node applies to its topic, so a typo is a 400, not a silent no-op.
+TOPIC = re.compile(EVENT.config_schema["properties"]["topic"]["pattern"])
 
 
 class Unavailable(FloworchError):
@@ -177,6 +183,13 @@ class WorkflowHandler(FlowOrchHandler):
         document = required(self.json_body(), "document", (dict,), "the .flow document, a JSON object")
         self.reply((await self.service()).save_draft(workflow_id, document, by=self.user_name))
 
+    @web.authenticated
+    async def delete(self, workflow_id: str) -> None:
+        # Its triggers go first (schedules deleted, webhooks answer 404); run records stay.
+        await (await self.service()).delete_workflow(workflow_id, by=self.user_name)
+        self.set_status(204)
+        self.finish()
+
 
 class PublishHandler(FlowOrchHandler):
     @web.authenticated
@@ -184,6 +197,12 @@ class PublishHandler(FlowOrchHandler):
         note = optional(self.json_body(), "note", (str,), "a string", default="")
         service = await self.service()
         self.reply(await service.publish(workflow_id, note=note, by=self.user_name), 201)
+
+
+class UnpublishHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, workflow_id: str) -> None:
+        self.reply(await (await self.service()).unpublish(workflow_id, by=self.user_name))
 
 
 class VersionsHandler(FlowOrchHandler):
@@ -203,6 +222,50 @@ class WorkflowRunsHandler(FlowOrchHandler):
             workflow_id, input=body.get("input"), version=version, by=self.user_name, idempotency_key=key
         )
         self.reply(run, 201)
+
+
+# ---------------------------------------------------------------------- triggers
+class EventsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self, topic: str) -> None:
+        if not TOPIC.fullmatch(topic):
+            raise BadRequest(f"must be 1 to 200 letters, digits or _ . : / - (send / as %2F), got {topic!r}", field="topic")
+        body = self.json_body()
+        # The payload may be any JSON value, null included, but it must be there: an event sent
+        # with the payload under another name would otherwise start runs with no input.
+        if "payload" not in body:
+            raise BadRequest("is required: the event payload, any JSON value", field="payload")
+        event_id = optional(body, "event_id", (str,), "a string")
+        service = await self.service()
+        # 202: the runs have started, not finished; a flow that refused the payload says why.
+        self.reply(await service.publish_event(topic, body["payload"], event_id=event_id, by=self.user_name), 202)
+
+
+class SchedulesHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(await (await self.service()).list_schedules())
+
+
+class PauseSchedulesHandler(FlowOrchHandler):
+    paused = True
+
+    @web.authenticated
+    async def post(self, workflow_id: str) -> None:
+        service = await self.service()
+        self.reply({"schedules": await service.pause_schedules(workflow_id, paused=self.paused, by=self.user_name)})
+
+
+class ResumeSchedulesHandler(PauseSchedulesHandler):
+    paused = False
+
+
+class WebhooksHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, workflow_id: str) -> None:
+        # The engine knows paths under the server root; senders need them under this base URL.
+        hooks = (await self.service()).webhooks(workflow_id)
+        self.reply([{**hook, "path": url_path_join(self.base_url, hook["path"])} for hook in hooks])
 
 
 # ---------------------------------------------------------------------- runs
@@ -286,6 +349,12 @@ ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [
     ("/workflows/{workflow_id}/publish", PublishHandler),
     ("/workflows/{workflow_id}/versions", VersionsHandler),
     ("/workflows/{workflow_id}/runs", WorkflowRunsHandler),
+    ("/workflows/{workflow_id}/unpublish", UnpublishHandler),
+    ("/workflows/{workflow_id}/webhooks", WebhooksHandler),
+    ("/workflows/{workflow_id}/schedules/pause", PauseSchedulesHandler),
+    ("/workflows/{workflow_id}/schedules/resume", ResumeSchedulesHandler),
+    ("/schedules", SchedulesHandler),
+    ("/events/{topic}", EventsHandler),
     ("/runs", RunsHandler),
     ("/runs/{run_id}", RunHandler),
     ("/runs/{run_id}/approvals/{node_id}", ApprovalHandler),

@@ -206,7 +206,7 @@ async def test_a_temperature_for_anthropic_is_refused_naming_the_field(model):
 
 async def test_templates_see_the_variables_by_name_and_upstream_outputs_as_inputs(model):
     model.answer(openai_reply("ok"))
-    await run_llm(custom(model, prompt="{% for item in inputs.fetch.items %}{{ item | upper }};{% endfor %} for {{ name }}", variables={"name": "Ada"}), inputs={"fetch": {"items": ["a", "b"]}})
+    await run_llm(custom(model, prompt="{% for item in inputs.fetch.tags %}{{ item | upper }};{% endfor %} for {{ name }}", variables={"name": "Ada"}), inputs={"fetch": {"tags": ["a", "b"]}})
     assert model.requests[0]["json"]["messages"][-1]["content"] == "A;B; for Ada"
 
 
@@ -291,6 +291,13 @@ async def test_a_401_fails_at_once_with_the_status_and_the_providers_message(ser
     assert f"{provider} answered 401" in str(error)
     assert ("Incorrect API key provided" if provider == "openai" else "invalid x-api-key") in str(error)
     assert f"integration '{integration}'" in str(error)
+
+
+async def test_a_base_url_inside_the_workers_network_is_refused_by_the_outbound_guard():
+    # The session allows only 127.0.0.1 (FLOWORCH_HTTP_ALLOW); a private address is refused before connecting.
+    error = await failure({"provider": "custom", "base_url": "http://10.255.255.1:9/v1", "model": "m", "prompt": "Hi"})
+    assert not error.retryable and error.kind == "AddressRefused"
+    assert "a private address" in str(error) and "FLOWORCH_HTTP_ALLOW" in str(error)
 
 
 # --------------------------------------------------------------------------- templates
@@ -390,7 +397,7 @@ async def test_a_flow_calls_openai_through_an_integration_end_to_end(service, pu
         "type": "ai.llm",
         "config": {"provider": "openai", "integration": integration, "model": "gpt-test", "system": "You write short notices.", "prompt": "Tell {{ customer }} that order {{ order }} shipped.", "variables": {"customer": "{{ input.name }}", "order": "{{ input.order }}"}, "temperature": 0},
     }
-    flow = published([TRIGGER, llm], [("start", "llm")])
+    flow = await published([TRIGGER, llm], [("start", "llm")])
     run = await finished(service, (await service.start_run(flow, input={"name": "Ada", "order": 42}, by="t"))["run_id"])
     assert run["status"] == "success", run.get("error")
     out = run["result"]["outputs"]["llm"]
@@ -409,7 +416,7 @@ async def test_a_flow_repairs_json_that_breaks_the_schema_end_to_end(service, pu
     model.answer(openai_reply('{"name": "Ada"}'), openai_reply('{"name": "Ada", "age": 36}'))
     llm = {"id": "llm", "type": "ai.llm", "config": {"integration": integration, "model": "gpt-test", "prompt": "Extract the person from: {{ text }}", "variables": {"text": "{{ input.text }}"}, "output_schema": PERSON}}
     use = {"id": "use", "type": "transform", "config": {"output": "{{ nodes.llm.output.json.age }}"}}
-    flow = published([TRIGGER, llm, use], [("start", "llm"), ("llm", "use")])
+    flow = await published([TRIGGER, llm, use], [("start", "llm"), ("llm", "use")])
     run = await finished(service, (await service.start_run(flow, input={"text": "Ada Lovelace, 36"}, by="t"))["run_id"])
     assert run["status"] == "success", run.get("error")
     assert run["result"]["outputs"] == {"use": 36}

@@ -47,10 +47,11 @@ def font(size: int):
 
 def invoice_png(lines: list[str] = INVOICE) -> bytes:
     """Black text on white, large and clear, like a clean scan."""
-    image = Image.new("RGB", (820, 460), "white")
+    # Small enough to keep OCR quick (RapidOCR scales the short side to 736 px anyway).
+    image = Image.new("RGB", (600, 420), "white")
     draw = ImageDraw.Draw(image)
     for i, line in enumerate(lines):
-        draw.text((50, 40 + i * 100), line, fill="black", font=font(46))
+        draw.text((40, 30 + i * 95), line, fill="black", font=font(42))
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
@@ -391,6 +392,26 @@ async def test_a_retried_attempt_resumes_the_textract_job_in_its_heartbeat_detai
     assert ctx.heartbeats[0] == (details[0],)
     assert ("info", f"resuming Textract job {first} for {document} (attempt 2)") in ctx.logs
     assert result["tables"] == EXPECTED_TABLES
+
+
+async def test_a_retry_whose_textract_job_has_expired_starts_a_new_job_against_motos_server(aws, s3, textract):
+    textract.blocks(invoice_analysis().blocks)
+    document = s3("invoices/old.pdf", b"%PDF-1.7\n")
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=3, heartbeat_details=[{"textract_job_id": "expired-job", "mode": "analysis", "document": document}])
+    ctx = FakeContext(attempt=3)
+    result = await env.run(execute, ctx, textract_config(aws, document, features=["FORMS"]), {})
+    assert len(textract.calls("StartDocumentAnalysis")) == 1
+    assert [p["JobId"] for p in textract.calls("GetDocumentAnalysis")][0] == "expired-job"
+    assert ("warning", f"Textract no longer knows job expired-job for {document}; starting a new job") in ctx.logs
+    assert result["key_values"] == EXPECTED_KEY_VALUES
+
+
+async def test_a_failed_textract_job_fails_the_node_without_retries_against_motos_server(aws, s3, textract, monkeypatch):
+    monkeypatch.setattr(TextractBackend, "JOB_STATUS", "FAILED")
+    document = s3("invoices/unreadable.pdf", b"%PDF-1.7\n")
+    error = await fails(textract_config(aws, document, features=["TABLES"]))
+    assert (error.retryable, error.kind) == (False, "TextractJobFailed") and document in str(error)
 
 
 def test_the_client_request_token_fits_textracts_rules_and_is_the_same_on_every_attempt():

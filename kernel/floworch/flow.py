@@ -212,6 +212,10 @@ class Flow:
         """Take the flow's triggers down (schedules, webhooks, event subscriptions); versions stay."""
         run_sync(service().unpublish(self.id, by=user()))
 
+    def webhooks(self) -> list[dict]:
+        """URL path and signing secret of each trigger.webhook node of the published flow."""
+        return service().webhooks(self.id)
+
     def pause(self) -> list[str]:
         """Pause the schedules of this flow's trigger.cron nodes."""
         return run_sync(service().pause_schedules(self.id, paused=True, by=user()))

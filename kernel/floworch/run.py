@@ -23,6 +23,29 @@ class RunFailed(FloworchError):
     """``run.result()`` of a run that failed or was cancelled."""
 
 
+class RunError(str):
+    """The error of a failed run: reads as its message; ``.chain`` holds each cause, outermost
+    first, as {message, type, stack_trace}; ``.stack`` is the innermost stack trace."""
+
+    def __new__(cls, message: str, chain: list[dict]):
+        obj = super().__new__(cls, message)
+        obj.chain = chain
+        return obj
+
+    @property
+    def stack(self) -> str:
+        traces = [c["stack_trace"] for c in self.chain if c.get("stack_trace")]
+        return traces[-1] if traces else ""
+
+    def _repr_html_(self) -> str:
+        parts = [f"<div style='color:#cf222e;font-weight:600'>{escape(str(self))}</div>"]
+        for link in self.chain[1:]:
+            parts.append(f"<div>caused by <b>{escape(link['type'] or '')}</b>: {escape(link['message'])}</div>")
+            if link.get("stack_trace"):
+                parts.append(f"<pre style='font-size:0.8em'>{escape(link['stack_trace'])}</pre>")
+        return "".join(parts)
+
+
 class Run:
     def __init__(self, run_id: str, record: dict | None = None):
         self.id = run_id
@@ -52,10 +75,49 @@ class Run:
         return dict(self._record)
 
     @property
-    def error(self) -> str | None:
+    def error(self) -> "RunError | None":
+        """Why the run failed: the message, and (``.chain``) each cause with its stack trace."""
         if self._record.get("status") not in FINAL:
             self.refresh()
-        return self._record.get("error")
+        if self._record.get("status") != "failed":
+            return None
+        chain = run_sync(service().error(self.id)) or []
+        return RunError(self._record.get("error") or (chain[0]["message"] if chain else "failed"), chain)
+
+    # ------------------------------------------------------------------ observability
+    def trace_df(self) -> pd.DataFrame:
+        """One row per segment: each activity attempt, timer, approval wait and control step."""
+        from . import trace
+
+        return trace.frame(run_sync(service().trace(self.id)))
+
+    def trace(self):
+        """A Gantt chart of the run (a Plotly FigureWidget), updating itself while the run runs."""
+        from . import trace
+
+        fig = trace.figure(self.trace_df(), title=f"Run {self.id}", widget=True)
+        if self.status not in FINAL:
+
+            def fetch():
+                data = self.trace_df()
+                return data, self.status in FINAL
+
+            trace.follow(fig, fetch)
+        return fig
+
+    def logs(self, level: str | None = None, node: str | None = None) -> pd.DataFrame:
+        """The log lines nodes wrote, oldest first."""
+        rows = service().store.list_logs(self.id, limit=100_000)
+        frame = pd.DataFrame(rows, columns=["id", "timestamp", "node", "attempt", "level", "message", "extra"])
+        if level:
+            frame = frame[frame["level"] == level]
+        if node:
+            frame = frame[frame["node"].str.split("#").str[0] == node]
+        return frame.reset_index(drop=True)
+
+    def inspect(self, node_id: str) -> dict:
+        """A node's config, what each call of it got and gave back, its state, and the run's memo."""
+        return run_sync(service().inspect(self.id, node_id))
 
     def node_status(self) -> pd.DataFrame:
         """One row per node: node, type, status, attempts, started, ended, error."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -74,6 +76,7 @@ def make_activity(spec: NodeSpec) -> Callable:
     async def run_node(call: NodeCall) -> Any:
         _check_config(call)
         ctx = NodeContext(call)
+        started = datetime.now(timezone.utc)
         pulse = None
         timeout = activity.info().heartbeat_timeout
         if timeout:
@@ -81,8 +84,15 @@ def make_activity(spec: NodeSpec) -> Callable:
         try:
             return await spec.execute(ctx, call.config, call.inputs)
         except NodeError as exc:
-            ctx.log("error", str(exc))
+            # Temporal's history keeps only the last attempt; the store keeps each failed one.
+            ctx.log("error", str(exc), attempt_started=started.isoformat(), error_type=exc.kind)
             raise ApplicationError(str(exc), *(() if exc.details is None else (exc.details,)), type=exc.kind, non_retryable=not exc.retryable) from exc
+        except asyncio.CancelledError:
+            ctx.log("warning", "cancelled", attempt_started=started.isoformat(), error_type="Cancelled")
+            raise
+        except Exception as exc:
+            ctx.log("error", f"{type(exc).__name__}: {exc}", attempt_started=started.isoformat(), error_type=type(exc).__name__, stack=traceback.format_exc())
+            raise
         finally:
             if pulse:
                 pulse.cancel()

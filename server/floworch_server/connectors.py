@@ -42,8 +42,8 @@ from .secrets import SecretError
 # nodes package imports every node module when it loads, `nodes.saas` among them, and that
 # module needs this one's classes to be defined already.
 
-# Pauses up to this long are waited out in the activity (one logical call, one attempt);
-# longer ones are left to Temporal, which frees the worker slot meanwhile.
+# Pauses adding up to this long are waited out in the activity (one logical call, one attempt,
+# well within the node's timeout); longer ones are left to Temporal, which frees the worker slot.
 INLINE_WAIT_SECONDS = 10.0
 INLINE_WAITS = 3
 HEARTBEAT_EVERY_SECONDS = 1.0
@@ -204,22 +204,31 @@ class Reply:
 
 # ------------------------------------------------------------------ calling
 async def account(connector: Connector, name: str) -> Account:
-    """The stored integration ``name``, checked to be one of ``connector``'s provider."""
+    """The stored integration ``name``, checked to belong to ``connector``'s provider."""
     from .nodes.spec import NodeError
 
+    needs = f" (needs {connector.credential_help})" if connector.credential_help else ""
     try:
         # The store is synchronous: keep the activity's event loop (and its heartbeats) free.
-        record, secret = await asyncio.to_thread(integrations.lookup, name, connector.provider)
+        record, secret = await asyncio.to_thread(integrations.lookup, name)
+    except NotFound:
+        raise NodeError(
+            f"config.integration: no integration named '{name}' is stored; add it with {connector.add_example(name)}{needs}, "
+            f"or name an existing {connector.title} integration",
+            retryable=False,
+            kind="IntegrationMissing",
+            details={"integration": name, "provider": connector.provider},
+        ) from None
     except (FloworchError, SecretError) as exc:
-        if isinstance(exc, NotFound):
-            hint = f"add it with {connector.add_example(name)}" + (f" ({connector.credential_help})" if connector.credential_help else "")
-            raise NodeError(
-                f"config.integration: {exc}; {hint}, or set config.integration to an existing {connector.title} integration",
-                retryable=False,
-                kind="IntegrationMissing",
-                details={"integration": name, "provider": connector.provider},
-            ) from None
         raise NodeError(f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details={"integration": name}) from None
+    if record["provider"] != connector.provider:
+        raise NodeError(
+            f"config.integration: integration '{name}' is for {record['provider']}, not {connector.provider}; "
+            f"name a {connector.title} integration or add one with {connector.add_example('<name>')}{needs}",
+            retryable=False,
+            kind="IntegrationInvalid",
+            details={"integration": name, "provider": connector.provider},
+        )
     settings = dict(record.get("settings") or {})
     base_url = str(settings.get("base_url") or connector.base_url).rstrip("/")
     if urlsplit(base_url).scheme not in ("http", "https"):
@@ -301,7 +310,7 @@ async def items(
                 if not link:
                     return
                 target, query = _same_origin_link(connector, acct, str(link)), {}
-            # Spend the remaining quota politely: wait for the window to reset before the next page.
+            # The quota is spent: wait for the window to reset rather than earn a 429 on the next page.
             if connector.rate_limit.exhausted(reply.headers):
                 wait = connector.rate_limit.wait_seconds(reply.headers)
                 if wait is not None and wait <= INLINE_WAIT_SECONDS:
@@ -312,8 +321,11 @@ def _client(connector: Connector, acct: Account) -> httpx.AsyncClient:
     from . import netguard
 
     allow = netguard.allow_list()
-    # Refuses a literal internal address with the guard's explanation before any request.
-    netguard.check_url(acct.base_url, allow)
+    try:
+        # A literal internal address is refused with the guard's explanation before any request.
+        netguard.check_url(acct.base_url, allow)
+    except netguard.AddressRefused as exc:
+        raise _refused(acct, exc) from None
     timeout = httpx.Timeout(connector.timeout_seconds, connect=min(connector.timeout_seconds, 10.0))
     # No redirects: the bearer token is meant for the provider's API host only.
     return httpx.AsyncClient(
@@ -345,22 +357,23 @@ async def _request(
             retryable=False,
             kind="IntegrationInvalid",
         ) from None
-    if idempotency_key and connector.idempotency:
+    method = method.upper()
+    # Only writes carry the key: a provider replays the first answer to a key, whatever the request.
+    if idempotency_key and connector.idempotency and method not in ("GET", "HEAD"):
         key = connector.idempotency.key(idempotency_key)
         if connector.idempotency.header:
             headers[connector.idempotency.header] = key
         if connector.idempotency.param:
             params[connector.idempotency.param] = key
-    method = method.upper()
     # Relative to the base URL, whose own path (e.g. Slack's /api) is kept.
     target = path if path.startswith(("http://", "https://")) else path.lstrip("/")
     shown = f"{method} {urlsplit(str(client.base_url.join(target))).path}"
-    waits = 0
+    waits, waited = 0, 0.0
     while True:
         try:
             response = await client.request(method, target, headers=headers, params=params or None, json=json)
         except netguard.AddressRefused as exc:
-            raise NodeError(f"integration '{acct.name}' (settings.base_url {acct.base_url}): {exc}", retryable=False, kind=exc.kind, details=exc.details) from None
+            raise _refused(acct, exc) from None
         except httpx.TimeoutException as exc:
             raise NodeError(f"{connector.title} did not answer {shown} in time ({type(exc).__name__}); retrying", kind="ProviderTimeout") from None
         except httpx.HTTPError as exc:
@@ -372,13 +385,19 @@ async def _request(
             return Reply(status, body, response.headers)
         if status == 429:
             wait = connector.rate_limit.wait_seconds(response.headers)
-            if wait is not None and wait <= INLINE_WAIT_SECONDS and waits < INLINE_WAITS:
-                waits += 1
+            if wait is not None and waited + wait <= INLINE_WAIT_SECONDS and waits < INLINE_WAITS:
+                waits, waited = waits + 1, waited + wait
                 ctx.log("warning", f"rate limited by {connector.title} on {shown}; waiting {wait:g}s as it asked")
                 await _pause(ctx, wait)
                 continue
             raise _rate_limited(ctx, connector, acct, shown, body, wait)
         raise _failure(connector, acct, shown, response, status, body)
+
+
+def _refused(acct: Account, exc: Exception) -> Exception:
+    from .nodes.spec import NodeError
+
+    return NodeError(f"integration '{acct.name}' (settings.base_url {acct.base_url}): {exc}", retryable=False, kind="AddressRefused", details=getattr(exc, "details", None))
 
 
 def _failure(connector: Connector, acct: Account, shown: str, response: httpx.Response, status: int, body: Any) -> Exception:
@@ -387,7 +406,9 @@ def _failure(connector: Connector, acct: Account, shown: str, response: httpx.Re
     message = str(connector.error_message(body) or _snippet(body) or response.reason_phrase)[:ERROR_SNIPPET]
     # A provider that reports errors in a 2xx body is named as such, not as "HTTP 200 OK".
     http = f"HTTP {response.status_code}" + (" with an error body" if status != response.status_code else f" {response.reason_phrase}")
-    hint = next((h for code, h in connector.hints.items() if code in message), "")
+    # Codes may sit beside the message (HubSpot's "category"), so the whole body is searched.
+    searched = f"{message} {_snippet(body)}"
+    hint = next((h for code, h in connector.hints.items() if code in searched), "")
     details = {"provider": connector.provider, "integration": acct.name, "status": response.status_code, "message": message, "request": shown}
     if status in (401, 403):
         return NodeError(

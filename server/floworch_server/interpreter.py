@@ -35,9 +35,10 @@ def retry_policy(retry: dict[str, Any]) -> RetryPolicy:
 
 
 class NodeFailed(Exception):
-    def __init__(self, node_id: str, message: str):
+    def __init__(self, node_id: str, message: str, cause: BaseException | None = None):
         super().__init__(message)
         self.node_id = node_id
+        self.cause = cause  # the activity's failure, kept so the run's error carries its stack trace
 
 
 class ControlContext:
@@ -158,7 +159,7 @@ class FlowRun:
         try:
             await self._run_graph(members, seeds, scope, "")
         except NodeFailed as failure:
-            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from None
+            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from failure.cause
 
         leaves = [
             n for n in members
@@ -262,7 +263,7 @@ class FlowRun:
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
             if exc.retry_state is not None and cause is not None and "timeout" in type(cause).__name__.lower():
                 message = f"timed out ({cause})"
-            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {message}") from None
+            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {message}", exc) from None
 
     def _resolve_config(self, node: dict, scope: dict) -> dict[str, Any]:
         skip = set(node["expression_fields"])

@@ -21,10 +21,10 @@ from temporalio.common import TypedSearchAttributes, SearchAttributePair, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from . import nodes
+from . import nodes, trace
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
-from .messages import DECIDE_UPDATE, WORKFLOW_TYPE, Decision, RunRequest
+from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision, RunRequest
 from .nodes.spec import TriggerContext
 from .plan import Plan, compile_plan
 from .problems import FlowInvalid
@@ -281,6 +281,17 @@ class FlowService:
         self.store.audit(by, "event.publish", topic, {"event_id": event_id, "runs": [r.get("run_id") for r in results]})
         return results
 
+    def webhooks(self, workflow_id: str) -> list[dict]:
+        """The webhook URLs (paths under the Jupyter server) and signing secrets of a published flow."""
+        from .secrets import box_for
+
+        self.get_workflow(workflow_id)
+        box = box_for(self.settings.data_dir, self.settings.secret_key)
+        return [
+            {"node_id": r["node_id"], "hook_id": r["key"], "path": f"/floworch/hooks/{r['key']}", "secret": box.decrypt(r["secret"], "webhook secret")}
+            for r in self.store.list_triggers(kind="webhook", workflow_id=workflow_id)
+        ]
+
     async def list_schedules(self) -> list[dict]:
         out = []
         for reg in self.store.list_triggers(kind="cron"):
@@ -373,6 +384,47 @@ class FlowService:
             if desc.status != WorkflowExecutionStatus.RUNNING:
                 return
             await asyncio.sleep(interval)
+
+    async def trace(self, run_id: str) -> list[dict]:
+        """One segment per activity attempt, timer, approval wait and control step (see trace.py)."""
+        events = await self._history_events(run_id)
+        request = _run_request(events)
+        if request is None:
+            raise NotFound("run", run_id)
+        return trace.segments(request["plan"], events, self.store.list_logs(run_id, limit=100_000))
+
+    async def inspect(self, run_id: str, node_id: str) -> dict:
+        """What a node was given and gave back, with the run's memo, search attributes and plan version."""
+        desc = await self._describe(run_id)
+        events = await self._history_events(run_id)
+        request = _run_request(events)
+        if request is None:
+            raise NotFound("run", run_id)
+        if node_id not in request["plan"]["nodes"]:
+            raise NotFound("node", node_id, f"nodes of this run: {', '.join(request['plan']['order'])}")
+        io = trace.node_io(events)
+        calls = {k: v for k, v in io.items() if k.split("#", 1)[0] == node_id}
+        statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+        memo = await desc.memo()
+        node = request["plan"]["nodes"][node_id]
+        return {
+            "node": node_id,
+            "type": node["type"],
+            "status": statuses[node_id].to_dict(),
+            "config": node["config"],
+            "calls": calls,
+            "state": memo.get(NODE_MEMO_PREFIX + node_id),
+            "run": {
+                "memo": memo.get("floworch"),
+                "search_attributes": {k.name: v for k, v in ((p.key, p.value) for p in desc.typed_search_attributes)},
+                "plan_hash": request["run"].get("plan_hash"),
+                "version": request["run"].get("version"),
+            },
+        }
+
+    async def error(self, run_id: str) -> list[dict] | None:
+        """The failure that ended the run: message, type and stack trace of it and each cause."""
+        return trace.run_error(await self._history_events(run_id))
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         return await asyncio.wait_for(self.handle(run_id).result(), timeout)

@@ -394,10 +394,10 @@ def _upsert(table: sa.Table, write: Write, values: dict, dialect: str) -> Any:
 
 def _write(url: str, write: Write, idempotency_key: str) -> dict[str, Any]:
     """The blocking part, run on a thread: reflect, check, write, commit."""
-    engine = _engine(url, write.connection)
     keys = write.keys(idempotency_key) if write.idempotency_column else None
     table: sa.Table | None = None
     try:
+        engine = _engine(url, write.connection)
         with engine.begin() as conn:
             table = _reflect(conn, write)
             _check_columns(table, write)

@@ -166,7 +166,7 @@ def _custom_needs_url() -> str:
 
 # --------------------------------------------------------------------------- provider calls
 def _client(provider: str, base_url: str | None, key: str, timeout: float):
-    kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "timeout": timeout}
+    kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "timeout": timeout, "http_client": _guarded_http_client(timeout)}
     if base_url:
         kwargs["base_url"] = base_url
     if provider == "anthropic":
@@ -176,6 +176,53 @@ def _client(provider: str, base_url: str | None, key: str, timeout: float):
     import openai
 
     return openai, openai.AsyncOpenAI(**kwargs)
+
+
+def _guarded_http_client(timeout: float) -> Any:
+    """An httpx2 client (what both SDKs speak through) whose every connection, redirects included,
+    goes through the outbound-address guard: a base_url is chosen by a flow author, so it must not
+    reach the worker's own network unless FLOWORCH_HTTP_ALLOW lets it. This is
+    `netguard.guarded_transport` for httpx2/httpcore2, which the SDKs use instead of httpx/httpcore."""
+    import httpcore
+    import httpcore2
+    import httpx2
+
+    from .. import netguard
+
+    allow = netguard.allow_list()
+
+    class GuardedBackend(httpcore2.AsyncNetworkBackend):
+        def __init__(self) -> None:
+            self._inner = httpcore2.AnyIOBackend()
+
+        async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> Any:
+            try:
+                addresses = await netguard.resolve(host, port, allow)  # raises AddressRefused
+            except httpcore.ConnectError as exc:
+                raise httpcore2.ConnectError(str(exc)) from exc
+            failure: Exception | None = None
+            for address in addresses:
+                try:
+                    # An IP literal: connected to without resolving the name again (no DNS rebinding).
+                    return await self._inner.connect_tcp(str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options)
+                except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                    failure = exc
+            assert failure is not None
+            raise failure
+
+        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+            raise httpcore2.ConnectError("unix sockets are not reachable through the outbound-address guard")
+
+        async def sleep(self, seconds: float) -> None:
+            await self._inner.sleep(seconds)
+
+    # No proxy: a client given a transport ignores proxy variables, and a proxy would resolve past the guard.
+    transport = httpx2.AsyncHTTPTransport()
+    pool = transport._pool
+    if not isinstance(pool, httpcore2.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx2/httpcore2 version cannot be guarded: its connection pool changed")
+    pool._network_backend = GuardedBackend()
+    return httpx2.AsyncClient(transport=transport, timeout=timeout, follow_redirects=True)
 
 
 async def _openai_call(client: Any, config: dict, system: str | None, messages: list[dict], json_mode: bool) -> _Reply:
@@ -245,6 +292,9 @@ async def _call(ctx: Any, sdk: Any, provider: str, base_url: str | None, key_sou
         except sdk.APITimeoutError:
             raise NodeError(f"{provider} did not answer within {timeout:g}s (config.timeout_seconds) at {where}", kind="LlmTimeout") from None
         except sdk.APIConnectionError as exc:
+            refused = _refusal(exc)
+            if refused is not None:
+                raise NodeError(f"{where}: {refused}", retryable=False, kind=refused.kind, details=refused.details) from None
             cause = exc.__cause__ or exc
             raise NodeError(f"could not reach {where}: {cause}", kind="LlmConnectionError") from None
         except sdk.APIStatusError as exc:
@@ -259,6 +309,18 @@ async def _call(ctx: Any, sdk: Any, provider: str, base_url: str | None, key_sou
             # e.g. a reply the SDK could not read: the server may answer properly next time.
             raise NodeError(f"{provider} at {where}: {exc}", kind="LlmError") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refusal(exc: BaseException) -> Any:
+    """The outbound guard's refusal behind an SDK connection error, if that is what it was."""
+    from .. import netguard
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, netguard.AddressRefused):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _status_hint(status: int, key_source: str) -> str:
@@ -521,7 +583,7 @@ LLM = register(
             "to the URL stored with it (or the provider's API); a `base_url` without an integration is called without a key.\n\n"
             "Output: `{text, json (with output_schema), model, usage: {input_tokens, output_tokens}, latency_ms, attempts}`; "
             "`attempts` counts model replies including repairs. With `output_schema` the reply is parsed as JSON "
-            "(```json fences stripped) and validated; on a mismatch the model is shown the error up to "
+            "(a Markdown code fence around it is stripped) and validated; on a mismatch the model is shown the error up to "
             "`repair_attempts` times, then the node fails without retry, the last reply in the error details.\n\n"
             "429s wait out a Retry-After of up to 30 s inside the activity, else are retried by the policy, as are "
             "timeouts, connection errors and 5xx; 400/401/403/404 fail at once with the provider's message."

@@ -244,15 +244,24 @@ async def _textract_job(ctx: Any, doc: Document, config: dict, features: list[st
     ClientRequestToken derived from the run, node and document, so Textract itself answers a
     repeated start with the first job."""
     client = await _aws_client("textract", config, doc)
-    if features:
-        mode, start, get, start_name, get_name = "analysis", client.start_document_analysis, client.get_document_analysis, "StartDocumentAnalysis", "GetDocumentAnalysis"
-    else:
-        mode, start, get, start_name, get_name = "text", client.start_document_text_detection, client.get_document_text_detection, "StartDocumentTextDetection", "GetDocumentTextDetection"
+    # StartDocumentAnalysis needs at least one feature type; plain text has its own job API.
+    mode = "analysis" if features else "text"
+    (start_name, start_method), (get_name, get_method) = _JOB_APIS[mode]
+    start, get = getattr(client, start_method), getattr(client, get_method)
 
     job_id = previous_job(doc.ref, mode)
+    response = None
     if job_id:
         ctx.log("info", f"resuming Textract job {job_id} for {doc.ref} (attempt {ctx.attempt})")
-    else:
+        try:
+            response = await _aws(doc, get_name, get, JobId=job_id, MaxResults=PAGE_SIZE)
+        except NodeError as exc:
+            if exc.kind != "InvalidJobIdException":
+                raise
+            # Textract keeps a job's results for 7 days; after that the document is read again.
+            ctx.log("warning", f"Textract no longer knows job {job_id} for {doc.ref}; starting a new job")
+            job_id = None
+    if not job_id:
         request: dict[str, Any] = {
             "DocumentLocation": {"S3Object": {"Bucket": doc.bucket, "Name": doc.key}},
             "ClientRequestToken": request_token(ctx.idempotency_key, doc.ref, mode, *features),
@@ -267,13 +276,16 @@ async def _textract_job(ctx: Any, doc: Document, config: dict, features: list[st
 
     delay = POLL_SECONDS[0]
     while True:
-        response = await _aws(doc, get_name, get, JobId=job_id, MaxResults=PAGE_SIZE)
+        if response is None:
+            response = await _aws(doc, get_name, get, JobId=job_id, MaxResults=PAGE_SIZE)
         if response.get("JobStatus") != "IN_PROGRESS":
             break
-        # Every poll re-records the JobId, so the newest heartbeat always carries it.
+        # Re-record the JobId on every poll: the engine's keep-alive heartbeats carry no details,
+        # and only the newest heartbeat's details reach the next attempt.
         ctx.heartbeat(details)
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, POLL_SECONDS[1])
+        response = None
 
     status = response.get("JobStatus")
     if status == "FAILED":
@@ -292,6 +304,12 @@ async def _textract_job(ctx: Any, doc: Document, config: dict, features: list[st
         blocks += response.get("Blocks", [])
         ctx.heartbeat(details)
     return normalise_blocks(blocks, metadata)
+
+
+_JOB_APIS = {
+    "analysis": (("StartDocumentAnalysis", "start_document_analysis"), ("GetDocumentAnalysis", "get_document_analysis")),
+    "text": (("StartDocumentTextDetection", "start_document_text_detection"), ("GetDocumentTextDetection", "get_document_text_detection")),
+}
 
 
 def previous_job(document_ref: str, mode: str) -> str | None:
