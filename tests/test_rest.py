@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,18 @@ APPROVAL = [
     {"id": "ship", "type": "transform", "config": {"output": "shipped"}},
 ]
 DELAY = [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 30}}]
+WEBHOOK = [{"id": "hook", "type": "trigger.webhook"}, {"id": "echo", "type": "transform", "config": {"output": "{{ input.order }}"}}]
+CRON = [{"id": "tick", "type": "trigger.cron", "config": {"cron": "0 9 * * MON-FRI"}}, {"id": "work", "type": "transform", "config": {"output": "tick"}}]
+
+
+def on_event(topic: str, output: str, schema: dict | None = None) -> list[dict]:
+    config = {"topic": topic, **({"input_schema": schema} if schema else {})}
+    return [{"id": "on", "type": "trigger.event", "config": config}, {"id": "handle", "type": "transform", "config": {"output": output}}]
+
+
+def new_topic() -> str:
+    # Topics are global: each test listens on its own, so flows of other tests never answer.
+    return f"rest.{uuid.uuid4().hex[:8]}"
 
 
 class Ada(IdentityProvider):
@@ -360,6 +373,131 @@ async def test_run_records_follow_temporal_without_any_request(api, runtime, ser
     await wait_until(recorded_final, timeout=10, interval=0.2)
 
 
+# ---------------------------------------------------------------------- triggers
+async def test_the_trigger_routes_refuse_requests_without_the_token(api):
+    routes = dict(ROUTES)
+    for method, template in [
+        ("POST", "/events/{topic}"),
+        ("POST", "/workflows/{workflow_id}/unpublish"),
+        ("DELETE", "/workflows/{workflow_id}"),
+        ("GET", "/schedules"),
+        ("POST", "/workflows/{workflow_id}/schedules/pause"),
+        ("POST", "/workflows/{workflow_id}/schedules/resume"),
+        ("GET", "/workflows/{workflow_id}/webhooks"),
+    ]:
+        assert template in routes and method.lower() in api.document["paths"][API_PREFIX + template]
+        path = {name: "x" for name in re.findall(r"\{(\w+)\}", template)}
+        reply = await api(method, template, {"payload": 1} if method == "POST" else None, headers={"Authorization": ""}, **path)
+        assert reply.code == 403, f"{method} {template} answered {reply.code} without a token"
+
+
+async def test_an_event_starts_every_subscribed_flow_once_per_event_id(api):
+    topic = new_topic()
+    counter = await create(api, on_event(topic, "got {{ input.n }}"), [("on", "handle")])
+    strict = await create(api, on_event(topic, "x", schema={"type": "object", "required": ["sku"]}), [("on", "handle")])
+
+    first = await api.post("/events/{topic}", {"payload": {"n": 7}, "event_id": "evt-1"}, topic=topic)
+    assert first.code == 202
+    delivered = {d["workflow_id"]: d for d in first.json}
+    assert set(delivered) == {counter, strict}
+    assert delivered[strict]["field"] == "input" and "'sku' is a required property" in delivered[strict]["error"]
+    run_id = delivered[counter]["run_id"]
+
+    again = await api.post("/events/{topic}", {"payload": {"n": 7}, "event_id": "evt-1"}, topic=topic)
+    assert again.code == 202 and [d.get("run_id") for d in again.json if d["workflow_id"] == counter] == [run_id]
+    run = await run_until(api, run_id, lambda r: r["status"] == "success")
+    assert (run["trigger"], run["input"], run["result"]["outputs"]) == ("event", {"n": 7}, {"handle": "got 7"})
+
+    other = await api.post("/events/{topic}", {"payload": {"n": 8}, "event_id": "evt-2"}, topic=topic)
+    assert [d["run_id"] for d in other.json if d["workflow_id"] == counter] != [run_id]
+    nobody = await api.post("/events/{topic}", {"payload": None}, topic=new_topic())
+    assert nobody.code == 202 and nobody.json == []
+
+
+async def test_publishing_an_event_with_a_bad_body_or_topic_is_400_naming_the_field(api):
+    async def field_of(body: Any, topic: str = "orders.new") -> str:
+        reply = await api.post("/events/{topic}", body, topic=topic)
+        assert reply.code == 400, reply.json
+        return reply.json["field"]
+
+    assert await field_of("{not json") == "body"
+    assert await field_of("[1, 2]") == "body"
+    assert await field_of({}) == "payload"
+    assert await field_of({"data": {"n": 1}}) == "payload"
+    assert await field_of({"payload": 1, "event_id": 5}) == "event_id"
+    assert await field_of({"payload": 1}, topic="no spaces!") == "topic"
+
+
+async def test_unpublishing_takes_the_triggers_down_and_deleting_removes_the_workflow(api):
+    topic = new_topic()
+    wid = await create(api, on_event(topic, "x"), [("on", "handle")])
+    unpublished = await api.post("/workflows/{workflow_id}/unpublish", workflow_id=wid)
+    assert unpublished.code == 200 and unpublished.json["id"] == wid and unpublished.json["version"] is None
+    assert (await api.post("/events/{topic}", {"payload": {}}, topic=topic)).json == []
+    assert [v["version"] for v in (await api.get("/workflows/{workflow_id}/versions", workflow_id=wid)).json] == [1]
+
+    deleted = await api.delete("/workflows/{workflow_id}", workflow_id=wid)
+    assert deleted.code == 204 and deleted.json is None
+    assert (await api.get("/workflows/{workflow_id}", workflow_id=wid)).code == 404
+    assert (await api.delete("/workflows/{workflow_id}", workflow_id=wid)).code == 404
+
+
+async def test_schedules_are_listed_paused_and_resumed_through_the_api(api):
+    wid = await create(api, CRON, [("tick", "work")])
+    sid = f"floworch-{wid}-tick"
+
+    async def listed() -> dict:
+        reply = await api.get("/schedules")
+        assert reply.code == 200
+        return {s["schedule_id"]: s for s in reply.json}
+
+    schedule = (await listed())[sid]
+    assert (schedule["workflow_id"], schedule["node_id"], schedule["version"]) == (wid, "tick", 1)
+    assert (schedule["cron"], schedule["timezone"], schedule["paused"]) == ("0 9 * * MON-FRI", "UTC", False)
+    assert len(schedule["next_runs"]) == 3
+
+    paused = await api.post("/workflows/{workflow_id}/schedules/pause", workflow_id=wid)
+    assert paused.code == 200 and paused.json == {"schedules": [sid]}
+    assert (await listed())[sid]["paused"] is True
+    resumed = await api.post("/workflows/{workflow_id}/schedules/resume", workflow_id=wid)
+    assert resumed.code == 200 and resumed.json == {"schedules": [sid]}
+    assert (await listed())[sid]["paused"] is False
+
+    unscheduled = await create(api, GREETING, [("start", "greet")])
+    none = await api.post("/workflows/{workflow_id}/schedules/pause", workflow_id=unscheduled)
+    assert none.code == 404 and "trigger.cron" in none.json["error"]
+
+    assert (await api.delete("/workflows/{workflow_id}", workflow_id=wid)).code == 204
+    assert sid not in await listed()
+
+
+async def test_a_workflow_lists_its_webhook_paths_and_signing_secrets(api, jp_base_url):
+    wid = await create(api, WEBHOOK, [("hook", "echo")])
+    reply = await api.get("/workflows/{workflow_id}/webhooks", workflow_id=wid)
+    assert reply.code == 200 and len(reply.json) == 1
+    hook = reply.json[0]
+    assert hook["node_id"] == "hook" and hook["secret"].startswith("whsec_")
+    assert hook["path"] == f"{jp_base_url}floworch/hooks/{hook['hook_id']}"
+
+    assert (await api.post("/workflows/{workflow_id}/publish", workflow_id=wid)).code == 201
+    assert (await api.get("/workflows/{workflow_id}/webhooks", workflow_id=wid)).json == [hook]
+    await api.post("/workflows/{workflow_id}/unpublish", workflow_id=wid)
+    assert (await api.get("/workflows/{workflow_id}/webhooks", workflow_id=wid)).json == []
+    plain = await create(api, GREETING, [("start", "greet")])
+    assert (await api.get("/workflows/{workflow_id}/webhooks", workflow_id=plain)).json == []
+
+
+async def test_unknown_workflows_are_404_on_the_trigger_routes(api):
+    for reply in [
+        await api.post("/workflows/{workflow_id}/unpublish", workflow_id="nope"),
+        await api.delete("/workflows/{workflow_id}", workflow_id="nope"),
+        await api.post("/workflows/{workflow_id}/schedules/pause", workflow_id="nope"),
+        await api.post("/workflows/{workflow_id}/schedules/resume", workflow_id="nope"),
+        await api.get("/workflows/{workflow_id}/webhooks", workflow_id="nope"),
+    ]:
+        assert reply.code == 404 and "nope" in reply.json["error"]
+
+
 # ---------------------------------------------------------------------- catalogue and description
 async def test_the_node_catalogue_lists_every_node_type(api):
     reply = await api.get("/nodes")
@@ -390,6 +528,27 @@ async def test_openapi_describes_exactly_the_registered_routes(api, jp_serverapp
             if method != "parameters":
                 assert {"403", "503"} <= set(operation["responses"]), f"{method} {path}"
                 assert any(code.startswith("2") for code in operation["responses"]), f"{method} {path}"
+
+
+async def test_the_webhook_receiver_is_the_one_route_without_jupyter_auth(api, jp_serverapp, jp_base_url):
+    from floworch_ext.hooks import WebhookHandler
+
+    document = (await api.get("/openapi.json")).json
+    ours = [rule for rule in _rules(jp_serverapp.web_app) if "floworch/" in rule.matcher.regex.pattern]
+    outside_api = [rule for rule in ours if "floworch/api" not in rule.matcher.regex.pattern]
+    assert [rule.target for rule in outside_api] == [WebhookHandler]
+    pattern = outside_api[0].matcher.regex.pattern.rstrip("$")
+    assert re.fullmatch(pattern, jp_base_url.rstrip("/") + "/floworch/hooks/Ab_9-x")
+    assert not re.fullmatch(pattern, jp_base_url.rstrip("/") + "/floworch/hooks/a.b")
+
+    hook = document["paths"][HOOK_PATH]
+    assert set(hook) == {"parameters", "post"}
+    assert hook["post"]["security"] == [] and "403" not in hook["post"]["responses"]
+    assert {"202", "400", "401", "404", "413", "415", "503"} == set(hook["post"]["responses"])
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path != HOOK_PATH and method != "parameters":
+                assert "security" not in operation, f"{method} {path} must keep the token requirement"
 
 
 def _rules(app):

@@ -42,9 +42,14 @@ class NodeContext:
         self.node_type = call.node_type
         self.attempt = info.attempt
         self.idempotency_key = call.idempotency_key
+        # Only the newest heartbeat's details reach a retried attempt, so keep-alive beats
+        # resend what the node last recorded (e.g. a provider's job id) instead of erasing it.
+        self.heartbeat_details: tuple = ()
 
     def heartbeat(self, *details: Any) -> None:
-        activity.heartbeat(*details)
+        if details:
+            self.heartbeat_details = details
+        activity.heartbeat(*self.heartbeat_details)
 
     def log(self, level: str, message: str, **extra: Any) -> None:
         log.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.run_id, "node": self.node_id, "attempt": self.attempt})
@@ -80,7 +85,7 @@ def make_activity(spec: NodeSpec) -> Callable:
         pulse = None
         timeout = activity.info().heartbeat_timeout
         if timeout:
-            pulse = asyncio.create_task(_heartbeat_every(timeout.total_seconds() / 3))
+            pulse = asyncio.create_task(_heartbeat_every(ctx, timeout.total_seconds() / 3))
         try:
             return await spec.execute(ctx, call.config, call.inputs)
         except NodeError as exc:
@@ -101,9 +106,9 @@ def make_activity(spec: NodeSpec) -> Callable:
     return activity.defn(name=spec.type)(run_node)
 
 
-async def _heartbeat_every(interval: float) -> None:
+async def _heartbeat_every(ctx: NodeContext, interval: float) -> None:
     while True:
-        activity.heartbeat()
+        ctx.heartbeat()
         await asyncio.sleep(interval)
 
 

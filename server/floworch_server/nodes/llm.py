@@ -508,6 +508,10 @@ def _check(node: Any, doc: Any) -> list[Problem]:
     return problems
 
 
+def _no_engine_expressions(config: dict) -> tuple:
+    return ()
+
+
 def _template_problems(node_id: str, field: str, source: str, known: set[str] | None) -> list[Problem]:
     from jinja2 import TemplateSyntaxError, meta, nodes
 
@@ -548,7 +552,10 @@ LLM = register(
         # Heartbeats carry cancellation to a long model call or rate-limit wait.
         heartbeat_seconds=30,
         outputs=(Port("out", "reply"),),
+        # The engine leaves system and prompt raw (they are Jinja2, not references) and does not
+        # read them as expressions of its own: _check looks at them instead.
         expression_fields=TEMPLATE_FIELDS,
+        expressions=_no_engine_expressions,
         check=_check,
         config_schema={
             "type": "object",

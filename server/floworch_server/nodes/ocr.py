@@ -280,8 +280,7 @@ async def _textract_job(ctx: Any, doc: Document, config: dict, features: list[st
             response = await _aws(doc, get_name, get, JobId=job_id, MaxResults=PAGE_SIZE)
         if response.get("JobStatus") != "IN_PROGRESS":
             break
-        # Re-record the JobId on every poll: the engine's keep-alive heartbeats carry no details,
-        # and only the newest heartbeat's details reach the next attempt.
+        # Heartbeat on every poll so a lost worker is noticed; the JobId rides along.
         ctx.heartbeat(details)
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, POLL_SECONDS[1])
