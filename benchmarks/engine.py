@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from temporalio.client import Client
@@ -71,7 +73,9 @@ class Counts:
     step_runs: int  # native 10-step runs on the stock-settings server
 
 
-FULL = Counts(runs=30, concurrent=200, rounds=2, warmup=5, step_runs=30)
+# Throughput batches take seconds each, long enough for load on the machine to come and go:
+# several alternating rounds spread it over both sides.
+FULL = Counts(runs=30, concurrent=200, rounds=4, warmup=5, step_runs=30)
 QUICK = Counts(runs=10, concurrent=200, rounds=1, warmup=3, step_runs=10)
 
 RUN_INPUT = {"value": 1}
@@ -242,33 +246,68 @@ async def measure_latency(sides: Sides, runs: int) -> dict[str, list[float]]:
     return samples
 
 
-async def _batch(sides: Sides, side: str, count: int) -> float:
-    """Start ``count`` 1-node runs at once, await them all; seconds from first start to last result."""
+def _server_cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None where unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Batch:
+    seconds: float  # first start to last result
+    process_cpu: float  # this process: the client and both workers (the idle one polls only)
+    server_cpu: float | None  # the Temporal server, when its pid is known
+
+
+async def _batch(sides: Sides, side: str, count: int, server_pid: int | None = None) -> Batch:
+    """Start ``count`` 1-node runs at once and await them all."""
     start = sides.starter(side)
+    server_before = _server_cpu_seconds(server_pid)
+    cpu_before = time.process_time()
     began = time.perf_counter()
     handles = await asyncio.gather(*(start(1) for _ in range(count)))
     results = await asyncio.gather(*(h.result() for h in handles))
     elapsed = time.perf_counter() - began
+    process_cpu = time.process_time() - cpu_before
+    server_after = _server_cpu_seconds(server_pid)
     for result in results:
         _check_result(side, 1, result)
-    return elapsed
+    server_cpu = None if server_before is None or server_after is None else server_after - server_before
+    return Batch(elapsed, process_cpu, server_cpu)
 
 
-async def measure_throughput(sides: Sides, concurrent: int, rounds: int) -> dict[str, float]:
-    """Runs per second of each side over ``rounds`` batches of ``concurrent`` runs (ABBA order)."""
-    seconds = {"ours": 0.0, "native": 0.0}
+async def measure_throughput(sides: Sides, concurrent: int, rounds: int, server_pid: int | None = None) -> dict[str, Any]:
+    """Runs per second of each side over ``rounds`` batches of ``concurrent`` runs (ABBA order),
+    and the CPU time each run cost: wall-clock throughput swings with other load on the machine,
+    CPU time per run much less, and on a small machine it is what bounds throughput."""
+    batches: dict[str, list[Batch]] = {"ours": [], "native": []}
     for r in range(rounds):
         for side in ("ours", "native") if r % 2 == 0 else ("native", "ours"):
-            seconds[side] += await _batch(sides, side, concurrent)
-    return {side: concurrent * rounds / s for side, s in seconds.items()}
+            batches[side].append(await _batch(sides, side, concurrent, server_pid))
+    out: dict[str, Any] = {}
+    for side, done in batches.items():
+        runs = concurrent * len(done)
+        server = [b.server_cpu for b in done]
+        out[side] = {
+            "runs_per_s": runs / sum(b.seconds for b in done),
+            "process_cpu_ms_per_run": 1000 * sum(b.process_cpu for b in done) / runs,
+            "server_cpu_ms_per_run": None if None in server else 1000 * sum(server) / runs,  # type: ignore[arg-type]
+        }
+    return out
 
 
-async def measure(client: Client, counts: Counts) -> dict[str, Any]:
-    """Latency and throughput of both sides against ``client``'s server."""
+async def measure(client: Client, counts: Counts, server_pid: int | None = None) -> dict[str, Any]:
+    """Latency and throughput of both sides against ``client``'s server (its pid, if given,
+    adds the server's CPU time per run)."""
     async with running_sides(client) as sides:
         await warm_up(sides, counts.warmup)
         samples = await measure_latency(sides, counts.runs)
-        throughput = await measure_throughput(sides, counts.concurrent, counts.rounds)
+        throughput = await measure_throughput(sides, counts.concurrent, counts.rounds, server_pid)
     return {"samples": samples, "throughput": throughput, "counts": counts}
 
 
@@ -285,8 +324,8 @@ async def measure_step_cost(client: Client, runs: int, warmup: int = 2) -> dict[
 def summarize(main: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     """The JSON summary: medians (ms), throughput (runs/s), their ratios and per-step costs."""
     med = {kind: statistics.median(values) for kind, values in main["samples"].items()}
-    tput = main["throughput"]
-    return {
+    tput = {side: figures["runs_per_s"] for side, figures in main["throughput"].items()}
+    summary = {
         "latency_ratio_1": _round(med["ours_1"] / med["native_1"], 3),
         "latency_ratio_10": _round(med[f"ours_{CHAIN}"] / med[f"native_{CHAIN}"], 3),
         "throughput_ratio_200": _round(tput["ours"] / tput["native"], 3),
@@ -308,6 +347,11 @@ def summarize(main: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
         "latency_target": LATENCY_TARGET,
         "throughput_target": THROUGHPUT_TARGET,
     }
+    for side, figures in main["throughput"].items():
+        summary[f"process_cpu_ms_per_run_{side}"] = _round(figures["process_cpu_ms_per_run"])
+        if figures["server_cpu_ms_per_run"] is not None:
+            summary[f"server_cpu_ms_per_run_{side}"] = _round(figures["server_cpu_ms_per_run"])
+    return summary
 
 
 def _round(value: float, digits: int = 2) -> float:
@@ -350,6 +394,26 @@ def table(summary: dict[str, Any], main: dict[str, Any]) -> str:
             f">= {THROUGHPUT_TARGET} {verdict(s['throughput_ratio_200'] >= THROUGHPUT_TARGET)}",
         ),
         (
+            "  CPU per run: this process (ms)",
+            f"{s['process_cpu_ms_per_run_ours']:.1f}",
+            f"{s['process_cpu_ms_per_run_native']:.1f}",
+            f"{s['process_cpu_ms_per_run_ours'] / s['process_cpu_ms_per_run_native']:.3f}",
+            "",
+        ),
+        *(
+            [
+                (
+                    "  CPU per run: Temporal server (ms)",
+                    f"{s['server_cpu_ms_per_run_ours']:.1f}",
+                    f"{s['server_cpu_ms_per_run_native']:.1f}",
+                    f"{s['server_cpu_ms_per_run_ours'] / s['server_cpu_ms_per_run_native']:.3f}",
+                    "",
+                )
+            ]
+            if "server_cpu_ms_per_run_ours" in s
+            else []
+        ),
+        (
             "one more node (ms)",
             f"{s['marginal_step_ms_ours']:.1f}",
             f"{s['marginal_step_ms_native']:.1f}",
@@ -382,7 +446,7 @@ def run_benchmark(counts: Counts, log: Callable[[str], None] = lambda _: None) -
         # workers=0: the benchmark runs its own workers in this process.
         with Supervisor(Settings(data_dir=f"{tmp}/tuned", workers=0), tuned=True) as supervisor:
             log(f"measuring on {supervisor.address}")
-            main = asyncio.run(_with_client(supervisor, lambda c: measure(c, counts)))
+            main = asyncio.run(_with_client(supervisor, lambda c: measure(c, counts, supervisor.temporal_pid)))
         log("starting the Temporal dev server (stock settings)")
         with Supervisor(Settings(data_dir=f"{tmp}/stock", workers=0), tuned=False) as supervisor:
             default = asyncio.run(_with_client(supervisor, lambda c: measure_step_cost(c, counts.step_runs)))

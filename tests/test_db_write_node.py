@@ -173,6 +173,16 @@ async def test_an_unknown_table_or_column_fails_at_once_naming_it_and_the_known_
     assert db.rows() == []
 
 
+async def test_a_connection_that_is_not_stored_fails_at_once_saying_how_to_add_it(service, published):
+    flow = await published([TRIGGER, write_node(connection="no-such-db", values={"sku": "A", "qty": 1})], [("start", "write")])
+    run = await run_flow(service, flow)
+
+    write = nodes_by_id(run)["write"]
+    assert (run["status"], write["attempts"]) == ("failed", 1)
+    assert "config.connection: no integration named 'no-such-db' is stored" in write["error"]
+    assert 'fo.integrations.add("no-such-db", "database", url=' in write["error"]
+
+
 def test_a_config_that_breaks_the_schema_is_a_validation_problem_naming_the_field():
     def problems(**config):
         doc = flow_doc([TRIGGER, write_node(**config)], [("start", "write")])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -91,7 +91,13 @@ def make_activity(spec: NodeSpec) -> Callable:
         except NodeError as exc:
             # Temporal's history keeps only the last attempt; the store keeps each failed one.
             ctx.log("error", str(exc), attempt_started=started.isoformat(), error_type=exc.kind)
-            raise ApplicationError(str(exc), *(() if exc.details is None else (exc.details,)), type=exc.kind, non_retryable=not exc.retryable) from exc
+            raise ApplicationError(
+                str(exc),
+                *(() if exc.details is None else (exc.details,)),
+                type=exc.kind,
+                non_retryable=not exc.retryable,
+                next_retry_delay=timedelta(seconds=exc.retry_after) if exc.retry_after else None,
+            ) from exc
         except asyncio.CancelledError:
             ctx.log("warning", "cancelled", attempt_started=started.isoformat(), error_type="Cancelled")
             raise

@@ -27,12 +27,10 @@ import json as jsonlib
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, AsyncIterator, Callable, Literal, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from temporalio.exceptions import ApplicationError
 
 from . import integrations
 from .errors import FloworchError, NotFound
@@ -438,10 +436,8 @@ def _rate_limited(ctx: Any, connector: Connector, acct: Account, shown: str, bod
     if wait is None:
         return NodeError(f"rate limited by {connector.title} on {shown}: {message}; retrying", kind="RateLimited", details=details)
     text = f"rate limited by {connector.title} on {shown}: {message}; next attempt in {wait:g}s, as it asked"
-    # NodeError carries no retry delay, so this one failure goes to Temporal directly: its
-    # next_retry_delay makes the next attempt wait for the provider's window, not the node's backoff.
-    ctx.log("warning", text)
-    return ApplicationError(text, details, type="RateLimited", next_retry_delay=timedelta(seconds=wait))
+    # The next attempt waits for the provider's window, not the node's backoff.
+    return NodeError(text, kind="RateLimited", details=details, retry_after=wait)
 
 
 async def _pause(ctx: Any, seconds: float) -> None:

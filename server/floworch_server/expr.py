@@ -93,8 +93,8 @@ def _unescape(s: str) -> str:
 
 class _Parser:
     def __init__(self, src: str):
-        self.src = src
-        self.toks = _tokenize(src)
+        self.src = src.strip()
+        self.toks = _tokenize(self.src)
         self.i = 0
 
     def peek(self) -> _Tok:
@@ -112,7 +112,7 @@ class _Parser:
     def expect(self, kind: str, value: Any = None) -> _Tok:
         tok = self.take()
         if tok.kind != kind or (value is not None and tok.value != value):
-            raise self.error(f"expected {value or kind}, found {tok.value if tok.value is not None else 'end'!r}", tok)
+            raise self.error(f"expected {value or kind}, found {_shown(tok)}", tok)
         return tok
 
     def at(self, kind: str, value: Any = None) -> bool:
@@ -124,7 +124,7 @@ class _Parser:
             raise self.error("empty expression")
         node = self.or_()
         if not self.at("end"):
-            raise self.error(f"unexpected {self.peek().value!r}")
+            raise self.error(f"unexpected {_shown(self.peek())}")
         return node
 
     def or_(self):
@@ -233,7 +233,11 @@ class _Parser:
                     items.append(self.or_())
             self.expect("op", "]")
             return ("list", items)
-        raise self.error(f"unexpected {tok.value if tok.value is not None else 'end'!r}", tok)
+        raise self.error(f"unexpected {_shown(tok)}", tok)
+
+
+def _shown(tok: _Tok) -> str:
+    return "end of expression" if tok.kind == "end" else repr(tok.value)
 
 
 def parse(src: str):
@@ -314,9 +318,9 @@ def _eval(node, scope: dict[str, Any]) -> Any:
         values = [_eval(a, scope) for a in args]
         try:
             return FUNCTIONS[name](*values)
-        except TypeError as exc:
-            raise ExprError(f"{name}(): {exc}") from None
-        except ValueError as exc:
+        except AttributeError:
+            raise ExprError(f"{name}() cannot be applied to a {_type_name(values[0])}") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ExprError(f"{name}(): {exc}") from None
     raise ExprError(f"cannot evaluate {kind}")  # pragma: no cover - parser builds only the kinds above
 
@@ -420,6 +424,8 @@ class Expression:
             raise ExprError(f"{exc.path} {exc.detail} (in {self.src!r})") from None
         except ExprError as exc:
             raise ExprError(f"{exc} (in {self.src!r})") from None
+        except (TypeError, ArithmeticError) as exc:  # e.g. a list used as an object key
+            raise ExprError(f"{exc} (in {self.src!r})") from None
 
     def references(self) -> list[tuple[str, ...]]:
         """The name paths this expression reads, as far as they are literal: ('nodes', 'fetch', 'output')."""
@@ -432,7 +438,9 @@ class Expression:
             if kind == "get":
                 base = walk(node[1])
                 if node[2][0] != "lit":
-                    walk(node[2])
+                    key_path = walk(node[2])
+                    if key_path:
+                        found.append(key_path)
                     if base:
                         found.append(base)
                     return None
@@ -476,7 +484,7 @@ def render(value: Any, scope: dict[str, Any]) -> Any:
         if "{{" not in value:
             return value
         m = TEMPLATE_RE.fullmatch(value.strip())
-        if m:
+        if m and "}}" not in m.group(1):
             return Expression(m.group(1)).evaluate(scope)
         return TEMPLATE_RE.sub(lambda m: _as_text(Expression(m.group(1)).evaluate(scope)), value)
     if isinstance(value, dict):
@@ -503,7 +511,9 @@ def iter_templates(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         if "{{" in value:
             if value.count("{{") != value.count("}}"):
-                raise ExprError(f"unbalanced '{{{{' and '}}}}' in {value!r}")
+                error = ExprError(f"unbalanced '{{{{' and '}}}}' in {value!r}")
+                error.path = path
+                raise error
             for part in template_parts(value):
                 yield path, part
     elif isinstance(value, dict):

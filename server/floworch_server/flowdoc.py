@@ -8,6 +8,8 @@ byte-stable (integers stay integers).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -33,16 +35,16 @@ class Position(_Model):
 
 class RetrySettings(_Model):
     max_attempts: int | None = None
-    initial_interval_seconds: float | None = None
-    backoff: float | None = None
-    max_interval_seconds: float | None = None
+    initial_interval_seconds: int | float | None = None
+    backoff: int | float | None = None
+    max_interval_seconds: int | float | None = None
     non_retryable_errors: list[str] | None = None
 
 
 class NodePolicy(_Model):
     retry: RetrySettings | None = None
-    timeout_seconds: float | None = None
-    heartbeat_seconds: float | None = None
+    timeout_seconds: int | float | None = None
+    heartbeat_seconds: int | float | None = None
     task_queue: str | None = None
 
 
@@ -191,6 +193,19 @@ def load(path: str | Path) -> FlowDocument:
 def save(doc: FlowDocument, path: str | Path) -> None:
     """Write atomically, so a crash mid-write never leaves half a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(doc.dumps(), encoding="utf-8")
-    tmp.replace(path)
+    # A temporary file of its own per save (two writers never share one), in the same directory
+    # so that the final rename is atomic; removed if anything fails.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o777)  # keep the file's permissions
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(doc.dumps())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

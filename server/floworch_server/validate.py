@@ -150,15 +150,23 @@ class Graph:
         return result
 
     def _cycle_order(self, comp: list[str]) -> list[str]:
+        """A real cycle through the component's first node (in document order): the shortest one."""
         members = set(comp)
         start = min(comp, key=self.ids.index)
-        order, current = [start], start
-        while True:
-            nxt = next((w for w in self.succ[current] if w in members and w not in order), None)
-            if nxt is None:
-                return order
-            order.append(nxt)
-            current = nxt
+        parent: dict[str, str | None] = {start: None}
+        queue = [start]
+        while queue:
+            current = queue.pop(0)
+            for nxt in self.succ[current]:
+                if nxt == start:
+                    path = [current]
+                    while parent[path[-1]] is not None:
+                        path.append(parent[path[-1]])
+                    return path[::-1]
+                if nxt in members and nxt not in parent:
+                    parent[nxt] = current
+                    queue.append(nxt)
+        return [start]  # pragma: no cover - a component with a cycle always leads back
 
 
 def loop_problems(doc: FlowDocument, graph: Graph) -> tuple[dict[str, dict], list[Problem]]:
@@ -274,7 +282,8 @@ def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
                     hint="connect ports of the same type",
                 )
             )
-        link = (edge.source, edge.sourceHandle, edge.target, edge.targetHandle)
+        # Compare the ports the edge really uses: no handle on a single-port side means that port.
+        link = (edge.source, out_port.name if out_port else edge.sourceHandle, edge.target, in_port.name if in_port else edge.targetHandle)
         if link in seen_links:
             problems.append(
                 Problem("duplicate-edge", "the same ports are already connected by another edge", edge=edge.id, hint="delete one of them")
@@ -343,7 +352,8 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
         try:
             found = list(_expressions(node, spec))
         except expr.ExprError as exc:
-            problems.append(Problem("invalid-expression", str(exc), node=node.id, field="config", hint="close every {{ with }}"))
+            field = f"config.{exc.path}" if getattr(exc, "path", None) else "config"
+            problems.append(Problem("invalid-expression", str(exc), node=node.id, field=field, hint="close every {{ with }}"))
             continue
         for field, source in found:
             try:
@@ -375,7 +385,7 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
                     )
                 elif len(path) >= 3 and path[2] != "output":
                     problems.append(
-                        Problem("invalid-reference", f"nodes.{target}.{path[2]} is not a thing: use nodes.{target}.output", node=node.id, field=f"config.{field}")
+                        Problem("invalid-reference", f"nodes.{target}.{path[2]} is not something a node has", node=node.id, field=f"config.{field}", hint=f"read its result as nodes.{target}.output")
                     )
     return problems
 

@@ -104,12 +104,19 @@ def _config_error(message: str, kind: str = "DbInvalidConfig") -> NodeError:
 # ------------------------------------------------------------------ connection
 def _connection_url(name: str) -> str:
     """The SQLAlchemy URL stored in integration ``name``; every failure here is one of setup."""
-    from ..errors import FloworchError
+    from ..errors import FloworchError, NotFound
     from ..integrations import lookup
     from ..secrets import SecretError
 
     try:
         _record, secret = lookup(name, PROVIDER)
+    except NotFound:
+        raise _config_error(
+            f"config.connection: no integration named '{name}' is stored; add it with "
+            f'fo.integrations.add("{name}", "database", url="postgresql+psycopg://user:password@host:5432/db"), '
+            "or name an existing database integration",
+            kind="DbConnectionNotFound",
+        ) from None
     except (FloworchError, SecretError) as exc:
         raise _config_error(f"config.connection: {exc}", kind="DbConnectionNotFound") from None
     url = secret.get("url") if isinstance(secret, dict) else None

@@ -12,6 +12,8 @@ environment (OPENAI_API_KEY / ANTHROPIC_API_KEY); never from the .flow file. A k
 the server it was stored for: an integration's key to its ``settings.base_url`` (or, without
 one, to the provider's own API), an environment key to the provider's API. A ``base_url`` in
 the flow with no integration is called without a key (local servers and keyless gateways).
+Every connection goes through the outbound-address guard (`floworch_server.netguard`), as
+action.http's do: a server on the worker's own network needs FLOWORCH_HTTP_ALLOW.
 
 Retries. The SDKs' own retries are off: Temporal retries the activity, so every attempt shows
 in the run's history. A short Retry-After on a 429 is waited out here instead of failing.
@@ -47,7 +49,11 @@ MAX_INLINE_WAITS = 3
 RETRYABLE_STATUS = {408, 409, 425, 429}
 TEMPLATE_FIELDS = ("system", "prompt")
 # The Messages API version the anthropic SDK speaks (2026-10-21) rejects sampling parameters.
-ANTHROPIC_NO_TEMPERATURE = "config.temperature: the Anthropic Messages API takes no temperature; remove it for the anthropic provider"
+ANTHROPIC_NO_TEMPERATURE = "the Anthropic Messages API takes no temperature"
+CUSTOM_URL_HINT = (
+    "give the URL of an OpenAI-compatible server, e.g. http://localhost:11434/v1 (Ollama) or "
+    "http://localhost:8000/v1 (vLLM), or name an integration whose settings hold base_url"
+)
 
 
 @dataclass
@@ -158,10 +164,7 @@ def _connection(provider: str, config: dict) -> tuple[str | None, str, str]:
 
 
 def _custom_needs_url() -> str:
-    return (
-        "config.base_url: the custom provider needs the URL of an OpenAI-compatible server, e.g. "
-        "http://localhost:11434/v1 (Ollama) or http://localhost:8000/v1 (vLLM), or an integration whose settings hold base_url"
-    )
+    return f"config.base_url: the custom provider needs a server URL: {CUSTOM_URL_HINT}"
 
 
 # --------------------------------------------------------------------------- provider calls
@@ -258,8 +261,6 @@ async def _anthropic_call(client: Any, config: dict, system: str | None, message
     request: dict[str, Any] = {"model": config["model"], "messages": messages, "max_tokens": config.get("max_tokens", DEFAULT_MAX_TOKENS)}
     if system:
         request["system"] = system
-    if "temperature" in config:
-        raise NodeError(ANTHROPIC_NO_TEMPERATURE, retryable=False, kind="LlmConfig")
     started = time.monotonic()
     response = await client.messages.create(**request)
     latency = round((time.monotonic() - started) * 1000)
@@ -417,20 +418,34 @@ def _repair_message(error: str) -> str:
     return f"Your reply did not match the required JSON Schema: {error}\nReply with the corrected JSON only."
 
 
-def _schema_validator(schema: Any) -> Any:
+def _validator_class(schema: Any) -> Any:
     import jsonschema
 
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
+def _schema_mistake(schema: Any) -> str | None:
+    import jsonschema
+
     try:
-        cls.check_schema(schema)
+        _validator_class(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise NodeError(f"config.output_schema is not a valid JSON Schema: {exc.message}", retryable=False, kind="LlmConfig") from None
-    return cls(schema)
+        return exc.message
+    return None
+
+
+def _schema_validator(schema: Any) -> Any:
+    mistake = _schema_mistake(schema)
+    if mistake:
+        raise NodeError(f"config.output_schema is not a valid JSON Schema: {mistake}", retryable=False, kind="LlmConfig")
+    return _validator_class(schema)(schema)
 
 
 # --------------------------------------------------------------------------- the node
 async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     provider = config.get("provider", "openai")
+    if provider == "anthropic" and "temperature" in config:
+        raise NodeError(f"config.temperature: {ANTHROPIC_NO_TEMPERATURE}; remove it for the anthropic provider", retryable=False, kind="LlmConfig")
     context = {**(config.get("variables") or {}), "inputs": inputs}
     system = _render("system", config["system"], context) if config.get("system") else None
     prompt = _render("prompt", config["prompt"], context)
@@ -489,10 +504,10 @@ def _check(node: Any, doc: Any) -> list[Problem]:
     problems: list[Problem] = []
     if config.get("provider") == "custom" and not config.get("base_url") and not config.get("integration"):
         problems.append(
-            Problem("missing-base-url", "the custom provider needs a server URL", node=node.id, field="config.base_url", hint=_custom_needs_url().split(": ", 1)[1])
+            Problem("missing-base-url", "the custom provider needs a server URL", node=node.id, field="config.base_url", hint=CUSTOM_URL_HINT)
         )
     if config.get("provider") == "anthropic" and "temperature" in config:
-        problems.append(Problem("unsupported-field", ANTHROPIC_NO_TEMPERATURE.split(": ", 1)[1].split(";")[0], node=node.id, field="config.temperature", hint="remove temperature for the anthropic provider"))
+        problems.append(Problem("unsupported-field", ANTHROPIC_NO_TEMPERATURE, node=node.id, field="config.temperature", hint="remove temperature for the anthropic provider"))
     variables = config.get("variables", {})
     known = set(variables) | {"inputs"} if isinstance(variables, dict) else None
     for field in TEMPLATE_FIELDS:
@@ -500,11 +515,9 @@ def _check(node: Any, doc: Any) -> list[Problem]:
         if isinstance(source, str):
             problems += _template_problems(node.id, field, source, known)
     schema = config.get("output_schema")
-    if isinstance(schema, dict):
-        try:
-            _schema_validator(schema)
-        except NodeError as exc:
-            problems.append(Problem("invalid-output-schema", str(exc).split(": ", 1)[1], node=node.id, field="config.output_schema", hint="fix the schema (https://json-schema.org)"))
+    mistake = _schema_mistake(schema) if isinstance(schema, dict) else None
+    if mistake:
+        problems.append(Problem("invalid-output-schema", f"not a valid JSON Schema: {mistake}", node=node.id, field="config.output_schema", hint="fix the schema (https://json-schema.org)"))
     return problems
 
 
@@ -587,9 +600,11 @@ LLM = register(
             "brings run data in. An unknown name fails the node naming it.\n\n"
             "Key: from `integration` (`fo.integrations.add(\"openai-main\", \"openai\", api_key=..., settings={\"base_url\": ...})`), "
             "else `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` in the worker's environment; never from the flow. A key only goes "
-            "to the URL stored with it (or the provider's API); a `base_url` without an integration is called without a key.\n\n"
+            "to the URL stored with it (or the provider's API); a `base_url` without an integration is called without a key. "
+            "Connections go through the outbound-address guard: a server on a private or loopback address (a local Ollama) "
+            "needs its address in `FLOWORCH_HTTP_ALLOW` on the workers.\n\n"
             "Output: `{text, json (with output_schema), model, usage: {input_tokens, output_tokens}, latency_ms, attempts}`; "
-            "`attempts` counts model replies including repairs. With `output_schema` the reply is parsed as JSON "
+            "`attempts` counts model replies including repairs, `usage` and `latency_ms` add up all of them. With `output_schema` the reply is parsed as JSON "
             "(a Markdown code fence around it is stripped) and validated; on a mismatch the model is shown the error up to "
             "`repair_attempts` times, then the node fails without retry, the last reply in the error details.\n\n"
             "429s wait out a Retry-After of up to 30 s inside the activity, else are retried by the policy, as are "

@@ -191,8 +191,12 @@ def seconds(value: float | None) -> timedelta | None:
 class NodeError(Exception):
     """A node failed in a way its executor understands. ``retryable=False`` stops Temporal's retries."""
 
-    def __init__(self, message: str, *, retryable: bool = True, kind: str = "NodeError", details: Any = None):
+    def __init__(
+        self, message: str, *, retryable: bool = True, kind: str = "NodeError", details: Any = None, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.kind = kind
         self.details = details
+        # Seconds the next attempt should wait (a provider's Retry-After), instead of the node's backoff.
+        self.retry_after = retry_after
