@@ -60,7 +60,7 @@ class WebhookHandler(web.RequestHandler):
             return self.answer(Answer(503, {"error": "FlowOrchestrator is not available, try again later"}))
         self._limit = self._receiver.max_body(self.path_kwargs["hook_id"])
         declared = self.request.headers.get("Content-Length", "")
-        if False:
+        if declared.isdigit() and int(declared) > self._limit:
             # Answered before the body is read; tornado then drops the rest and closes the connection.
             self.answer(_too_large())
 

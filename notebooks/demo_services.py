@@ -1,0 +1,123 @@
+"""Local stand-ins for the outside world of the document-pipeline example (this machine has no
+internet): an OpenAI-protocol server whose "model" reads invoice fields with regular
+expressions, and a Slack-API server that records posted messages. FlowOrchestrator talks to them
+with the real OpenAI SDK and the real Slack connector, exactly as it would to the real services.
+Also draws invoice images to read."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+FIELDS = {
+    "invoice_number": r"INVOICE\s*(?:No\.?|#)?\s*([A-Z0-9-]{3,})",
+    "vendor": r"From:?\s*([A-Z][A-Za-z0-9&., ]+?)\s*(?:\n|$)",
+    "total": r"Total\s*(?:due)?\s*:?\s*\$?\s*([0-9][0-9,]*\.[0-9]{2})",
+    "date": r"(\d{4}-\d{2}-\d{2})",
+}
+
+
+def read_invoice(text: str) -> dict:
+    """What the stand-in model answers: the fields it finds in the document text."""
+    found = {}
+    for name, pattern in FIELDS.items():
+        m = re.search(pattern, text)
+        found[name] = m.group(1).strip() if m else None
+    if found["total"] is not None:
+        found["total"] = float(found["total"].replace(",", ""))
+    return found
+
+
+class _Server:
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.requests: list[dict] = []
+        handler.owner = self
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: _Server
+
+    def _json(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _ModelHandler(_Handler):
+    def do_POST(self) -> None:
+        body = self._json()
+        self.owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if not self.path.endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": f"no route {self.path}"}})
+        prompt = "\n".join(m["content"] for m in body.get("messages", []) if m.get("role") == "user" and isinstance(m.get("content"), str))
+        answer = json.dumps(read_invoice(prompt))
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{len(self.owner.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "invoice-reader"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(answer.split()), "total_tokens": len(prompt.split()) + len(answer.split())},
+            },
+        )
+
+
+class _SlackHandler(_Handler):
+    def do_POST(self) -> None:
+        body = self._json()
+        self.owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        if self.path != "/chat.postMessage":
+            return self._send(200, {"ok": False, "error": "unknown_method"})
+        self._send(200, {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}", "message": {"text": body.get("text")}})
+
+
+def model_server() -> _Server:
+    return _Server(type("ModelHandler", (_ModelHandler,), {}))
+
+
+def slack_server() -> _Server:
+    return _Server(type("SlackHandler", (_SlackHandler,), {}))
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    for path in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        if Path(path).exists():
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+def draw_invoice(path: str | Path, number: str, vendor: str, total: float, date: str) -> Path:
+    """An invoice-like PNG with large, clear text."""
+    from PIL import Image, ImageDraw
+
+    lines = [f"INVOICE {number}", f"From: {vendor}", f"Date: {date}", "Consulting services", f"Total due: ${total:,.2f}"]
+    image = Image.new("RGB", (900, 80 + 70 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((40, 40 + 70 * i), line, fill="black", font=_font(40))
+    path = Path(path)
+    image.save(path)
+    return path
