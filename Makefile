@@ -6,6 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export FLOWORCH_DATA_DIR ?= $(CURDIR)/.floworch
+# The example notebooks call stand-in services on this machine (see notebooks/demo_services.py);
+# outbound requests to any other private or loopback address stay refused.
+export FLOWORCH_HTTP_ALLOW ?= 127.0.0.1
 
 .PHONY: run test install clean
 

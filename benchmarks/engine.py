@@ -301,6 +301,13 @@ async def measure_throughput(sides: Sides, concurrent: int, rounds: int, server_
     return out
 
 
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 async def measure(client: Client, counts: Counts, server_pid: int | None = None) -> dict[str, Any]:
     """Latency and throughput of both sides against ``client``'s server (its pid, if given,
     adds the server's CPU time per run)."""
@@ -308,7 +315,8 @@ async def measure(client: Client, counts: Counts, server_pid: int | None = None)
         await warm_up(sides, counts.warmup)
         samples = await measure_latency(sides, counts.runs)
         throughput = await measure_throughput(sides, counts.concurrent, counts.rounds, server_pid)
-    return {"samples": samples, "throughput": throughput, "counts": counts}
+    # Other work on the machine moves the figures: the load average says how much there was.
+    return {"samples": samples, "throughput": throughput, "counts": counts, "load": _load()}
 
 
 async def measure_step_cost(client: Client, runs: int, warmup: int = 2) -> dict[str, Any]:
@@ -326,36 +334,33 @@ def summarize(main: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     med = {kind: statistics.median(values) for kind, values in main["samples"].items()}
     tput = {side: figures["runs_per_s"] for side, figures in main["throughput"].items()}
     summary = {
-        "latency_ratio_1": _round(med["ours_1"] / med["native_1"], 3),
-        "latency_ratio_10": _round(med[f"ours_{CHAIN}"] / med[f"native_{CHAIN}"], 3),
-        "throughput_ratio_200": _round(tput["ours"] / tput["native"], 3),
-        "median_ms_ours_1": _round(med["ours_1"]),
-        "median_ms_native_1": _round(med["native_1"]),
-        "median_ms_ours_10": _round(med[f"ours_{CHAIN}"]),
-        "median_ms_native_10": _round(med[f"native_{CHAIN}"]),
-        "throughput_ours_200": _round(tput["ours"], 1),
-        "throughput_native_200": _round(tput["native"], 1),
-        "step_ms_default": _round(default["step_ms"]),
-        "step_ms_tuned": _round(med[f"native_{CHAIN}"] / CHAIN),
+        "latency_ratio_1": round(med["ours_1"] / med["native_1"], 3),
+        "latency_ratio_10": round(med[f"ours_{CHAIN}"] / med[f"native_{CHAIN}"], 3),
+        "throughput_ratio_200": round(tput["ours"] / tput["native"], 3),
+        "median_ms_ours_1": round(med["ours_1"], 2),
+        "median_ms_native_1": round(med["native_1"], 2),
+        "median_ms_ours_10": round(med[f"ours_{CHAIN}"], 2),
+        "median_ms_native_10": round(med[f"native_{CHAIN}"], 2),
+        "throughput_ours_200": round(tput["ours"], 1),
+        "throughput_native_200": round(tput["native"], 1),
+        "step_ms_default": round(default["step_ms"], 2),
+        "step_ms_tuned": round(med[f"native_{CHAIN}"] / CHAIN, 2),
         # The cost of one more node, without the start and completion every run pays once.
-        "marginal_step_ms_ours": _round((med[f"ours_{CHAIN}"] - med["ours_1"]) / (CHAIN - 1)),
-        "marginal_step_ms_native": _round((med[f"native_{CHAIN}"] - med["native_1"]) / (CHAIN - 1)),
+        "marginal_step_ms_ours": round((med[f"ours_{CHAIN}"] - med["ours_1"]) / (CHAIN - 1), 2),
+        "marginal_step_ms_native": round((med[f"native_{CHAIN}"] - med["native_1"]) / (CHAIN - 1), 2),
         "runs": main["counts"].runs,
         "concurrent": main["counts"].concurrent,
         "throughput_rounds": main["counts"].rounds,
         "start_path": "RunRequest built as FlowService.start_run builds it (no store writes)",
+        "load_average_1min": main["load"],
         "latency_target": LATENCY_TARGET,
         "throughput_target": THROUGHPUT_TARGET,
     }
     for side, figures in main["throughput"].items():
-        summary[f"process_cpu_ms_per_run_{side}"] = _round(figures["process_cpu_ms_per_run"])
+        summary[f"process_cpu_ms_per_run_{side}"] = round(figures["process_cpu_ms_per_run"], 2)
         if figures["server_cpu_ms_per_run"] is not None:
-            summary[f"server_cpu_ms_per_run_{side}"] = _round(figures["server_cpu_ms_per_run"])
+            summary[f"server_cpu_ms_per_run_{side}"] = round(figures["server_cpu_ms_per_run"], 2)
     return summary
-
-
-def _round(value: float, digits: int = 2) -> float:
-    return round(value, digits)
 
 
 def table(summary: dict[str, Any], main: dict[str, Any]) -> str:
@@ -430,6 +435,8 @@ def table(summary: dict[str, Any], main: dict[str, Any]) -> str:
         f"tuned {s['step_ms_tuned']:.1f} ms",
         f"{s['runs']} latency runs of each kind, interleaved; throughput over {s['throughput_rounds']} "
         f"batch(es) per side; start path: {s['start_path']}",
+        f"load average (1 min) after the measurements: {s['load_average_1min']} on {os.cpu_count()} CPUs "
+        "(other work on the machine slows both sides, and the wall-clock figures with them)",
     ]
     return "\n".join(lines)
 

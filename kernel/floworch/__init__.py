@@ -7,6 +7,7 @@
     run = flow.run(input={"name": "Ada"})
     run.wait(); run.result(); run.node_status()
     fo.runs()
+    fo.metrics.success_rate("7d"); fo.dashboard()
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import pandas as pd
 
 from floworch_server.problems import FlowInvalid, Problem
 
-from . import integrations
+from . import integrations, metrics
 from ._loop import run_async, run_sync
 from ._service import connect, service
 from .flow import Flow, Problems, Version
 from .run import Run, RunFailed
 
-__all__ = ["integrations", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "connect", "nodes", "runs", "runs_async", "get_run", "publish", "schedules"]
+# After this line ``floworch.dashboard`` is the function; the module stays importable by name
+# (``from floworch.dashboard import figure``).
+from .dashboard import dashboard
+
+__all__ = ["integrations", "metrics", "dashboard", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "connect", "nodes", "runs", "runs_async", "get_run", "publish", "schedules"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
@@ -21,7 +22,7 @@ from temporalio.common import TypedSearchAttributes, SearchAttributePair, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from . import nodes, trace
+from . import metrics, nodes, trace
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision, RunRequest
@@ -34,6 +35,11 @@ from .store import Store
 from .temporal import SEARCH_ATTRIBUTES, connect
 
 FINAL = ("success", "failed", "cancelled")
+# Seconds a sync may spend reading histories of newly finished runs for their node timings.
+TIMINGS_BUDGET_S = 5.0
+LIVE_METRICS_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -46,6 +52,8 @@ class FlowService:
         self.client = client
         self.store = store
         self._synced_until: datetime | None = None
+        # Runs seen final whose node timings may still need recording (an ordered set).
+        self._timings_pending: dict[str, None] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "FlowService":
@@ -487,9 +495,76 @@ class FlowService:
                 "search_attributes": meta,
             }
             self.store.upsert_run({k: v for k, v in record.items() if v is not None})
+            if record["status"] in FINAL:
+                self._timings_pending[wf.id] = None
             count += 1
         self._synced_until = started_sync
+        await self._record_pending_timings()
         return count
+
+    async def _record_pending_timings(self) -> None:
+        """Extract node timings of runs seen final, once per run (the store marks each run).
+
+        Bounded by a time budget per sync: a first sync over a long history (or after upgrading
+        to a store with node timings) catches up over the next syncs instead of holding run
+        statuses back meanwhile. Runs whose timings are already recorded (by this process or
+        another one) drop out through ``runs_needing_timings``."""
+        if not self._timings_pending:
+            return
+        deadline = asyncio.get_running_loop().time() + TIMINGS_BUDGET_S
+        needed = self.store.runs_needing_timings(list(self._timings_pending))
+        self._timings_pending = dict.fromkeys(needed)
+        for run_id in needed:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            try:
+                await self.record_timings(run_id)
+            except Exception as exc:  # noqa: BLE001 - tried again on the next sync
+                log.warning("could not record node timings of run %s: %s: %s", run_id, type(exc).__name__, exc)
+                continue
+            self._timings_pending.pop(run_id, None)
+
+    async def record_timings(self, run_id: str) -> int:
+        """Store the node timings of a finished run, read from its history; returns the row count."""
+        try:
+            events = await self._history_events(run_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            events = []  # history gone (retention): record none, so it is not asked for again
+        request = _run_request(events)
+        rows = []
+        if request is not None:
+            segments = trace.segments(request["plan"], events, self.store.list_logs(run_id, limit=100_000))
+            rows = metrics.timings_from_segments(segments)
+        meta = (request or {}).get("run", {})
+        return self.store.add_node_timings(run_id, rows, workflow_id=meta.get("flow_id"), tenant=meta.get("tenant"))
+
+    # ------------------------------------------------------------------ live metrics
+    def metric_task_queues(self) -> list[str]:
+        """The flow task queue and every queue a node type runs its activities on."""
+        return list(dict.fromkeys([self.settings.task_queue, *sorted({s.task_queue for s in nodes.all_specs() if s.task_queue})]))
+
+    async def task_queue_health(self, task_queues: list[str] | None = None) -> tuple[Any, Any]:
+        """``(queues, workers)`` DataFrames: backlog per task queue and type, and every poller."""
+        return await metrics.describe_task_queues(self.client, self.settings.temporal_namespace, task_queues or self.metric_task_queues())
+
+    async def queue_depth(self, task_queues: list[str] | None = None):
+        return (await self.task_queue_health(task_queues))[0]
+
+    async def workers(self, task_queues: list[str] | None = None):
+        return (await self.task_queue_health(task_queues))[1]
+
+    async def prometheus(self, slo: float = metrics.DEFAULT_SLO) -> str:
+        """Store and live metrics in the Prometheus text format; the store part is still served
+        when Temporal does not answer (``floworch_temporal_up 0``)."""
+        families = await asyncio.to_thread(metrics.store_families, self.store, None, slo)
+        try:
+            queues, workers = await asyncio.wait_for(self.task_queue_health(), LIVE_METRICS_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - reported as a metric, not as a failed scrape
+            log.warning("task-queue metrics unavailable: %s: %s", type(exc).__name__, exc)
+            queues = workers = None
+        return metrics.format_prometheus([*families, *metrics.live_families(queues, workers)])
 
     def _record_from_temporal(self, run_id: str, desc, request: dict | None) -> dict:
         meta = (request or {}).get("run", {})

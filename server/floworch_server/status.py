@@ -81,9 +81,12 @@ def node_statuses(
         kind = event.event_type
         when = _time(event.event_time)
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            if start_node in result:
-                trig = result[start_node]
-                trig.status, trig.started, trig.ended, trig.attempts = "success", when, when, 1
+            for trigger in plan["triggers"]:
+                trig = result[trigger]
+                if trigger == start_node:
+                    trig.status, trig.started, trig.ended, trig.attempts = "success", when, when, 1
+                else:  # another way to start this flow, not taken by this run
+                    trig.status, trig.ended = "skipped", when
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             by_scheduled[event.event_id] = attrs.activity_id

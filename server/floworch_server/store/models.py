@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -122,6 +123,11 @@ class WorkflowRun(Base):
     __table_args__ = (
         Index("ix_workflow_runs_workflow_id_start_time", "workflow_id", "start_time"),
         Index("ix_workflow_runs_start_time", "start_time"),
+        # Covering indexes for the dashboard's aggregates (metrics.py): success rate and burn
+        # rates count outcomes by end time, throughput counts runs by start time and status;
+        # with the status in the index neither has to visit the table.
+        Index("ix_workflow_runs_end_time_status", "end_time", "status"),
+        Index("ix_workflow_runs_start_time_status", "start_time", "status"),
     )
 
     # The Temporal workflow id.
@@ -141,6 +147,39 @@ class WorkflowRun(Base):
     trace_id: Mapped[str | None] = mapped_column(String(64))
     search_attributes: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the run's node timings were extracted from its history (None: not yet), so a
+    # finished run's history is read once, whichever process syncs it first.
+    timings_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NodeTiming(Base):
+    """One segment of a finished run's trace: an activity attempt, a timer or approval wait, or a
+    control step, with its duration. Extracted once from history when the run is final, so
+    latency percentiles are SQL over this table instead of reading thousands of histories.
+
+    ``workflow_id`` and ``tenant`` are copied from the run so aggregates never need a join."""
+
+    __tablename__ = "node_timings"
+    __table_args__ = (
+        Index("ix_node_timings_node_type_started", "node_type", "started"),
+        Index("ix_node_timings_started", "started"),
+        Index("ix_node_timings_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str] = mapped_column(String(255))
+    node_type: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # activity, timer, approval, control
+    # Loop iteration ("2", or "1.3" when nested), None outside loops.
+    iteration: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    started: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    workflow_id: Mapped[str | None] = mapped_column(String(36))
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
 
 
 class LogRecord(Base):

@@ -23,6 +23,7 @@ from .models import (
     AuditEntry,
     Integration,
     LogRecord,
+    NodeTiming,
     TriggerRegistration,
     Workflow,
     WorkflowRun,
@@ -38,6 +39,7 @@ logs: Table = LogRecord.__table__
 audit_log: Table = AuditEntry.__table__
 integrations: Table = Integration.__table__
 triggers: Table = TriggerRegistration.__table__
+node_timings: Table = NodeTiming.__table__
 INTEGRATION_PUBLIC = [c for c in integrations.c if c.key != "secret"]
 
 # Collaborative state is bytes and can be large: served by its own methods, not in workflow dicts.
@@ -47,6 +49,10 @@ RUN_FIELDS = frozenset(c.key for c in runs.c) - {"updated_at"}
 STATUS_RANK = {"queued": 0, "running": 1, **{s: 2 for s in FINAL_STATUSES}}
 # Columns that describe the outcome: kept together with the status they belong to.
 OUTCOME_FIELDS = ("status", "end_time", "error")
+TIMING_KINDS = ("activity", "timer", "approval", "control")
+TIMING_FIELDS = ("node", "node_type", "kind", "iteration", "attempt", "started", "ended", "duration_ms", "status")
+# Rows per INSERT: SQLite allows 32766 bound parameters per statement, at 13 columns a row.
+TIMING_CHUNK = 2000
 
 
 class NotFound(KeyError):
@@ -355,6 +361,81 @@ class Store:
             query = query.where(runs.c.status == status)
         return self._all(query.limit(int(limit)).offset(int(offset)))
 
+    # -- node timings ------------------------------------------------------------------
+    def add_node_timings(self, run_id: str, timings: list[dict], *, workflow_id: str | None = None, tenant: str | None = None) -> int:
+        """Record a finished run's node timings, replacing any recorded before: calling it again
+        for the same run leaves one copy. Marks the run's ``timings_at``. Returns the row count.
+
+        Each timing has node, node_type, kind (activity, timer, approval or control), iteration,
+        attempt, started, ended, status and optionally duration_ms (else ended - started).
+        ``workflow_id`` and ``tenant`` default to the run record's."""
+        rows = [_validate_timing(t) for t in timings]
+        with self._writer.begin() as conn:
+            # Lock the run row: two processes syncing the same run then take turns (Postgres;
+            # SQLite's BEGIN IMMEDIATE already serialises writers) instead of interleaving.
+            run = conn.execute(
+                select(runs.c.workflow_id, runs.c.tenant).where(runs.c.run_id == run_id).with_for_update()
+            ).first()
+            common = {
+                "run_id": run_id,
+                "workflow_id": workflow_id if workflow_id is not None else (run.workflow_id if run else None),
+                "tenant": tenant or (run.tenant if run else None) or "default",
+            }
+            conn.execute(node_timings.delete().where(node_timings.c.run_id == run_id))
+            values = [{**common, **row} for row in rows]
+            for i in range(0, len(values), TIMING_CHUNK):
+                conn.execute(insert(node_timings), values[i : i + TIMING_CHUNK])
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(timings_at=utcnow()))
+        return len(rows)
+
+    def runs_needing_timings(self, run_ids: list[str]) -> list[str]:
+        """Those of ``run_ids`` that are final in the store and have no node timings recorded yet."""
+        found: list[str] = []
+        ids = list(dict.fromkeys(run_ids))
+        with self._engine.connect() as conn:
+            for i in range(0, len(ids), TIMING_CHUNK):
+                query = select(runs.c.run_id).where(
+                    runs.c.run_id.in_(ids[i : i + TIMING_CHUNK]),
+                    runs.c.status.in_(FINAL_STATUSES),
+                    runs.c.timings_at.is_(None),
+                )
+                found.extend(conn.execute(query).scalars())
+        return found
+
+    def list_node_timings(
+        self,
+        run_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        node_type: str | None = None,
+        kind: str | None = None,
+        limit: int = 100_000,
+    ) -> list[dict]:
+        """Node timings, oldest ``started`` first; ``since`` inclusive, ``until`` exclusive."""
+        query = select(node_timings).order_by(node_timings.c.started, node_timings.c.id)
+        if run_id is not None:
+            query = query.where(node_timings.c.run_id == run_id)
+        if since is not None:
+            query = query.where(node_timings.c.started >= as_utc(since))
+        if until is not None:
+            query = query.where(node_timings.c.started < as_utc(until))
+        if node_type is not None:
+            query = query.where(node_timings.c.node_type == node_type)
+        if kind is not None:
+            query = query.where(node_timings.c.kind == kind)
+        return self._all(query.limit(int(limit)))
+
+    # -- aggregate reads ---------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``: aggregate queries differ in what each can do in SQL."""
+        return self._engine.dialect.name
+
+    def reader(self):
+        """A read-only connection (a context manager) for aggregate queries, see metrics.py."""
+        return self._engine.connect()
+
     # -- logs ------------------------------------------------------------------------
     def add_log(
         self,
@@ -430,6 +511,25 @@ def _require_document(document: Any) -> None:
 def _require_status(status: Any) -> None:
     if status not in STATUS_RANK:
         raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
+
+
+def _validate_timing(timing: dict) -> dict:
+    row = {key: timing.get(key) for key in TIMING_FIELDS}
+    node = row["node"] or "?"
+    if row["kind"] not in TIMING_KINDS:
+        raise ValueError(f"node timing of {node!r}: kind must be one of {', '.join(TIMING_KINDS)}; got {row['kind']!r}")
+    for key in ("node", "node_type", "status"):
+        _require_text(f"node timing of {node!r}: {key}", row[key])
+    if row["started"] is None:
+        raise ValueError(f"node timing of {node!r} needs a started time")
+    row["started"] = as_utc(row["started"])
+    row["ended"] = as_utc(row["ended"]) if row["ended"] is not None else None
+    if row["duration_ms"] is None and row["ended"] is not None:
+        row["duration_ms"] = (row["ended"] - row["started"]).total_seconds() * 1000
+    row["attempt"] = int(row["attempt"] or 1)
+    if row["iteration"] is not None:
+        row["iteration"] = str(row["iteration"])
+    return row
 
 
 def _validate_run(record: dict) -> dict:

@@ -1,0 +1,550 @@
+"""SLO and operations metrics: pure functions over the store, plus two live views of Temporal.
+
+Store metrics aggregate in SQL (the rows never leave the database, except activity durations on
+SQLite, which has no percentile function), over the covering indexes of migration 0003:
+
+- ``success_rate``: success / (success + failed) of the runs that *ended* in the range, per
+  bucket or overall. Cancelled runs (including terminated ones) are counted but left out of the
+  rate: a cancel is somebody's decision, not the service failing. Timed-out runs count as failed.
+- ``slo_report`` / ``burn_rates`` / ``error_budget``: the same ratio against an SLO target
+  (99.95 % by default). Burn rate = error rate / allowed error rate over 1h, 6h, 24h and 72h
+  windows ending at ``until``, each with the multi-window alerting threshold of the Google SRE
+  workbook (14.4, 6, 3, 1: the rate that spends 2 %, 5 %, 10 % and 10 % of a 30-day budget in
+  that window). The budget is the 30-day window's: 1 - error rate / allowed error rate.
+- ``latency``: count, mean, p50, p95, p99 and max of node durations per node type, from the
+  ``node_timings`` table (activity attempts by default). Percentiles interpolate linearly
+  (``percentile_cont`` on Postgres, the same definition as pandas' ``quantile`` used on SQLite).
+- ``throughput``: runs per bucket, one column per status, by start time (or end time).
+
+Live (what Temporal reports now, so they take no time range): ``describe_task_queues`` gives
+backlog counts per task queue and type (``DescribeTaskQueue`` with ``report_stats``, the default
+API mode; the ENHANCED mode is deprecated) and the pollers with identity and last access time.
+
+Time ranges are ``since`` (inclusive) and ``until`` (exclusive), aware datetimes or ISO
+strings; ``time_range("24h")`` makes one ending now. Buckets are aligned to the UTC epoch, so
+the same hour is the same bucket on every refresh. Every function returns a DataFrame, or a
+dict for scalars; bucket and time columns are UTC timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import pandas as pd
+from sqlalchemy import BigInteger, Integer, and_, case, cast, extract, func, literal, select
+
+from .store.models import FINAL_STATUSES, RUN_STATUSES, as_utc
+from .store.repo import TIMING_KINDS, node_timings, runs
+
+DEFAULT_SLO = 99.95  # percent of runs that end in success (cancelled runs aside)
+BUDGET_WINDOW = timedelta(days=30)
+# Burn-rate windows and the rate at which each pages (SRE workbook, multi-window alerting).
+BURN_WINDOWS: dict[str, float] = {"1h": 14.4, "6h": 6.0, "24h": 3.0, "72h": 1.0}
+PERCENTILES = (0.5, 0.95, 0.99)
+# Candidate bucket sizes; ``auto_bucket`` picks the smallest giving at most MAX_BUCKETS.
+BUCKET_STEPS = ("1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d", "7d")
+MAX_BUCKETS = 60
+# A poller re-polls at least every minute (long polls time out at 60 s); older means the worker
+# is saturated or gone. Temporal drops a poller from the list 5 minutes after its last poll.
+POLLER_STALE_AFTER_S = 70.0
+
+SUCCESS_COLUMNS = ["bucket", "success", "failed", "cancelled", "total", "success_rate"]
+THROUGHPUT_COLUMNS = ["bucket", *RUN_STATUSES, "total"]
+BURN_COLUMNS = ["window", "since", "until", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting"]
+LATENCY_COLUMNS = ["node_type", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+QUEUE_COLUMNS = ["task_queue", "type", "backlog", "backlog_age_s", "add_rate", "dispatch_rate", "pollers", "observed"]
+WORKER_COLUMNS = ["task_queue", "type", "identity", "last_access_time", "seconds_since_poll", "rate_per_second", "healthy"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# ---------------------------------------------------------------------- time ranges
+def duration(value: str | timedelta | float | int) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"``, a timedelta or a number of seconds."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        result = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    else:
+        raise ValueError(f"expected a duration such as '15m', '24h' or '7d' (or a timedelta), got {value!r}")
+    if result <= timedelta(0):
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return result
+
+
+def time_range(range: str | timedelta | None = "24h", since: Any = None, until: Any = None) -> tuple[datetime, datetime]:
+    """``(since, until)``: explicit bounds win; otherwise the ``range`` ending at ``until`` (now)."""
+    end = as_utc(until) if until is not None else datetime.now(timezone.utc)
+    start = as_utc(since) if since is not None else end - duration(range or "24h")
+    if start >= end:
+        raise ValueError(f"empty time range: since {start.isoformat()} is not before until {end.isoformat()}")
+    return start, end
+
+
+def auto_bucket(since: datetime, until: datetime) -> timedelta:
+    """A bucket size that draws the range in at most ``MAX_BUCKETS`` bars or points."""
+    span = (until - since).total_seconds()
+    for step in BUCKET_STEPS:
+        if span / duration(step).total_seconds() <= MAX_BUCKETS:
+            return duration(step)
+    return duration(BUCKET_STEPS[-1])
+
+
+def _bucket_seconds(bucket: Any, since: datetime, until: datetime) -> int:
+    seconds = (auto_bucket(since, until) if bucket in (None, "auto") else duration(bucket)).total_seconds()
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"a bucket must be a whole number of seconds, got {bucket!r}")
+    return int(seconds)
+
+
+def _bucket_of(column, seconds: int, dialect: str):
+    """Start of the column's bucket, as epoch seconds (buckets aligned to the UTC epoch)."""
+    if dialect == "sqlite":
+        # Stored as UTC text; strftime('%s') reads it as UTC epoch seconds (whole seconds).
+        epoch = cast(func.strftime("%s", column), Integer)
+        return (epoch // literal(seconds, Integer)) * literal(seconds, Integer)
+    return cast(func.floor(extract("epoch", column) / seconds), BigInteger) * seconds
+
+
+def _all_buckets(since: datetime, until: datetime, seconds: int) -> pd.DatetimeIndex:
+    first = int(since.timestamp()) // seconds * seconds
+    last = (math.ceil(until.timestamp()) - 1) // seconds * seconds
+    return pd.DatetimeIndex(pd.to_datetime(range(first, last + 1, seconds), unit="s", utc=True), name="bucket")
+
+
+def _frame(rows: Iterable, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+# ---------------------------------------------------------------------- success rate
+def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFrame:
+    """Runs that ended in ``[since, until)``: success, failed, cancelled, total (success + failed)
+    and success_rate = success / total (NaN when nothing succeeded or failed).
+
+    ``bucket=None``: one row for the whole range (its ``bucket`` is ``since``); a duration
+    (``"1h"``) or ``"auto"``: one row per bucket, empty buckets included."""
+    since, until = as_utc(since), as_utc(until)
+    status = runs.c.status
+    counts = [func.sum(case((status == s, 1), else_=0)).label(s) for s in FINAL_STATUSES]
+    where = and_(runs.c.end_time >= since, runs.c.end_time < until, status.in_(FINAL_STATUSES))
+    if bucket is None:
+        with store.reader() as conn:
+            row = conn.execute(select(*counts).where(where)).one()
+        data = pd.DataFrame([{"bucket": pd.Timestamp(since), **{s: int(row._mapping[s] or 0) for s in FINAL_STATUSES}}])
+    else:
+        seconds = _bucket_seconds(bucket, since, until)
+        key = _bucket_of(runs.c.end_time, seconds, store.dialect).label("bucket")
+        with store.reader() as conn:
+            rows = conn.execute(select(key, *counts).where(where).group_by(key)).all()
+        found = pd.DataFrame([tuple(r) for r in rows], columns=["bucket", *FINAL_STATUSES])
+        found["bucket"] = pd.to_datetime(found["bucket"].astype("int64"), unit="s", utc=True)
+        data = found.set_index("bucket").reindex(_all_buckets(since, until, seconds), fill_value=0).reset_index()
+    for s in FINAL_STATUSES:
+        data[s] = data[s].astype("int64")
+    data["total"] = data["success"] + data["failed"]
+    data["success_rate"] = data["success"] / data["total"].where(data["total"] > 0)
+    return data[SUCCESS_COLUMNS]
+
+
+# ---------------------------------------------------------------------- SLO: burn rates and budget
+@dataclass(frozen=True)
+class SLO:
+    """A success-rate objective: ``target`` percent over a rolling ``window``."""
+
+    target: float = DEFAULT_SLO
+    window: timedelta = BUDGET_WINDOW
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target < 100:
+            raise ValueError(f"an SLO target is a percentage between 0 and 100 (exclusive), got {self.target!r}")
+
+    @property
+    def allowed_error_rate(self) -> float:
+        return 1 - self.target / 100
+
+
+def slo_report(
+    store,
+    until: Any = None,
+    slo: float = DEFAULT_SLO,
+    windows: dict[str, float] | None = None,
+    budget_window: Any = BUDGET_WINDOW,
+) -> tuple[pd.DataFrame, dict]:
+    """Burn rates per window and the error budget, ending at ``until`` (now), in one query."""
+    objective = SLO(float(slo), duration(budget_window))
+    windows = BURN_WINDOWS if windows is None else windows
+    end = as_utc(until) if until is not None else datetime.now(timezone.utc)
+    spans = {name: duration(name) for name in windows}
+    spans_all = {**spans, "__budget__": objective.window}
+    start = end - max(spans_all.values())
+    status, ended = runs.c.status, runs.c.end_time
+    columns, labels = [], {}
+    for n, (name, span) in enumerate(spans_all.items()):
+        inside = ended >= end - span
+        labels[name] = (f"w{n}_success", f"w{n}_failed")
+        columns.append(func.sum(case((and_(inside, status == "success"), 1), else_=0)).label(labels[name][0]))
+        columns.append(func.sum(case((and_(inside, status == "failed"), 1), else_=0)).label(labels[name][1]))
+    query = select(*columns).where(ended >= start, ended < end, status.in_(("success", "failed")))
+    with store.reader() as conn:
+        row = conn.execute(query).one()._mapping
+    allowed = objective.allowed_error_rate
+
+    def counts(name: str) -> tuple[int, int, int, float]:
+        ok, bad = int(row[labels[name][0]] or 0), int(row[labels[name][1]] or 0)
+        total = ok + bad
+        return ok, bad, total, (bad / total if total else math.nan)
+
+    burn = []
+    for name, span in spans.items():
+        ok, bad, total, error_rate = counts(name)
+        rate = error_rate / allowed if total else math.nan
+        threshold = windows[name]
+        burn.append([name, pd.Timestamp(end - span), pd.Timestamp(end), ok, bad, total, error_rate, rate, threshold, bool(total and rate >= threshold)])
+    ok, bad, total, error_rate = counts("__budget__")
+    consumed = (error_rate / allowed) if total else 0.0
+    budget = {
+        "slo": objective.target,
+        "window": _label(objective.window),
+        "since": pd.Timestamp(end - objective.window),
+        "until": pd.Timestamp(end),
+        "success": ok,
+        "failed": bad,
+        "total": total,
+        "error_rate": error_rate,
+        "allowed_error_rate": allowed,
+        "allowed_failures": allowed * total,
+        "budget_consumed": consumed,
+        "budget_remaining": 1 - consumed,
+    }
+    return _frame(burn, BURN_COLUMNS), budget
+
+
+def burn_rates(store, until: Any = None, slo: float = DEFAULT_SLO, windows: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per window (1h, 6h, 24h, 72h ending at ``until``): counts, error rate, burn rate,
+    its alerting threshold and whether it is reached. Burn rate 1 spends the budget exactly."""
+    return slo_report(store, until, slo, windows)[0]
+
+
+def error_budget(store, until: Any = None, slo: float = DEFAULT_SLO, window: Any = BUDGET_WINDOW) -> dict:
+    """The error budget of the ``window`` (30 days) ending at ``until``: budget_remaining is 1
+    when nothing failed, 0 when exactly the allowed share failed, negative past that."""
+    return slo_report(store, until, slo, {}, window)[1]
+
+
+def _label(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# ---------------------------------------------------------------------- latency
+def latency(store, since: Any, until: Any, kind: str | None = "activity", node_type: str | None = None) -> pd.DataFrame:
+    """Per node type, of the node timings that started in ``[since, until)``: count, mean_ms,
+    p50_ms, p95_ms, p99_ms and max_ms. By default activity attempts only (each retry attempt
+    is its own sample: it is what the worker spent); ``kind=None`` takes every kind."""
+    since, until = as_utc(since), as_utc(until)
+    if kind is not None and kind not in TIMING_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(TIMING_KINDS)} or None; got {kind!r}")
+    t = node_timings.c
+    where = [t.started >= since, t.started < until, t.duration_ms.isnot(None)]
+    if kind is not None:
+        where.append(t.kind == kind)
+    if node_type is not None:
+        where.append(t.node_type == node_type)
+    if store.dialect == "postgresql":
+        query = (
+            select(
+                t.node_type,
+                func.count(),
+                func.avg(t.duration_ms),
+                *(func.percentile_cont(p).within_group(t.duration_ms) for p in PERCENTILES),
+                func.max(t.duration_ms),
+            )
+            .where(*where)
+            .group_by(t.node_type)
+            .order_by(t.node_type)
+        )
+        with store.reader() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        data = _frame(rows, LATENCY_COLUMNS)
+    else:
+        # SQLite has no percentile aggregate: fetch (type, duration) pairs and let pandas do it.
+        with store.reader() as conn:
+            pairs = conn.execute(select(t.node_type, t.duration_ms).where(*where)).all()
+        samples = pd.DataFrame([tuple(p) for p in pairs], columns=["node_type", "duration_ms"])
+        if samples.empty:
+            data = _frame([], LATENCY_COLUMNS)
+        else:
+            grouped = samples.groupby("node_type", sort=True)["duration_ms"]
+            quantiles = grouped.quantile(list(PERCENTILES)).unstack()
+            data = pd.DataFrame(
+                {
+                    "count": grouped.size(),
+                    "mean_ms": grouped.mean(),
+                    **{f"p{round(p * 100)}_ms": quantiles[p] for p in PERCENTILES},
+                    "max_ms": grouped.max(),
+                }
+            ).reset_index()[LATENCY_COLUMNS]
+    data["count"] = data["count"].astype("int64")
+    for column in LATENCY_COLUMNS[2:]:
+        data[column] = data[column].astype("float64")
+    return data
+
+
+# ---------------------------------------------------------------------- throughput
+def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "start") -> pd.DataFrame:
+    """Runs per bucket, one column per status (as the runs stand now) and their total.
+    ``by="start"`` counts runs where they started (in-flight runs show as queued/running);
+    ``by="end"`` counts finished runs where they ended."""
+    since, until = as_utc(since), as_utc(until)
+    if by not in ("start", "end"):
+        raise ValueError(f"by must be 'start' or 'end', got {by!r}")
+    column = runs.c.start_time if by == "start" else runs.c.end_time
+    seconds = _bucket_seconds(bucket, since, until)
+    key = _bucket_of(column, seconds, store.dialect).label("bucket")
+    query = select(key, runs.c.status, func.count()).where(column >= since, column < until).group_by(key, runs.c.status)
+    with store.reader() as conn:
+        rows = [tuple(r) for r in conn.execute(query)]
+    long = pd.DataFrame(rows, columns=["bucket", "status", "runs"])
+    wide = long.pivot_table(index="bucket", columns="status", values="runs", aggfunc="sum", fill_value=0)
+    wide.index = pd.to_datetime(wide.index.astype("int64"), unit="s", utc=True)
+    data = wide.reindex(index=_all_buckets(since, until, seconds), columns=list(RUN_STATUSES), fill_value=0)
+    data = data.fillna(0).astype("int64")
+    data.columns.name = None
+    data["total"] = data.sum(axis=1)
+    return data.reset_index()[THROUGHPUT_COLUMNS]
+
+
+# ---------------------------------------------------------------------- everything the dashboard shows
+def dashboard_data(store, since: Any, until: Any, bucket: Any = "auto", slo: float = DEFAULT_SLO) -> dict[str, Any]:
+    """Every store metric of the dashboard for one range: success_rate and throughput (per
+    bucket), latency (per node type), burn_rates and budget (windows ending at ``until``)."""
+    since, until = as_utc(since), as_utc(until)
+    burn, budget = slo_report(store, until, slo)
+    return {
+        "since": pd.Timestamp(since),
+        "until": pd.Timestamp(until),
+        "slo": slo,
+        "success_rate": success_rate(store, since, until, bucket),
+        "throughput": throughput(store, since, until, bucket),
+        "latency": latency(store, since, until),
+        "burn_rates": burn,
+        "budget": budget,
+    }
+
+
+# ---------------------------------------------------------------------- node timings from a trace
+def timings_from_segments(segments: Iterable[dict]) -> list[dict]:
+    """The rows ``Store.add_node_timings`` takes, from ``trace.segments`` of a finished run.
+
+    The trigger (an instant) and skipped nodes (never ran) have no duration worth a row. A
+    segment still open when the run closed (a wait the run was cancelled in) is ``cancelled``."""
+    rows = []
+    for seg in segments:
+        if seg["kind"] not in TIMING_KINDS:
+            continue
+        started = seg.get("started") or seg.get("scheduled")
+        if started is None:
+            continue
+        rows.append(
+            {
+                "node": seg["node"],
+                "node_type": seg.get("type") or "unknown",
+                "kind": seg["kind"],
+                "iteration": seg.get("iteration"),
+                "attempt": seg.get("attempt") or 1,
+                "started": started,
+                "ended": seg.get("ended"),
+                "status": "cancelled" if seg.get("ended_open") else seg["status"],
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------- live: task queues and workers
+QUEUE_TYPES = {"workflow": 1, "activity": 2}  # temporalio.api.enums.v1.TaskQueueType values
+
+
+async def describe_task_queues(client, namespace: str, task_queues: Iterable[str], now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(queues, workers)`` as Temporal sees them now: one ``DescribeTaskQueue`` per queue and
+    type (workflow, activity) gives both the backlog statistics and the pollers.
+
+    queues: task_queue, type, backlog (approximate count), backlog_age_s, add_rate and
+    dispatch_rate (tasks/s), pollers (count), observed (when asked).
+    workers: one row per poller: task_queue, type, identity, last_access_time,
+    seconds_since_poll, rate_per_second, healthy (polled within ``POLLER_STALE_AFTER_S``)."""
+    import asyncio
+
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    now = now or datetime.now(timezone.utc)
+    pairs = [(name, kind) for name in dict.fromkeys(task_queues) for kind in QUEUE_TYPES]
+
+    async def describe(name: str, kind: str):
+        request = DescribeTaskQueueRequest(
+            namespace=namespace, task_queue=TaskQueue(name=name), task_queue_type=QUEUE_TYPES[kind], report_stats=True
+        )
+        return await client.workflow_service.describe_task_queue(request)
+
+    replies = await asyncio.gather(*(describe(name, kind) for name, kind in pairs))
+    queues, workers = [], []
+    for (name, kind), reply in zip(pairs, replies):
+        stats = reply.stats
+        queues.append(
+            [
+                name,
+                kind,
+                int(stats.approximate_backlog_count),
+                stats.approximate_backlog_age.ToTimedelta().total_seconds(),
+                float(stats.tasks_add_rate),
+                float(stats.tasks_dispatch_rate),
+                len(reply.pollers),
+                pd.Timestamp(now),
+            ]
+        )
+        for poller in reply.pollers:
+            seen = poller.last_access_time.ToDatetime(tzinfo=timezone.utc) if poller.HasField("last_access_time") else None
+            age = (now - seen).total_seconds() if seen else math.nan
+            workers.append(
+                [name, kind, poller.identity, pd.Timestamp(seen) if seen else pd.NaT, max(age, 0.0), float(poller.rate_per_second), bool(seen and age <= POLLER_STALE_AFTER_S)]
+            )
+    queue_frame = _frame(queues, QUEUE_COLUMNS)
+    worker_frame = _frame(workers, WORKER_COLUMNS)
+    worker_frame["last_access_time"] = pd.to_datetime(worker_frame["last_access_time"], utc=True)
+    return queue_frame, worker_frame
+
+
+# ---------------------------------------------------------------------- Prometheus text format
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_WINDOW = timedelta(hours=1)  # the window of the latency quantiles a scrape reports
+
+
+@dataclass
+class Family:
+    """One metric family: name, type (gauge, counter, summary), help and its samples.
+
+    A sample is ``(suffix, labels, value)``; the suffix is "" or e.g. "_sum" / "_count"."""
+
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[str, dict[str, str], float]]
+
+
+def format_prometheus(families: Iterable[Family]) -> str:
+    """The Prometheus text exposition format (version 0.0.4) of ``families``."""
+    lines = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for suffix, labels, value in family.samples:
+            label_text = ",".join(f'{key}="{_escape_label(str(val))}"' for key, val in labels.items())
+            lines.append(f"{family.name}{suffix}{{{label_text}}} {_number(value)}" if label_text else f"{family.name}{suffix} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: Any) -> str:
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def store_families(store, now: datetime | None = None, slo: float = DEFAULT_SLO, latency_window: timedelta = LATENCY_WINDOW) -> list[Family]:
+    """Run counts by status, activity latency summaries per node type and the SLO's burn rates.
+
+    Latency quantiles are over the last ``latency_window`` (a summary's quantiles are always
+    over a recent window); its ``_sum`` and ``_count`` are over all recorded timings, so they
+    only grow and ``rate()`` over them works as for any Prometheus summary."""
+    now = now or datetime.now(timezone.utc)
+    with store.reader() as conn:
+        by_status = dict(conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all())
+        t = node_timings.c
+        totals = conn.execute(
+            select(t.node_type, func.count(), func.sum(t.duration_ms))
+            .where(t.kind == "activity", t.duration_ms.isnot(None))
+            .group_by(t.node_type)
+        ).all()
+    recent = latency(store, now - latency_window, now).set_index("node_type")
+    summary: list[tuple[str, dict[str, str], float]] = []
+    for node_type, count, total_ms in sorted(totals):
+        for p in PERCENTILES:
+            value = recent.at[node_type, f"p{round(p * 100)}_ms"] / 1000 if node_type in recent.index else math.nan
+            summary.append(("", {"node_type": node_type, "quantile": _quantile(p)}, value))
+        summary.append(("_sum", {"node_type": node_type}, (total_ms or 0) / 1000))
+        summary.append(("_count", {"node_type": node_type}, count))
+    burn, budget = slo_report(store, now, slo)
+    return [
+        Family(
+            "floworch_runs",
+            "gauge",
+            "Runs in the store by status (final statuses only ever grow).",
+            [("", {"status": s}, by_status.get(s, 0)) for s in RUN_STATUSES],
+        ),
+        Family(
+            "floworch_activity_duration_seconds",
+            "summary",
+            f"Activity attempt durations per node type; quantiles over the last {_label(latency_window)}.",
+            summary,
+        ),
+        Family(
+            "floworch_slo_burn_rate",
+            "gauge",
+            f"Error-budget burn rate of the {budget['slo']}% run success SLO per window (1 = on budget).",
+            [("", {"window": w}, r) for w, r in zip(burn["window"], burn["burn_rate"])],
+        ),
+        Family(
+            "floworch_slo_error_budget_remaining",
+            "gauge",
+            f"Share of the {budget['window']} error budget left (1 = untouched, below 0 = overspent).",
+            [("", {}, budget["budget_remaining"])],
+        ),
+    ]
+
+
+def live_families(queues: pd.DataFrame | None, workers: pd.DataFrame | None) -> list[Family]:
+    """Task-queue backlog and worker pollers; ``floworch_temporal_up`` 0 when Temporal did not answer."""
+    up = queues is not None
+    families = [Family("floworch_temporal_up", "gauge", "1 when Temporal answered the task-queue queries of this scrape.", [("", {}, 1 if up else 0)])]
+    if not up:
+        return families
+    key = lambda row: {"task_queue": row.task_queue, "type": row.type}  # noqa: E731
+    families += [
+        Family("floworch_task_queue_backlog", "gauge", "Approximate number of tasks waiting in the task queue.", [("", key(r), r.backlog) for r in queues.itertuples()]),
+        Family("floworch_task_queue_backlog_age_seconds", "gauge", "Age of the oldest task waiting in the task queue.", [("", key(r), r.backlog_age_s) for r in queues.itertuples()]),
+        Family("floworch_worker_pollers", "gauge", "Workers polling the task queue.", [("", key(r), r.pollers) for r in queues.itertuples()]),
+    ]
+    if workers is not None:
+        families.append(
+            Family(
+                "floworch_worker_seconds_since_poll",
+                "gauge",
+                f"Seconds since each worker last polled (over {POLLER_STALE_AFTER_S:.0f} s: saturated or gone).",
+                [("", {**key(r), "identity": r.identity}, r.seconds_since_poll) for r in workers.itertuples()],
+            )
+        )
+    return families
+
+
+def _quantile(p: float) -> str:
+    return f"{p:g}"
