@@ -43,18 +43,18 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from floworch_server import temporal
 from floworch_server.flowdoc import FlowDocument
 from floworch_server.interpreter import workflow_runner
-from floworch_server.messages import WORKFLOW_TYPE, RunRequest
+from floworch_server.messages import WORKFLOW_TYPE
 from floworch_server.plan import compile_plan
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
-from floworch_server.temporal import SEARCH_ATTRIBUTES
+from floworch_server.service import build_run_request
 from floworch_server.worker import MAX_CONCURRENT_ACTIVITIES, default_registrations
 
 from . import _native
@@ -141,29 +141,12 @@ class Sides:
     async def start_ours(self, nodes: int):
         """Start a FlowRun the way `FlowService.start_run` does (same request, memo, attributes)."""
         flow = self.flows[nodes]
-        flow_id = flow.plan["flow"]["id"]
-        meta = {
-            "flow_id": flow_id,
-            "flow_name": flow.plan["flow"]["name"],
-            "version": "draft",
-            "plan_hash": flow.hash,
-            "trigger": "manual",
-            "trigger_node": "start",
-            "tenant": self.tenant,
-            "started_by": "benchmark",
-        }
-        attrs = TypedSearchAttributes(
-            [
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], flow_id),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], "draft"),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], flow.hash),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], "manual"),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], self.tenant),
-            ]
+        request, meta, attrs = build_run_request(
+            flow.plan["flow"]["id"], flow.plan, flow.hash, "draft", "manual", "start", RUN_INPUT, "benchmark", self.tenant
         )
         return await self.client.start_workflow(
             WORKFLOW_TYPE,
-            RunRequest(plan=flow.plan, input=RUN_INPUT, run=meta),
+            request,
             id=f"run-{uuid.uuid4().hex}",
             task_queue=self.ours_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -351,7 +334,7 @@ def summarize(main: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
         "runs": main["counts"].runs,
         "concurrent": main["counts"].concurrent,
         "throughput_rounds": main["counts"].rounds,
-        "start_path": "RunRequest built as FlowService.start_run builds it (no store writes)",
+        "start_path": "service.build_run_request, as FlowService.start_run (no store writes)",
         "load_average_1min": main["load"],
         "latency_target": LATENCY_TARGET,
         "throughput_target": THROUGHPUT_TARGET,

@@ -4,14 +4,12 @@ approvals, idempotent starts, per-node status from history, run records that fol
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 from datetime import datetime
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
 
 from conftest import finished, flow_doc, nodes_by_id, wait_until
 from floworch_server.errors import BadRequest, Conflict

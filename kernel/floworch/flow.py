@@ -14,7 +14,7 @@ import pandas as pd
 
 from floworch_server import flowdoc, nodes
 from floworch_server.flowdoc import Edge, FlowDocument, Node, NodePolicy
-from floworch_server.problems import FlowInvalid, Problem
+from floworch_server.problems import FlowInvalid
 from floworch_server.validate import validate
 
 from . import _html

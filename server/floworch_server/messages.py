@@ -4,8 +4,8 @@ Plain dataclasses of JSON values, so that histories stay readable in any Tempora
 replay tests can load them. Never put secrets here: activities fetch credentials by reference.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: with real (not string) annotations Temporal's
+# data converter does not re-parse the field types on every conversion.
 from dataclasses import dataclass, field
 from typing import Any
 

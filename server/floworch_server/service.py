@@ -25,10 +25,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from . import metrics, nodes, trace
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
-from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision, RunRequest
+from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision
 from .nodes.spec import TriggerContext
-from .plan import Plan, compile_plan
-from .problems import FlowInvalid
+from .plan import compile_plan
 from .settings import Settings
 from .status import NodeStatus, node_statuses, run_status
 from .store import Store
@@ -247,89 +246,8 @@ class FlowService:
 
     def run_request(
         self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str
-    ) -> tuple[RunRequest, dict, TypedSearchAttributes]:
-        """The workflow input, memo and search attributes of a run: the same for every way a run starts."""
-        meta = {
-            "flow_id": workflow_id,
-            "flow_name": plan["flow"].get("name"),
-            "version": version,
-            "plan_hash": plan_hash,
-            "trigger": trigger,
-            "trigger_node": trigger_node,
-            "tenant": self.settings.tenant,
-            "started_by": by,
-        }
-        attrs = TypedSearchAttributes(
-            [
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], workflow_id),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], version),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], plan_hash),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], trigger),
-                SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], self.settings.tenant),
-            ]
-        )
-        return RunRequest(plan=plan, input=input, run=meta), meta, attrs
-
-    # ------------------------------------------------------------------ events and schedules
-    async def publish_event(self, topic: str, payload: Any, *, event_id: str | None = None, by: str) -> list[dict]:
-        """Start every published flow subscribed to ``topic``. One entry per flow: its run, or why it did not start.
-
-        With an ``event_id``, publishing the same event again returns the same runs."""
-        results = []
-        for reg in self.store.list_triggers(kind="event", key=topic):
-            key = f"event:{topic}:{event_id}" if event_id else None
-            try:
-                run = await self.start_run(
-                    reg["workflow_id"], input=payload, version=reg["version"], by=by, trigger="event",
-                    trigger_node=reg["node_id"], idempotency_key=key,
-                )  # fmt: skip
-                results.append({"workflow_id": reg["workflow_id"], "run_id": run["run_id"], "status": run["status"]})
-            except BadRequest as exc:
-                results.append({"workflow_id": reg["workflow_id"], "error": str(exc), "field": exc.field})
-        self.store.audit(by, "event.publish", topic, {"event_id": event_id, "runs": [r.get("run_id") for r in results]})
-        return results
-
-    def webhooks(self, workflow_id: str) -> list[dict]:
-        """The webhook URLs (paths under the Jupyter server) and signing secrets of a published flow."""
-        from .secrets import box_for
-
-        self.get_workflow(workflow_id)
-        box = box_for(self.settings.data_dir, self.settings.secret_key)
-        return [
-            {"node_id": r["node_id"], "hook_id": r["key"], "path": f"/floworch/hooks/{r['key']}", "secret": box.decrypt(r["secret"], "webhook secret")}
-            for r in self.store.list_triggers(kind="webhook", workflow_id=workflow_id)
-        ]
-
-    async def list_schedules(self) -> list[dict]:
-        out = []
-        for reg in self.store.list_triggers(kind="cron"):
-            desc = await self.client.get_schedule_handle(reg["key"]).describe()
-            out.append(
-                {
-                    "schedule_id": reg["key"],
-                    "workflow_id": reg["workflow_id"],
-                    "node_id": reg["node_id"],
-                    "version": reg["version"],
-                    "cron": reg["config"].get("cron"),
-                    "timezone": reg["config"].get("timezone"),
-                    "paused": desc.schedule.state.paused,
-                    "next_runs": [t.isoformat() for t in desc.info.next_action_times[:3]],
-                    "recent_runs": [a.action.workflow_id for a in desc.info.recent_actions[-5:] if hasattr(a.action, "workflow_id")],
-                }
-            )
-        return out
-
-    async def pause_schedules(self, workflow_id: str, *, paused: bool = True, by: str) -> list[str]:
-        """Pause (or resume) every schedule of a flow; returns the schedule ids."""
-        regs = self.store.list_triggers(kind="cron", workflow_id=workflow_id)
-        if not regs:
-            raise NotFound("schedule of workflow", workflow_id, "publish a flow with a trigger.cron node first")
-        for reg in regs:
-            handle = self.client.get_schedule_handle(reg["key"])
-            note = f"{'paused' if paused else 'resumed'} by {by}"
-            await (handle.pause(note=note) if paused else handle.unpause(note=note))
-        self.store.audit(by, "schedule.pause" if paused else "schedule.resume", workflow_id, {"schedules": [r["key"] for r in regs]})
-        return [r["key"] for r in regs]
+    ) -> tuple[dict, dict, TypedSearchAttributes]:
+        return build_run_request(workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant)
 
     def handle(self, run_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(run_id)
@@ -585,6 +503,34 @@ class FlowService:
 
 
 # ---------------------------------------------------------------------- helpers
+def build_run_request(
+    workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str, tenant: str
+) -> tuple[dict, dict, TypedSearchAttributes]:
+    """The workflow input (a RunRequest, as the JSON object it is sent as), memo and search
+    attributes of a run: the same for every way a run starts. A plain dict, because the
+    converter would deep-copy a dataclass holding the whole plan."""
+    meta = {
+        "flow_id": workflow_id,
+        "flow_name": plan["flow"].get("name"),
+        "version": version,
+        "plan_hash": plan_hash,
+        "trigger": trigger,
+        "trigger_node": trigger_node,
+        "tenant": tenant,
+        "started_by": by,
+    }
+    attrs = TypedSearchAttributes(
+        [
+            SearchAttributePair(SEARCH_ATTRIBUTES["FloworchFlowId"], workflow_id),
+            SearchAttributePair(SEARCH_ATTRIBUTES["FloworchVersion"], version),
+            SearchAttributePair(SEARCH_ATTRIBUTES["FloworchPlanHash"], plan_hash),
+            SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTrigger"], trigger),
+            SearchAttributePair(SEARCH_ATTRIBUTES["FloworchTenant"], tenant),
+        ]
+    )
+    return {"plan": plan, "input": input, "run": meta}, meta, attrs
+
+
 def _default_trigger(plan: dict, trigger: str) -> str:
     triggers = plan["triggers"]
     wanted = f"trigger.{trigger}"
