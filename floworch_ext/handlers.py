@@ -32,6 +32,8 @@ from floworch_server.problems import FlowInvalid
 from floworch_server.service import FlowService
 from floworch_server.store import RUN_STATUSES
 
+from .logs import RunLogsSocket
+
 API_PREFIX = "/floworch/api"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_RUNS = 1000
@@ -343,7 +345,7 @@ def _flow_schema(at: str) -> dict:
     return schema
 
 
-ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [
+ROUTES: list[tuple[str, type]] = [
     ("/workflows", WorkflowsHandler),
     ("/workflows/{workflow_id}", WorkflowHandler),
     ("/workflows/{workflow_id}/publish", PublishHandler),
@@ -359,6 +361,7 @@ ROUTES: list[tuple[str, type[FlowOrchHandler]]] = [
     ("/runs/{run_id}", RunHandler),
     ("/runs/{run_id}/approvals/{node_id}", ApprovalHandler),
     ("/runs/{run_id}/cancel", CancelHandler),
+    ("/runs/{run_id}/logs", RunLogsSocket),
     ("/nodes", NodesHandler),
     ("/openapi.json", OpenAPIHandler),
 ]

@@ -27,7 +27,7 @@ class MetricsHandler(APIHandler):
         try:
             service = await self.settings["floworch"].service()
         except Exception as exc:  # noqa: BLE001 - the store or Temporal is not up (yet)
-            raise web.HTTPError(503, f"FlowOrchestrator services are not available: {exc}") from exc
+            raise web.HTTPError(503, "FlowOrchestrator services are not available: %s", exc) from exc
         text = await service.prometheus()
         self.set_header("Cache-Control", "no-store")
         self.finish(text, set_content_type=PROMETHEUS_CONTENT_TYPE)

@@ -246,8 +246,16 @@ async def test_a_429_is_waited_out_within_one_attempt_against_a_local_hubspot_ap
 async def test_a_long_retry_after_is_left_to_temporal_as_the_next_retry_delay_against_a_local_hubspot_api(api, integration):
     api.answer(429, {"status": "error", "message": "You have reached your daily limit.", "category": "RATE_LIMITS"}, Retry_After="120")
     name, _ = integration("hubspot", api.url)
+    # Through the node's real activity, which turns the node's error into Temporal's failure.
+    from temporalio.testing import ActivityEnvironment
+
+    from floworch_server.activities import activity_functions
+    from floworch_server.messages import NodeCall
+
+    [hubspot] = [fn for fn in activity_functions() if fn.__temporal_activity_definition.name == "action.hubspot"]
+    call = NodeCall("run-1", "contact", "action.hubspot", {"integration": name, "email": "bo@example.com"}, {}, "run-1:contact")
     with pytest.raises(ApplicationError) as failure:
-        await execute("action.hubspot", {"integration": name, "email": "bo@example.com"})
+        await ActivityEnvironment().run(hubspot, call)
     assert (failure.value.type, failure.value.non_retryable, failure.value.next_retry_delay) == ("RateLimited", False, timedelta(seconds=120))
     assert "You have reached your daily limit.; next attempt in 120s" in str(failure.value)
     assert len(api.requests) == 1

@@ -115,6 +115,20 @@ class Run:
             frame = frame[frame["node"].str.split("#").str[0] == node]
         return frame.reset_index(drop=True)
 
+    def tail(self, timeout: float | None = None) -> None:
+        """Print the run's log lines as they are written, until the run ends."""
+        store = service().store
+        after = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            final = self.status in FINAL  # read first: every line of a finished run is stored by then
+            for row in store.list_logs(self.id, after_id=after):
+                after = row["id"]
+                print(f"{row['timestamp']:%H:%M:%S} {row['level'].upper():7} {row['node']}: {row['message']}", flush=True)
+            if final or (deadline is not None and time.monotonic() > deadline):
+                return
+            time.sleep(0.2)
+
     def inspect(self, node_id: str) -> dict:
         """A node's config, what each call of it got and gave back, its state, and the run's memo."""
         return run_sync(service().inspect(self.id, node_id))

@@ -167,7 +167,8 @@ class SLO:
 
     @property
     def allowed_error_rate(self) -> float:
-        return 1 - self.target / 100
+        # Rounded: 1 - 99.95 / 100 is 0.000499999999999945 in floating point, not 0.0005.
+        return round((100 - self.target) / 100, 12)
 
 
 def slo_report(
