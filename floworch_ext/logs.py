@@ -62,6 +62,13 @@ class RunLogsSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         except WebSocketClosedError:
             return
 
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # Refusals before the upgrade answer like the rest of the API: JSON, not an HTML page.
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "field": None, "problems": []}))
+
     def on_message(self, message) -> None:
         """Nothing to receive: the cursor travels in the URL."""
 

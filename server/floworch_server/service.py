@@ -22,7 +22,7 @@ from temporalio.common import TypedSearchAttributes, SearchAttributePair, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from . import metrics, nodes, trace
+from . import alerts, metrics, nodes, retention, trace
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision
@@ -248,6 +248,67 @@ class FlowService:
         self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str
     ) -> tuple[dict, dict, TypedSearchAttributes]:
         return build_run_request(workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant)
+
+    # ------------------------------------------------------------------ events and schedules
+    async def publish_event(self, topic: str, payload: Any, *, event_id: str | None = None, by: str) -> list[dict]:
+        """Start every published flow subscribed to ``topic``. One entry per flow: its run, or why it did not start.
+
+        With an ``event_id``, publishing the same event again returns the same runs."""
+        results = []
+        for reg in self.store.list_triggers(kind="event", key=topic):
+            key = f"event:{topic}:{event_id}" if event_id else None
+            try:
+                run = await self.start_run(
+                    reg["workflow_id"], input=payload, version=reg["version"], by=by, trigger="event",
+                    trigger_node=reg["node_id"], idempotency_key=key,
+                )  # fmt: skip
+                results.append({"workflow_id": reg["workflow_id"], "run_id": run["run_id"], "status": run["status"]})
+            except BadRequest as exc:
+                results.append({"workflow_id": reg["workflow_id"], "error": str(exc), "field": exc.field})
+        self.store.audit(by, "event.publish", topic, {"event_id": event_id, "runs": [r.get("run_id") for r in results]})
+        return results
+
+    def webhooks(self, workflow_id: str) -> list[dict]:
+        """The webhook URLs (paths under the Jupyter server) and signing secrets of a published flow."""
+        from .secrets import box_for
+
+        self.get_workflow(workflow_id)
+        box = box_for(self.settings.data_dir, self.settings.secret_key)
+        return [
+            {"node_id": r["node_id"], "hook_id": r["key"], "path": f"/floworch/hooks/{r['key']}", "secret": box.decrypt(r["secret"], "webhook secret")}
+            for r in self.store.list_triggers(kind="webhook", workflow_id=workflow_id)
+        ]
+
+    async def list_schedules(self) -> list[dict]:
+        out = []
+        for reg in self.store.list_triggers(kind="cron"):
+            desc = await self.client.get_schedule_handle(reg["key"]).describe()
+            out.append(
+                {
+                    "schedule_id": reg["key"],
+                    "workflow_id": reg["workflow_id"],
+                    "node_id": reg["node_id"],
+                    "version": reg["version"],
+                    "cron": reg["config"].get("cron"),
+                    "timezone": reg["config"].get("timezone"),
+                    "paused": desc.schedule.state.paused,
+                    "next_runs": [t.isoformat() for t in desc.info.next_action_times[:3]],
+                    "recent_runs": [a.action.workflow_id for a in desc.info.recent_actions[-5:] if hasattr(a.action, "workflow_id")],
+                }
+            )
+        return out
+
+    async def pause_schedules(self, workflow_id: str, *, paused: bool = True, by: str) -> list[str]:
+        """Pause (or resume) every schedule of a flow; returns the schedule ids."""
+        regs = self.store.list_triggers(kind="cron", workflow_id=workflow_id)
+        if not regs:
+            raise NotFound("schedule of workflow", workflow_id, "publish a flow with a trigger.cron node first")
+        for reg in regs:
+            handle = self.client.get_schedule_handle(reg["key"])
+            note = f"{'paused' if paused else 'resumed'} by {by}"
+            await (handle.pause(note=note) if paused else handle.unpause(note=note))
+        self.store.audit(by, "schedule.pause" if paused else "schedule.resume", workflow_id, {"schedules": [r["key"] for r in regs]})
+        return [r["key"] for r in regs]
 
     def handle(self, run_id: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(run_id)
@@ -483,6 +544,20 @@ class FlowService:
             log.warning("task-queue metrics unavailable: %s: %s", type(exc).__name__, exc)
             queues = workers = None
         return metrics.format_prometheus([*families, *metrics.live_families(queues, workers)])
+
+    # ------------------------------------------------------------------ alerts and retention
+    async def evaluate_alerts(self, now: datetime | None = None) -> list[dict]:
+        """Evaluate every enabled alert rule once (alerts.py); returns the alerts that changed."""
+        return await alerts.evaluate(self.store, self, now=now)
+
+    def list_alerts(self, open_only: bool = False, limit: int = 100) -> list[dict]:
+        """Alerts, newest first."""
+        return self.store.list_alerts(open_only=open_only, limit=limit)
+
+    async def purge(self, *, dry_run: bool = False, now: datetime | None = None) -> dict:
+        """Apply the retention policies (retention.py). Off the event loop: a first purge of a
+        long history deletes many rows."""
+        return await asyncio.to_thread(retention.purge, self.store, self.settings, dry_run=dry_run, now=now)
 
     def _record_from_temporal(self, run_id: str, desc, request: dict | None) -> dict:
         meta = (request or {}).get("run", {})
