@@ -25,6 +25,7 @@ from floworch_server.supervisor import Supervisor
 from floworch_server.temporal import port_open
 
 SYNC_INTERVAL = 2.0  # seconds between copies of Temporal's run states into the store
+PURGE_INTERVAL = 3600.0  # seconds between retention purges
 
 
 class FlowOrch(Configurable):
@@ -76,6 +77,7 @@ class Runtime:
         self.supervisor: Supervisor | None = None  # set only when this server started the services
         self._service: FlowService | None = None
         self._sync_task: asyncio.Task | None = None
+        self._ops_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
 
     async def service(self) -> FlowService:
@@ -84,6 +86,7 @@ class Runtime:
                 if self._service is None:
                     self._service = await self._connect()
                     self._sync_task = asyncio.create_task(self._sync_forever(self._service))
+                    self._ops_task = asyncio.create_task(self._operate_forever(self._service))
         return self._service
 
     async def _connect(self) -> FlowService:
@@ -110,7 +113,31 @@ class Runtime:
                 last_error = message
             await asyncio.sleep(SYNC_INTERVAL)
 
+    async def _operate_forever(self, service: FlowService) -> None:
+        # SLA alert rules every alert_interval_seconds, the retention purge hourly (first at start).
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
+        while True:
+            try:
+                await service.evaluate_alerts()
+            except Exception as exc:  # noqa: BLE001 - never fatal, tried again next tick
+                self.log.warning("FlowOrchestrator: could not evaluate alert rules: %s: %s", type(exc).__name__, exc)
+            if loop.time() >= next_purge:
+                next_purge = loop.time() + PURGE_INTERVAL
+                try:
+                    self.log.info("FlowOrchestrator: retention purge: %s", await service.purge())
+                except Exception as exc:  # noqa: BLE001 - tried again next hour
+                    self.log.warning("FlowOrchestrator: retention purge failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(max(self.settings.alert_interval_seconds, 1))
+
     async def stop(self) -> None:
+        if self._ops_task is not None:
+            self._ops_task.cancel()
+            try:
+                await self._ops_task
+            except asyncio.CancelledError:
+                pass
+            self._ops_task = None
         if self._sync_task is not None:
             self._sync_task.cancel()
             try:
@@ -134,12 +161,20 @@ def _jupyter_server_extension_points() -> list[dict]:
 def _load_jupyter_server_extension(serverapp) -> None:
     from .handlers import handlers
     from .hooks import HOOK_PATTERN, WebhookHandler
+    from .prometheus import METRICS_PATH, MetricsHandler
 
     runtime = Runtime(FlowOrch(parent=serverapp).settings(), serverapp.log)
     serverapp.web_app.settings["floworch"] = runtime
     base_url = serverapp.web_app.settings["base_url"]
     # The API needs Jupyter authentication; the hook route is signed by its sender instead.
-    serverapp.web_app.add_handlers(".*$", [*handlers(base_url), (url_path_join(base_url, HOOK_PATTERN), WebhookHandler)])
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [
+            *handlers(base_url),
+            (url_path_join(base_url, HOOK_PATTERN), WebhookHandler),
+            (url_path_join(base_url, METRICS_PATH), MetricsHandler),
+        ],
+    )
 
     # Module extensions get no shutdown hook of their own (only ExtensionApps do), so the stop
     # rides on the server's extension cleanup, which runs on every orderly shutdown.

@@ -3,7 +3,8 @@
 Store metrics are checked against values worked out by hand over a seeded set of runs and node
 timings, on SQLite and on the real PostgreSQL. Node timings are checked on a real run through the
 session's Temporal; queue depth and worker health against the session's worker; the Prometheus
-endpoint on a real Jupyter server.
+endpoint on a real Jupyter server. No test asserts how fast anything is: benchmarks/observe.py
+measures that.
 """
 
 from __future__ import annotations
@@ -322,13 +323,9 @@ def jp_server_config():
 
 
 async def test_the_metrics_endpoint_serves_prometheus_text_to_authenticated_clients(jp_serverapp, jp_fetch, jp_base_url, service, supervisor):
-    from jupyter_server.utils import url_path_join
     from tornado.httpclient import HTTPClientError
 
-    from floworch_ext.prometheus import METRICS_PATH, MetricsHandler
-
     await session_worker_polling(service, supervisor)
-    jp_serverapp.web_app.add_handlers(".*$", [(url_path_join(jp_base_url, METRICS_PATH), MetricsHandler)])
     reply = await jp_fetch("floworch", "metrics")
     assert reply.code == 200
     assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
@@ -369,3 +366,26 @@ def test_the_kernel_dashboard_is_a_range_dropdown_above_a_figure_widget():
     assert list(fo.metrics.throughput("1h").columns) == metrics.THROUGHPUT_COLUMNS
     assert list(fo.metrics.queue().columns) == metrics.QUEUE_COLUMNS
     assert list(fo.metrics.workers().columns) == metrics.WORKER_COLUMNS
+
+
+# ---------------------------------------------------------------------- the benchmark's dashboard half
+def test_the_observe_benchmark_measures_the_dashboard_and_reports_every_figure(tmp_path):
+    """Tiny sizes: this checks that the measurement runs and the summary is complete, not speed."""
+    import json
+
+    from benchmarks import observe
+
+    run_rows, timing_rows = observe.generate(T0, 300)
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    observe.load(url, run_rows, timing_rows)
+    measured = observe.measure_dashboard(url, T0, repeats=2)
+    finished = sum(1 for r in run_rows if r["status"] != "running")
+    assert measured["finished_runs"] == finished and measured["latency_types"] == len(observe.NODE_TYPES)
+    assert len(measured["samples"]) == 2 and set(measured["parts"]) == {"success_rate", "throughput", "latency", "slo_report"}
+
+    traced = {"samples": {k: [1.0, 2.0] for k in ("fetch", "segments", "figure", "total")}, "events": 10, "activities": 3, "figure_bytes": 2048, "run_s": 1.0}
+    summary = observe.summarize(traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}})
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["dashboard_100k_ms_postgres"] is None and summary["notes"]["dashboard_100k_ms_postgres"] == "not reachable"
+    assert summary["log_tail_p99_ms"] is None and summary["trace_500_ms"] == 1.5
+    assert "dashboard, 100000 runs, postgres" in observe.table(summary, traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}})

@@ -534,9 +534,12 @@ async def test_the_webhook_receiver_is_the_one_route_without_jupyter_auth(api, j
     from floworch_ext.hooks import WebhookHandler
 
     document = (await api.get("/openapi.json")).json
+    from floworch_ext.prometheus import MetricsHandler
+
     ours = [rule for rule in _rules(jp_serverapp.web_app) if "floworch/" in rule.matcher.regex.pattern]
     outside_api = [rule for rule in ours if "floworch/api" not in rule.matcher.regex.pattern]
-    assert [rule.target for rule in outside_api] == [WebhookHandler]
+    # Besides the API: the hook receiver (signed by its sender) and the Prometheus endpoint (Jupyter auth).
+    assert [rule.target for rule in outside_api] == [WebhookHandler, MetricsHandler]
     pattern = outside_api[0].matcher.regex.pattern.rstrip("$")
     assert re.fullmatch(pattern, jp_base_url.rstrip("/") + "/floworch/hooks/Ab_9-x")
     assert not re.fullmatch(pattern, jp_base_url.rstrip("/") + "/floworch/hooks/a.b")

@@ -8,6 +8,7 @@
     run.wait(); run.result(); run.node_status()
     fo.runs()
     fo.metrics.success_rate("7d"); fo.dashboard()
+    fo.alerts(); fo.purge()              # SLA alerts; what the retention policy would delete
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from .run import Run, RunFailed
 # (``from floworch.dashboard import figure``).
 from .dashboard import dashboard
 
-__all__ = ["integrations", "metrics", "dashboard", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "connect", "nodes", "runs", "runs_async", "get_run", "publish", "schedules"]
+__all__ = ["integrations", "metrics", "dashboard", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
+ALERT_COLUMNS = ["id", "open", "rule", "kind", "value", "threshold", "message", "opened_at", "cleared_at", "action_run_id"]
 
 
 def runs(workflow: str | None = None, status: str | None = None, limit: int = 100) -> pd.DataFrame:
@@ -54,6 +56,21 @@ def schedules() -> pd.DataFrame:
     """The schedules of published flows with a trigger.cron node."""
     rows = run_sync(service().list_schedules())
     return pd.DataFrame(rows, columns=["schedule_id", "workflow_id", "node_id", "version", "cron", "timezone", "paused", "next_runs", "recent_runs"])
+
+
+def alerts(open_only: bool = False, limit: int = 100) -> pd.DataFrame:
+    """SLA alerts, newest first; ``open`` marks the ones not cleared yet."""
+    rows = [{**a, "open": a["cleared_at"] is None} for a in service().list_alerts(open_only=open_only, limit=limit)]
+    frame = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    for col in ("opened_at", "cleared_at"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def purge(dry_run: bool = True) -> dict:
+    """Apply the retention policy (settings run/log/blob_retention_days): counts per kind of
+    what goes. By default nothing is deleted, only counted; ``dry_run=False`` deletes."""
+    return run_sync(service().purge(dry_run=dry_run))
 
 
 def get_run(run_id: str) -> Run:

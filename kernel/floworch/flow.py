@@ -1,11 +1,16 @@
 """`Flow`: a `.flow` document seen from a notebook: build it, validate it, publish it, run it.
 
-Edits are saved to the file at once, so the file on disk is always the flow as last edited.
+When a Jupyter server with real-time collaboration serves the file, `Flow.open` joins the
+file's shared room (`floworch.collab`): edits go into the shared document, where every open
+canvas shows them at once, and reads see what the canvases do, also while a cell runs. The
+server saves the room to the file. Otherwise (no server, or ``live=False``) edits are saved to
+the file at once, so the file on disk is always the flow as last edited.
 """
 
 from __future__ import annotations
 
 import uuid
+import weakref
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,7 @@ from floworch_server.flowdoc import Edge, FlowDocument, Node, NodePolicy
 from floworch_server.problems import FlowInvalid
 from floworch_server.validate import validate
 
-from . import _html
+from . import _html, collab
 from ._loop import run_async, run_sync
 from ._service import service, user
 from .run import Run
@@ -65,14 +70,49 @@ class Version:
 
 
 class Flow:
-    def __init__(self, doc: FlowDocument, path: str | Path | None = None):
-        self.doc = doc
+    def __init__(self, doc: FlowDocument | None, path: str | Path | None = None, *, room: collab.RoomClient | None = None):
+        self._doc = doc
         self.path = Path(path) if path is not None else None
+        self.room = room  # the shared room this flow edits, or None: the file
+        if room is not None:
+            weakref.finalize(self, room.close, 0)  # without waiting: any thread may collect it
+
+    @property
+    def doc(self) -> FlowDocument:
+        """The flow as a document; in a room, a snapshot of the shared document taken now."""
+        if self.room is None:
+            return self._doc
+        doc, problems = flowdoc.parse_data(self.room.read())
+        if problems:
+            raise FlowInvalid(problems, source=str(self.path or self.name))
+        return doc
+
+    @doc.setter
+    def doc(self, doc: FlowDocument) -> None:
+        if self.room is not None:
+            raise AttributeError("a live flow is edited through add_node/connect/update/remove")
+        self._doc = doc
+
+    @property
+    def live(self) -> bool:
+        """True when edits go to the shared room (and from there to every canvas and the file)."""
+        return self.room is not None
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def open(cls, path: str | Path) -> "Flow":
-        """Open a `.flow` file. A file without an id gets one (saved at once), so its runs stay linked."""
+    def open(cls, path: str | Path, *, live: bool | None = None) -> "Flow":
+        """Open a `.flow` file. A file without an id gets one (saved at once), so its runs stay linked.
+
+        With a Jupyter server collaborating on the file, the flow edits its shared room; with
+        ``live=False`` it edits the file, and ``live=True`` fails when there is no room.
+        """
+        room = None if live is False else collab.join(path, required=bool(live))
+        if room is not None:
+            flow = cls(None, path, room=room)
+            if not flow._room_meta().get("id"):
+                with room.transaction() as shared:
+                    shared.set_meta("id", str(uuid.uuid4()))
+            return flow
         flow = cls(flowdoc.load(path), path)
         if not flow.doc.id:
             flow.doc.meta["id"] = str(uuid.uuid4())
@@ -80,24 +120,37 @@ class Flow:
         return flow
 
     @classmethod
-    def new(cls, path: str | Path, name: str | None = None, *, overwrite: bool = False) -> "Flow":
+    def new(cls, path: str | Path, name: str | None = None, *, overwrite: bool = False, live: bool | None = None) -> "Flow":
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists: open it with fo.Flow.open({str(path)!r}) or pass overwrite=True")
         flow = cls(FlowDocument.new(name or path.stem), path)
         flow.save()
-        return flow
+        room = None if live is False else collab.join(path, required=bool(live))
+        return cls(None, path, room=room) if room is not None else flow
 
     def save(self) -> None:
-        if self.path is not None:
+        """Write the file now (a live flow's room is also saved by the server within a second)."""
+        if self.room is not None:
+            self.room.save()
+        elif self.path is not None:
             flowdoc.save(self.doc, self.path)
+
+    def close(self) -> None:
+        """Leave the shared room (a file-mode flow has nothing to close)."""
+        if self.room is not None:
+            self.room.close()
 
     @property
     def id(self) -> str:
+        if self.room is not None:
+            return self._room_meta().get("id")
         return self.doc.id
 
     @property
     def name(self) -> str:
+        if self.room is not None:
+            return str(self._room_meta().get("name") or "")
         return self.doc.name
 
     @property
@@ -123,6 +176,8 @@ class Flow:
         if nodes.get(type) is None:
             known = ", ".join(s.type for s in nodes.all_specs())
             raise ValueError(f"unknown node type {type!r}; known types: {known}")
+        if self.room is not None:
+            return self._room_add_node(type, id, config=config, label=label, position=position, policy=policy)
         node_id = id or self._fresh_id(type.split(".")[-1])
         if self.doc.node(node_id):
             raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
@@ -142,6 +197,8 @@ class Flow:
         return node_id
 
     def connect(self, source: str, target: str, source_port: str | None = None, target_port: str | None = None, *, id: str | None = None) -> str:
+        if self.room is not None:
+            return self._room_connect(source, target, source_port, target_port, id)
         for end, node_id in (("source", source), ("target", target)):
             if self.doc.node(node_id) is None:
                 raise ValueError(f"{end} node {node_id!r} does not exist in {self.name!r}")
@@ -152,6 +209,8 @@ class Flow:
 
     def update(self, node_id: str, *, config: dict | None = None, label: str | None = None, policy: dict | None = None, position: dict | None = None) -> None:
         """Change a node; ``config`` entries are merged into the existing config (``None`` removes one)."""
+        if self.room is not None:
+            return self._room_update(node_id, config=config, label=label, policy=policy, position=position)
         node = self.doc.node(node_id)
         if node is None:
             raise KeyError(f"no node {node_id!r} in {self.name!r}")
@@ -168,6 +227,8 @@ class Flow:
 
     def remove(self, item_id: str) -> None:
         """Remove a node (with its edges) or an edge."""
+        if self.room is not None:
+            return self._room_remove(item_id)
         before = (len(self.doc.nodes), len(self.doc.edges))
         self.doc.nodes = [n for n in self.doc.nodes if n.id != item_id]
         self.doc.edges = [e for e in self.doc.edges if e.id != item_id and item_id not in (e.source, e.target)]
@@ -177,16 +238,76 @@ class Flow:
 
     def _fresh_id(self, base: str, edges: bool = False) -> str:
         taken = {e.id for e in self.doc.edges} if edges else {n.id for n in self.doc.nodes}
-        if base not in taken and edges:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
-            i += 1
-        return f"{base}_{i}"
+        return _fresh(base, taken, edges)
+
+    # ------------------------------------------------------------------ editing the room
+    # Each edit is one transaction of the shared document: one update on the wire, applied
+    # whole by every canvas. Checks read the document inside that transaction, so they see
+    # the latest canvas edits.
+    def _room_meta(self) -> dict:
+        return self.room.read()["meta"]
+
+    def _room_add_node(self, type: str, id: str | None, *, config, label, position, policy) -> str:
+        with self.room.transaction() as shared:
+            data = shared.to_data()
+            taken = {n["id"] for n in data["nodes"]}
+            node_id = id or _fresh(type.split(".")[-1], taken, False)
+            if node_id in taken:
+                raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
+            if position is None:
+                last = data["nodes"][-1].get("position") if data["nodes"] else None
+                last = last if isinstance(last, dict) else None
+                position = {"x": (last.get("x", 0) + 220) if last else 0, "y": last.get("y", 0) if last else 0}
+            node = Node(
+                id=node_id,
+                type=type,
+                label=label,
+                position=position,
+                config=config or {},
+                policy=NodePolicy.model_validate(policy) if policy else None,
+            )
+            shared.add_node(node.model_dump(mode="json", exclude_none=True))
+        return node_id
+
+    def _room_connect(self, source: str, target: str, source_port: str | None, target_port: str | None, id: str | None) -> str:
+        with self.room.transaction() as shared:
+            data = shared.to_data()
+            node_ids = {n["id"] for n in data["nodes"]}
+            for end, node_id in (("source", source), ("target", target)):
+                if node_id not in node_ids:
+                    raise ValueError(f"{end} node {node_id!r} does not exist in {self.name!r}")
+            edge_id = id or _fresh(f"e_{source}_{source_port or 'out'}_{target}", {e["id"] for e in data["edges"]}, True)
+            edge = Edge(id=edge_id, source=source, sourceHandle=source_port, target=target, targetHandle=target_port)
+            shared.add_edge(edge.model_dump(mode="json", exclude_none=True))
+        return edge_id
+
+    def _room_update(self, node_id: str, *, config, label, policy, position) -> None:
+        with self.room.transaction() as shared:
+            if node_id not in shared.ynodes:
+                raise KeyError(f"no node {node_id!r} in {self.name!r}")
+            shared.update_node(
+                node_id,
+                config=config,
+                label=label,
+                policy=NodePolicy.model_validate(policy).model_dump(mode="json", exclude_none=True) if policy is not None else None,
+                position=flowdoc.Position.model_validate(position).model_dump(mode="json") if position is not None else None,
+            )
+
+    def _room_remove(self, item_id: str) -> None:
+        with self.room.transaction() as shared:
+            if item_id in shared.ynodes:
+                shared.remove_node(item_id)
+            elif item_id in shared.yedges:
+                shared.remove_edge(item_id)
+            else:
+                raise KeyError(f"no node or edge {item_id!r} in {self.name!r}")
 
     # ------------------------------------------------------------------ checking and running
     def validate(self) -> Problems:
         """Every problem of the flow at once; empty when it is valid."""
+        if self.room is not None:
+            doc, problems = flowdoc.parse_data(self.room.read())
+            return Problems(problems if problems else validate(doc))
         return Problems(validate(self.doc))
 
     def _sync(self) -> str:
@@ -264,15 +385,34 @@ class Flow:
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
+        if self.room is not None:
+            data = self.room.read()
+            return f"<Flow {self.name!r} {len(data['nodes'])} nodes, {len(data['edges'])} edges ({self.path}, live: {self.room!r})>"
         return f"<Flow {self.name!r} {len(self.doc.nodes)} nodes, {len(self.doc.edges)} edges{f' ({self.path})' if self.path else ''}>"
 
     def _repr_html_(self) -> str:
         problems = self.validate()
         state = "<span style='color:#2da44e'>valid</span>" if not problems else f"<span style='color:#cf222e'>{len(problems)} problem(s)</span>"
-        rows = [[escape(n.id), escape(n.type), escape(n.label)] for n in self.doc.nodes]
+        if self.room is not None:
+            # Read raw: a flow a canvas is half-way through editing still shows.
+            data = self.room.read()
+            items = [(str(n.get("id", "")), str(n.get("type", "")), str(n.get("label", ""))) for n in data["nodes"]]
+            edge_count = len(data["edges"])
+        else:
+            items = [(n.id, n.type, n.label) for n in self.doc.nodes]
+            edge_count = len(self.doc.edges)
+        rows = [[escape(node_id), escape(node_type), escape(label)] for node_id, node_type, label in items]
         return _html.card(
             f"Flow {escape(self.name)}",
-            [f"{len(self.doc.nodes)} nodes · {len(self.doc.edges)} edges · {state}", f"<code>{escape(str(self.path or ''))}</code>"],
+            [f"{len(items)} nodes · {edge_count} edges · {state}", f"<code>{escape(str(self.path or ''))}</code>"],
             _html.table(["id", "type", "label"], rows, raw={0, 1, 2}) + (problems._repr_html_() if problems else ""),
         )
 
+
+def _fresh(base: str, taken: set[str], edges: bool) -> str:
+    if base not in taken and edges:
+        return base
+    i = 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    return f"{base}_{i}"

@@ -13,7 +13,8 @@ SQLite, which has no percentile function), over the covering indexes of migratio
   that window). The budget is the 30-day window's: 1 - error rate / allowed error rate.
 - ``latency``: count, mean, p50, p95, p99 and max of node durations per node type, from the
   ``node_timings`` table (activity attempts by default). Percentiles interpolate linearly
-  (``percentile_cont`` on Postgres, the same definition as pandas' ``quantile`` used on SQLite).
+  (``percentile_cont`` on Postgres; on SQLite, which has no percentile aggregate, numpy's
+  default method over the durations read off a covering index: the same definition).
 - ``throughput``: runs per bucket, one column per status, by start time (or end time).
 
 Live (what Temporal reports now, so they take no time range): ``describe_task_queues`` gives
@@ -34,10 +35,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Integer, and_, case, cast, extract, func, literal, select
+from sqlalchemy import Integer, and_, case, column, func, literal, select, union_all, values
 
-from .store.models import FINAL_STATUSES, RUN_STATUSES, as_utc
+from .store.models import FINAL_STATUSES, RUN_STATUSES, UTCDateTime, as_utc
 from .store.repo import TIMING_KINDS, node_timings, runs
 
 DEFAULT_SLO = 99.95  # percent of runs that end in success (cancelled runs aside)
@@ -48,6 +50,7 @@ PERCENTILES = (0.5, 0.95, 0.99)
 # Candidate bucket sizes; ``auto_bucket`` picks the smallest giving at most MAX_BUCKETS.
 BUCKET_STEPS = ("1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d", "7d")
 MAX_BUCKETS = 60
+MAX_BUCKET_ROWS = 10_000  # per query: 3 bound values each, under SQLite's 32 766
 # A poller re-polls at least every minute (long polls time out at 60 s); older means the worker
 # is saturated or gone. Temporal drops a poller from the list 5 minutes after its last poll.
 POLLER_STALE_AFTER_S = 70.0
@@ -104,13 +107,20 @@ def _bucket_seconds(bucket: Any, since: datetime, until: datetime) -> int:
     return int(seconds)
 
 
-def _bucket_of(column, seconds: int, dialect: str):
-    """Start of the column's bucket, as epoch seconds (buckets aligned to the UTC epoch)."""
-    if dialect == "sqlite":
-        # Stored as UTC text; strftime('%s') reads it as UTC epoch seconds (whole seconds).
-        epoch = cast(func.strftime("%s", column), Integer)
-        return (epoch // literal(seconds, Integer)) * literal(seconds, Integer)
-    return cast(func.floor(extract("epoch", column) / seconds), BigInteger) * seconds
+def _bucket_table(since: datetime, until: datetime, seconds: int):
+    """``(buckets, starts)``: a VALUES table of (n, lo, hi) per bucket, clipped to the range,
+    and the bucket starts. Joined to runs on ``lo <= time < hi``, each bucket is one range seek
+    of a (time, status) index: no per-row date arithmetic, on either backend."""
+    starts = _all_buckets(since, until, seconds)
+    if len(starts) > MAX_BUCKET_ROWS:
+        raise ValueError(
+            f"{len(starts)} buckets of {_label(timedelta(seconds=seconds))} in {until - since} is too many "
+            f"(at most {MAX_BUCKET_ROWS}): choose a larger bucket"
+        )
+    step = timedelta(seconds=seconds)
+    rows = [(n, max(start.to_pydatetime(), since), min(start.to_pydatetime() + step, until)) for n, start in enumerate(starts)]
+    table = values(column("n", Integer), column("lo", UTCDateTime), column("hi", UTCDateTime), name="buckets").data(rows)
+    return table.cte("buckets"), starts
 
 
 def _all_buckets(since: datetime, until: datetime, seconds: int) -> pd.DatetimeIndex:
@@ -139,13 +149,14 @@ def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFr
             row = conn.execute(select(*counts).where(where)).one()
         data = pd.DataFrame([{"bucket": pd.Timestamp(since), **{s: int(row._mapping[s] or 0) for s in FINAL_STATUSES}}])
     else:
-        seconds = _bucket_seconds(bucket, since, until)
-        key = _bucket_of(runs.c.end_time, seconds, store.dialect).label("bucket")
+        buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
+        inside = and_(runs.c.end_time >= buckets.c.lo, runs.c.end_time < buckets.c.hi)
+        query = select(buckets.c.n, *counts).select_from(buckets.join(runs, inside)).where(status.in_(FINAL_STATUSES)).group_by(buckets.c.n)
         with store.reader() as conn:
-            rows = conn.execute(select(key, *counts).where(where).group_by(key)).all()
-        found = pd.DataFrame([tuple(r) for r in rows], columns=["bucket", *FINAL_STATUSES])
-        found["bucket"] = pd.to_datetime(found["bucket"].astype("int64"), unit="s", utc=True)
-        data = found.set_index("bucket").reindex(_all_buckets(since, until, seconds), fill_value=0).reset_index()
+            rows = [tuple(r) for r in conn.execute(query)]
+        found = pd.DataFrame(rows, columns=["n", *FINAL_STATUSES]).set_index("n")
+        data = found.reindex(range(len(starts)), fill_value=0).reset_index(drop=True)
+        data.insert(0, "bucket", starts)
     for s in FINAL_STATUSES:
         data[s] = data[s].astype("int64")
     data["total"] = data["success"] + data["failed"]
@@ -183,32 +194,37 @@ def slo_report(
     windows = BURN_WINDOWS if windows is None else windows
     end = as_utc(until) if until is not None else datetime.now(timezone.utc)
     spans = {name: duration(name) for name in windows}
-    spans_all = {**spans, "__budget__": objective.window}
-    start = end - max(spans_all.values())
+    # The windows are nested (each ends at ``until``): count the disjoint slices between their
+    # starts, each a range scan of the (end_time, status) index, and add them up. Every run is
+    # read once, with no per-row CASE over all windows.
+    starts = sorted({end - span for span in [*spans.values(), objective.window]}, reverse=True)
+    bounds = [end, *starts]
     status, ended = runs.c.status, runs.c.end_time
-    columns, labels = [], {}
-    for n, (name, span) in enumerate(spans_all.items()):
-        inside = ended >= end - span
-        labels[name] = (f"w{n}_success", f"w{n}_failed")
-        columns.append(func.sum(case((and_(inside, status == "success"), 1), else_=0)).label(labels[name][0]))
-        columns.append(func.sum(case((and_(inside, status == "failed"), 1), else_=0)).label(labels[name][1]))
-    query = select(*columns).where(ended >= start, ended < end, status.in_(("success", "failed")))
+    slices = [
+        select(
+            literal(n, Integer).label("slice"),
+            func.sum(case((status == "success", 1), else_=0)).label("success"),
+            func.sum(case((status == "failed", 1), else_=0)).label("failed"),
+        ).where(ended >= lo, ended < hi, status.in_(("success", "failed")))
+        for n, (hi, lo) in enumerate(zip(bounds, bounds[1:]))
+    ]
     with store.reader() as conn:
-        row = conn.execute(query).one()._mapping
+        found = {row.slice: (int(row.success or 0), int(row.failed or 0)) for row in conn.execute(union_all(*slices))}
     allowed = objective.allowed_error_rate
 
-    def counts(name: str) -> tuple[int, int, int, float]:
-        ok, bad = int(row[labels[name][0]] or 0), int(row[labels[name][1]] or 0)
+    def counts(span: timedelta) -> tuple[int, int, int, float]:
+        inside = [found.get(n, (0, 0)) for n, lo in enumerate(starts) if lo >= end - span]
+        ok, bad = sum(c[0] for c in inside), sum(c[1] for c in inside)
         total = ok + bad
         return ok, bad, total, (bad / total if total else math.nan)
 
     burn = []
     for name, span in spans.items():
-        ok, bad, total, error_rate = counts(name)
+        ok, bad, total, error_rate = counts(span)
         rate = error_rate / allowed if total else math.nan
         threshold = windows[name]
         burn.append([name, pd.Timestamp(end - span), pd.Timestamp(end), ok, bad, total, error_rate, rate, threshold, bool(total and rate >= threshold)])
-    ok, bad, total, error_rate = counts("__budget__")
+    ok, bad, total, error_rate = counts(objective.window)
     consumed = (error_rate / allowed) if total else 0.0
     budget = {
         "slo": objective.target,
@@ -278,27 +294,39 @@ def latency(store, since: Any, until: Any, kind: str | None = "activity", node_t
             rows = [tuple(r) for r in conn.execute(query)]
         data = _frame(rows, LATENCY_COLUMNS)
     else:
-        # SQLite has no percentile aggregate: fetch (type, duration) pairs and let pandas do it.
-        with store.reader() as conn:
-            pairs = conn.execute(select(t.node_type, t.duration_ms).where(*where)).all()
-        samples = pd.DataFrame([tuple(p) for p in pairs], columns=["node_type", "duration_ms"])
-        if samples.empty:
-            data = _frame([], LATENCY_COLUMNS)
-        else:
-            grouped = samples.groupby("node_type", sort=True)["duration_ms"]
-            quantiles = grouped.quantile(list(PERCENTILES)).unstack()
-            data = pd.DataFrame(
-                {
-                    "count": grouped.size(),
-                    "mean_ms": grouped.mean(),
-                    **{f"p{round(p * 100)}_ms": quantiles[p] for p in PERCENTILES},
-                    "max_ms": grouped.max(),
-                }
-            ).reset_index()[LATENCY_COLUMNS]
+        data = _sqlite_latency(store, since, until, kind, node_type)
     data["count"] = data["count"].astype("int64")
-    for column in LATENCY_COLUMNS[2:]:
-        data[column] = data[column].astype("float64")
+    for name in LATENCY_COLUMNS[2:]:
+        data[name] = data[name].astype("float64")
     return data
+
+
+def _sqlite_latency(store, since: datetime, until: datetime, kind: str | None, node_type: str | None) -> pd.DataFrame:
+    """SQLite has no percentile aggregate: read each node type's durations and let numpy do it.
+
+    One query per node type, on the (node_type, started, kind, duration_ms) index, which holds
+    everything asked for, and through the DBAPI cursor: SQLAlchemy rows cost several times
+    more than the query at a few hundred thousand rows. numpy's default percentile method is
+    linear interpolation, the definition of Postgres' percentile_cont."""
+    # The format SQLAlchemy stores SQLite datetimes in (UTC, see models.UTCDateTime).
+    bounds = tuple(value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") for value in (since, until))
+    sql = "SELECT duration_ms FROM node_timings WHERE node_type = ? AND started >= ? AND started < ? AND duration_ms IS NOT NULL"
+    if kind is not None:
+        sql += " AND kind = ?"
+    rows = []
+    with store.reader() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            types = [node_type] if node_type is not None else [r[0] for r in cursor.execute("SELECT DISTINCT node_type FROM node_timings").fetchall()]
+            for name in sorted(types):
+                found = cursor.execute(sql, (name, *bounds, *((kind,) if kind is not None else ()))).fetchall()
+                if not found:
+                    continue
+                values = np.array(found, dtype="float64").ravel()
+                rows.append([name, len(values), values.mean(), *np.percentile(values, [p * 100 for p in PERCENTILES]), values.max()])
+        finally:
+            cursor.close()
+    return _frame(rows, LATENCY_COLUMNS)
 
 
 # ---------------------------------------------------------------------- throughput
@@ -309,20 +337,20 @@ def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "s
     since, until = as_utc(since), as_utc(until)
     if by not in ("start", "end"):
         raise ValueError(f"by must be 'start' or 'end', got {by!r}")
-    column = runs.c.start_time if by == "start" else runs.c.end_time
-    seconds = _bucket_seconds(bucket, since, until)
-    key = _bucket_of(column, seconds, store.dialect).label("bucket")
-    query = select(key, runs.c.status, func.count()).where(column >= since, column < until).group_by(key, runs.c.status)
+    when = runs.c.start_time if by == "start" else runs.c.end_time
+    buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
+    inside = and_(when >= buckets.c.lo, when < buckets.c.hi)
+    query = select(buckets.c.n, runs.c.status, func.count()).select_from(buckets.join(runs, inside)).group_by(buckets.c.n, runs.c.status)
     with store.reader() as conn:
         rows = [tuple(r) for r in conn.execute(query)]
-    long = pd.DataFrame(rows, columns=["bucket", "status", "runs"])
-    wide = long.pivot_table(index="bucket", columns="status", values="runs", aggfunc="sum", fill_value=0)
-    wide.index = pd.to_datetime(wide.index.astype("int64"), unit="s", utc=True)
-    data = wide.reindex(index=_all_buckets(since, until, seconds), columns=list(RUN_STATUSES), fill_value=0)
-    data = data.fillna(0).astype("int64")
+    long = pd.DataFrame(rows, columns=["n", "status", "runs"])
+    wide = long.pivot_table(index="n", columns="status", values="runs", aggfunc="sum", fill_value=0)
+    data = wide.reindex(index=range(len(starts)), columns=list(RUN_STATUSES), fill_value=0).fillna(0).astype("int64")
     data.columns.name = None
     data["total"] = data.sum(axis=1)
-    return data.reset_index()[THROUGHPUT_COLUMNS]
+    data = data.reset_index(drop=True)
+    data.insert(0, "bucket", starts)
+    return data[THROUGHPUT_COLUMNS]
 
 
 # ---------------------------------------------------------------------- everything the dashboard shows

@@ -34,8 +34,9 @@ from .store import Store
 from .temporal import SEARCH_ATTRIBUTES, connect
 
 FINAL = ("success", "failed", "cancelled")
-# Seconds a sync may spend reading histories of newly finished runs for their node timings.
-TIMINGS_BUDGET_S = 5.0
+# Seconds a sync may spend reading histories of newly finished runs for their node timings
+# (~10 ms a run): kernels sync too (fo.runs()), and must not wait long on a backlog.
+TIMINGS_BUDGET_S = 2.0
 LIVE_METRICS_TIMEOUT_S = 5.0
 
 log = logging.getLogger(__name__)

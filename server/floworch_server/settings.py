@@ -52,6 +52,13 @@ class Settings:
     # Outbound HTTP may reach private/internal addresses only when listed here (see netguard.py):
     # comma-separated host names ("*.corp.example" for subdomains), IPs or CIDRs.
     http_allow: str = ""
+    # Retention (retention.py), in days; 0 keeps forever. Runs go by end time, never while running.
+    run_retention_days: int = 90
+    log_retention_days: int = 30
+    # Stored documents (blobs.py) are kept unless this says otherwise.
+    blob_retention_days: int = 0
+    # Seconds between evaluations of the alert rules (alerts.py) in the Jupyter server.
+    alert_interval_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -22,12 +23,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 RUN_STATUSES = ("queued", "running", "success", "failed", "cancelled")
 FINAL_STATUSES = ("success", "failed", "cancelled")
+ALERT_KINDS = ("success_rate", "queue_backlog", "sync_latency")
 
 # JSONB on Postgres (indexable, compact); plain JSON text elsewhere. None is stored as SQL NULL,
 # not as the JSON text "null", so "IS NULL" means "not given".
@@ -161,7 +164,8 @@ class NodeTiming(Base):
 
     __tablename__ = "node_timings"
     __table_args__ = (
-        Index("ix_node_timings_node_type_started", "node_type", "started"),
+        # Covering for latency: percentiles per node type read durations off the index alone.
+        Index("ix_node_timings_node_type_started", "node_type", "started", "kind", "duration_ms"),
         Index("ix_node_timings_started", "started"),
         Index("ix_node_timings_run_id", "run_id"),
     )
@@ -184,7 +188,11 @@ class NodeTiming(Base):
 
 class LogRecord(Base):
     __tablename__ = "logs"
-    __table_args__ = (Index("ix_logs_run_id_id", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_logs_run_id_id", "run_id", "id"),
+        # The retention purge deletes by age (retention.py).
+        Index("ix_logs_timestamp", "timestamp"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -254,3 +262,61 @@ class TriggerRegistration(Base):
     config: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertRule(Base):
+    """A condition watched by ``alerts.evaluate``; rules are data, so they are edited, not coded.
+
+    ``threshold`` is in the kind's unit: percent for success_rate (alert below it), tasks for
+    queue_backlog and milliseconds for sync_latency (alert above them). ``window_seconds`` is how
+    far back the rule looks (queue_backlog reads the live backlog and ignores it)."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("name", name="uq_alert_rules_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[float] = mapped_column(Float)
+    window_seconds: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # A flow started (its published version) when an alert of this rule opens. Deleting the
+    # flow only drops the action: the rule keeps watching.
+    action_workflow_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("workflows.id", ondelete="SET NULL")
+    )
+
+
+class Alert(Base):
+    """One violation of a rule, from when it was seen to when it no longer was.
+
+    At most one alert per rule is open (``cleared_at`` None); while it stays open each
+    evaluation updates its ``value`` and ``message`` instead of adding rows."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_rule_id_cleared_at", "rule_id", "cleared_at"),
+        Index("ix_alerts_opened_at", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    value: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    # The run of the rule's action flow this alert started, if any.
+    action_run_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class MetricSample(Base):
+    """A measurement reported from outside the store's own tables (collaboration sync latency),
+    kept so alert rules can read a window of it."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_name_timestamp", "name", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

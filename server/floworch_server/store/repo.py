@@ -1,4 +1,5 @@
-"""``Store``: the engine's persistence API - workflows, published versions, runs, logs, audit.
+"""``Store``: the engine's persistence API - workflows, published versions, runs, logs, audit,
+alert rules and alerts, and the retention purge.
 
 Methods take and return plain dicts (JSON-friendly apart from timezone-aware UTC datetimes), so
 HTTP handlers, the worker and the kernel share one vocabulary and never see ORM objects.
@@ -11,18 +12,22 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import Table, and_, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from . import migrate
 from .engine import make_engine, normalise_url, writer
 from .models import (
+    ALERT_KINDS,
     FINAL_STATUSES,
     RUN_STATUSES,
+    Alert,
+    AlertRule,
     AuditEntry,
     Integration,
     LogRecord,
+    MetricSample,
     NodeTiming,
     TriggerRegistration,
     Workflow,
@@ -40,6 +45,9 @@ audit_log: Table = AuditEntry.__table__
 integrations: Table = Integration.__table__
 triggers: Table = TriggerRegistration.__table__
 node_timings: Table = NodeTiming.__table__
+alert_rules: Table = AlertRule.__table__
+alerts: Table = Alert.__table__
+metric_samples: Table = MetricSample.__table__
 INTEGRATION_PUBLIC = [c for c in integrations.c if c.key != "secret"]
 
 # Collaborative state is bytes and can be large: served by its own methods, not in workflow dicts.
@@ -53,6 +61,10 @@ TIMING_KINDS = ("activity", "timer", "approval", "control")
 TIMING_FIELDS = ("node", "node_type", "kind", "iteration", "attempt", "started", "ended", "duration_ms", "status")
 # Rows per INSERT: SQLite allows 32766 bound parameters per statement, at 13 columns a row.
 TIMING_CHUNK = 2000
+ALERT_RULE_FIELDS = ("name", "kind", "threshold", "window_seconds", "enabled", "action_workflow_id")
+# Rows deleted per purge transaction: short transactions keep the SQLite write lock (and
+# Postgres row locks) brief while a first purge of a long history catches up.
+PURGE_CHUNK = 5000
 
 
 class NotFound(KeyError):
@@ -473,6 +485,177 @@ class Store:
             .limit(int(limit))
         )
 
+    # -- alert rules and alerts --------------------------------------------------------
+    def list_alert_rules(self, *, enabled: bool | None = None) -> list[dict]:
+        query = select(alert_rules).order_by(alert_rules.c.id)
+        if enabled is not None:
+            query = query.where(alert_rules.c.enabled == bool(enabled))
+        return self._all(query)
+
+    def get_alert_rule(self, rule: int | str) -> dict | None:
+        """A rule by id, or by name."""
+        column = alert_rules.c.id if isinstance(rule, int) else alert_rules.c.name
+        return self._one(select(alert_rules).where(column == rule))
+
+    def add_alert_rule(
+        self,
+        *,
+        name: str,
+        kind: str,
+        threshold: float,
+        window_seconds: int = 300,
+        enabled: bool = True,
+        action_workflow_id: str | None = None,
+    ) -> dict:
+        values = _validate_alert_rule(
+            {"name": name, "kind": kind, "threshold": threshold, "window_seconds": window_seconds,
+             "enabled": enabled, "action_workflow_id": action_workflow_id}
+        )
+        with self._writer.begin() as conn:
+            self._check_rule_action(conn, name, values["action_workflow_id"])
+            if conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == name)).first():
+                raise ValueError(f"an alert rule named {name!r} already exists; change it with update_alert_rule")
+            rule_id = conn.execute(insert(alert_rules).values(values)).inserted_primary_key[0]
+        return self.get_alert_rule(int(rule_id))  # type: ignore[return-value]
+
+    def update_alert_rule(self, rule: int | str, **changes: Any) -> dict:
+        """Change fields of a rule (by id or name): threshold, window_seconds, enabled,
+        action_workflow_id (None removes the action), name or kind."""
+        unknown = sorted(set(changes) - set(ALERT_RULE_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown alert rule field(s) {', '.join(unknown)}; known: {', '.join(ALERT_RULE_FIELDS)}")
+        current = self.get_alert_rule(rule)
+        if current is None:
+            raise NotFound(f"no alert rule {rule!r}; see list_alert_rules()")
+        values = _validate_alert_rule({**current, **changes})
+        values = {key: values[key] for key in changes}
+        with self._writer.begin() as conn:
+            if "action_workflow_id" in values:
+                self._check_rule_action(conn, current["name"], values["action_workflow_id"])
+            if values:
+                conn.execute(update(alert_rules).where(alert_rules.c.id == current["id"]).values(values))
+        return self.get_alert_rule(current["id"])  # type: ignore[return-value]
+
+    @staticmethod
+    def _check_rule_action(conn, name: str, workflow_id: str | None) -> None:
+        if workflow_id is not None and conn.execute(select(workflows.c.id).where(workflows.c.id == workflow_id)).first() is None:
+            raise NotFound(f"alert rule {name!r}: action_workflow_id {workflow_id!r} names no workflow; create and publish the flow first")
+
+    def judge_alert(
+        self, rule_id: int, *, violated: bool, value: float | None, message: str, at: datetime | None = None
+    ) -> tuple[str | None, dict | None]:
+        """Apply one evaluation of a rule: open an alert when it is violated and none is open,
+        update the open one's value and message while it stays violated, clear it when it no
+        longer is. Returns ``(change, alert)``, change being "opened", "updated", "cleared" or
+        None (not violated, nothing open). A cleared alert keeps the last violating value."""
+        at = as_utc(at) if at is not None else utcnow()
+        with self._writer.begin() as conn:
+            # Lock the rule: two servers evaluating at once take turns, so one alert opens.
+            if conn.execute(select(alert_rules.c.id).where(alert_rules.c.id == rule_id).with_for_update()).first() is None:
+                raise NotFound(f"no alert rule with id {rule_id!r}")
+            open_id = conn.execute(
+                select(alerts.c.id).where(alerts.c.rule_id == rule_id, alerts.c.cleared_at.is_(None)).order_by(alerts.c.id.desc())
+            ).scalar()
+            if violated:
+                if value is None:
+                    raise ValueError(f"alert rule {rule_id}: a violation needs the value that violated it")
+                if open_id is None:
+                    row = {"rule_id": rule_id, "opened_at": at, "value": float(value), "message": message}
+                    open_id, change = conn.execute(insert(alerts).values(row)).inserted_primary_key[0], "opened"
+                else:
+                    conn.execute(update(alerts).where(alerts.c.id == open_id).values(value=float(value), message=message))
+                    change = "updated"
+            elif open_id is not None:
+                conn.execute(update(alerts).where(alerts.c.id == open_id).values(cleared_at=at))
+                change = "cleared"
+            else:
+                return None, None
+        return change, self.get_alert(int(open_id))
+
+    def set_alert_action_run(self, alert_id: int, run_id: str) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(action_run_id=run_id))
+
+    def get_alert(self, alert_id: int) -> dict | None:
+        return self._one(self._alerts_query().where(alerts.c.id == alert_id))
+
+    def list_alerts(self, *, open_only: bool = False, rule_id: int | None = None, limit: int = 100) -> list[dict]:
+        """Newest first, each with its rule's name (``rule``), kind and threshold."""
+        query = self._alerts_query().order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
+        if open_only:
+            query = query.where(alerts.c.cleared_at.is_(None))
+        if rule_id is not None:
+            query = query.where(alerts.c.rule_id == rule_id)
+        return self._all(query.limit(int(limit)))
+
+    @staticmethod
+    def _alerts_query():
+        return select(
+            alerts, alert_rules.c.name.label("rule"), alert_rules.c.kind, alert_rules.c.threshold
+        ).join(alert_rules, alert_rules.c.id == alerts.c.rule_id)
+
+    # -- metric samples ----------------------------------------------------------------
+    def add_metric_sample(self, name: str, value: float, *, at: datetime | None = None) -> None:
+        _require_text("metric name", name)
+        with self._writer.begin() as conn:
+            conn.execute(
+                insert(metric_samples).values(name=name, value=float(value), timestamp=as_utc(at) if at is not None else utcnow())
+            )
+
+    def metric_values(self, name: str, since: datetime, until: datetime) -> list[float]:
+        """Values of ``name`` sampled in ``[since, until)``, oldest first."""
+        query = (
+            select(metric_samples.c.value)
+            .where(metric_samples.c.name == name, metric_samples.c.timestamp >= as_utc(since), metric_samples.c.timestamp < as_utc(until))
+            .order_by(metric_samples.c.timestamp)
+        )
+        with self._engine.connect() as conn:
+            return [float(v) for v in conn.execute(query).scalars()]
+
+    # -- retention ---------------------------------------------------------------------
+    def purge(self, *, runs_ended_before: datetime | None, logs_before: datetime | None, dry_run: bool = False) -> dict[str, int]:
+        """Delete (or with ``dry_run`` only count) what is older than the cutoffs; None keeps all.
+
+        Runs go by end time, and only final ones: a queued or running run is never purged,
+        however old. With a run go its node timings, and alerts cleared before the same cutoff.
+        Logs and metric samples go by their own timestamp. Returns the count per table."""
+        groups: list[tuple[str, Table, Any, Any]] = []
+        if runs_ended_before is not None:
+            cutoff = as_utc(runs_ended_before)
+            old_runs = and_(runs.c.status.in_(FINAL_STATUSES), runs.c.end_time < cutoff)
+            groups += [
+                ("runs", runs, runs.c.run_id, old_runs),
+                ("alerts", alerts, alerts.c.id, alerts.c.cleared_at < cutoff),
+            ]
+        if logs_before is not None:
+            cutoff = as_utc(logs_before)
+            groups += [
+                ("logs", logs, logs.c.id, logs.c.timestamp < cutoff),
+                ("metric_samples", metric_samples, metric_samples.c.id, metric_samples.c.timestamp < cutoff),
+            ]
+        counts = dict.fromkeys(["runs", "node_timings", "logs", "alerts", "metric_samples"], 0)
+        for name, table, key, condition in groups:
+            if dry_run:
+                with self._engine.connect() as conn:
+                    counts[name] = int(conn.execute(select(func.count()).select_from(table).where(condition)).scalar() or 0)
+                    if table is runs:
+                        doomed = select(runs.c.run_id).where(condition)
+                        counts["node_timings"] = int(
+                            conn.execute(select(func.count()).where(node_timings.c.run_id.in_(doomed))).scalar() or 0
+                        )
+                continue
+            while True:
+                with self._writer.begin() as conn:
+                    ids = list(conn.execute(select(key).where(condition).limit(PURGE_CHUNK)).scalars())
+                    if ids and table is runs:
+                        done = conn.execute(node_timings.delete().where(node_timings.c.run_id.in_(ids)))
+                        counts["node_timings"] += done.rowcount
+                    if ids:
+                        counts[name] += conn.execute(table.delete().where(key.in_(ids))).rowcount
+                if len(ids) < PURGE_CHUNK:
+                    break
+        return counts
+
     # -- audit -----------------------------------------------------------------------
     def audit(self, actor: str, action: str, target: str, detail: dict | None = None) -> int:
         with self._writer.begin() as conn:
@@ -511,6 +694,26 @@ def _require_document(document: Any) -> None:
 def _require_status(status: Any) -> None:
     if status not in STATUS_RANK:
         raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
+
+
+def _validate_alert_rule(rule: dict) -> dict:
+    values = {key: rule.get(key) for key in ALERT_RULE_FIELDS}
+    name = values["name"]
+    _require_text("alert rule name", name)
+    if values["kind"] not in ALERT_KINDS:
+        raise ValueError(f"alert rule {name!r}: kind must be one of {', '.join(ALERT_KINDS)}; got {values['kind']!r}")
+    try:
+        values["threshold"] = float(values["threshold"])
+        values["window_seconds"] = int(values["window_seconds"])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"alert rule {name!r}: threshold must be a number and window_seconds a whole number of seconds; "
+            f"got {values['threshold']!r} and {values['window_seconds']!r}"
+        ) from None
+    if values["window_seconds"] <= 0:
+        raise ValueError(f"alert rule {name!r}: window_seconds must be positive, got {values['window_seconds']}")
+    values["enabled"] = bool(values["enabled"])
+    return values
 
 
 def _validate_timing(timing: dict) -> dict:
