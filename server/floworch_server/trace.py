@@ -36,11 +36,25 @@ def _split(activity_id: str) -> tuple[str, str | None]:
     return node, iteration.replace("#", ".") or None
 
 
+FAILURE_KINDS = {
+    "activity_failure_info": "ActivityFailure",
+    "timeout_failure_info": "Timeout",
+    "canceled_failure_info": "Cancelled",
+    "terminated_failure_info": "Terminated",
+    "server_failure_info": "ServerFailure",
+    "child_workflow_execution_failure_info": "ChildWorkflowFailure",
+}
+
+
 def failure_chain(failure) -> list[dict]:
     """A Temporal failure and its causes, outermost first: message, type, stack trace."""
     chain = []
     while failure is not None and (failure.message or failure.stack_trace):
-        kind = failure.application_failure_info.type if failure.HasField("application_failure_info") else failure.WhichOneof("failure_info") or ""
+        if failure.HasField("application_failure_info"):
+            kind = failure.application_failure_info.type
+        else:
+            info = failure.WhichOneof("failure_info") or ""
+            kind = FAILURE_KINDS.get(info, info)
         chain.append({"message": failure.message, "type": kind, "stack_trace": failure.stack_trace})
         failure = failure.cause if failure.HasField("cause") else None
     return chain
