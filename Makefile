@@ -9,6 +9,7 @@ export FLOWORCH_DATA_DIR ?= $(CURDIR)/.floworch
 # The example notebooks call stand-in services on this machine (see notebooks/demo_services.py);
 # outbound requests to any other private or loopback address stay refused.
 export FLOWORCH_HTTP_ALLOW ?= 127.0.0.1
+PORT ?= 8888
 
 .PHONY: run test install clean
 
@@ -23,9 +24,11 @@ $(STAMP): pyproject.toml
 
 # JupyterLab with real-time collaboration; its FlowOrchestrator extension starts the embedded
 # Temporal dev server and a worker (data in $(FLOWORCH_DATA_DIR)), and stops them on Ctrl-C.
+# (Containers often run as root, which Jupyter refuses unless told.)
 run: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) --no-browser --collaborative \
-	  --ServerApp.ip=127.0.0.1 --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb
+	  --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Unit, integration (real Temporal dev server, real Jupyter server, real SQLite and PostgreSQL),
 # replay of stored histories, and the example notebooks under nbval.

@@ -247,7 +247,20 @@ class Supervisor:
         return self
 
     def stop(self) -> None:
-        """Stop workers, then Temporal; remove runtime.json. Safe to call more than once."""
+        """Stop workers, then Temporal; remove runtime.json. Safe to call more than once.
+
+        A second Ctrl-C while stopping (Jupyter asks for two) must not cut the stop short and
+        leave runtime.json pointing at dead processes, so SIGINT waits until it is done."""
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._stop()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
         with self._lock:
             if not self.running or self._stopping.is_set():
                 return  # stopped, or another thread (atexit, a signal) is stopping it now
