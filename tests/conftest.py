@@ -11,6 +11,23 @@ import pytest
 
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
+from floworch_server.store import Store
+from support.postgres import pg_url  # noqa: F401  (a fixture: a fresh schema on the real PostgreSQL)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    """A fresh, empty store: a SQLite file, then a schema on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'floworch.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url):
+    store = Store(store_url)
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,18 +14,9 @@ from conftest import finished, flow_doc
 from floworch_server import alerts
 from floworch_server.service import FlowService
 from floworch_server.store import NotFound, Store
-from support.postgres import pg_url  # noqa: F401  (pytest fixture)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'floworch.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    store = Store(url)
-    yield store
-    store.close()
 
 
 def seed_runs(store: Store, status: str, count: int, ended: datetime) -> None:

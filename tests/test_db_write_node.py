@@ -18,7 +18,6 @@ from conftest import finished, flow_doc, nodes_by_id, wait_until
 from floworch_server.integrations import Integrations
 from floworch_server.settings import Settings
 from floworch_server.validate import validate_data
-from support.postgres import pg_url  # noqa: F401  (pytest fixture)
 
 TRIGGER = {"id": "start", "type": "trigger.manual"}
 CONNECTION = "orders-db"

@@ -21,27 +21,12 @@ from conftest import finished, wait_until
 from floworch_server import metrics
 from floworch_server.store import Store
 from floworch_server.store.repo import runs as runs_table
-from support.postgres import pg_url  # noqa: F401  (pytest fixture)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)  # "now" of the seeded store
 H = timedelta(hours=1)
 MS = timedelta(milliseconds=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'floworch.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def store(store_url):
-    store = Store(store_url)
-    yield store
-    store.close()
 
 
 # ---------------------------------------------------------------------- the seeded store

@@ -12,18 +12,9 @@ import pytest
 from floworch_server import blobs, retention
 from floworch_server.settings import Settings
 from floworch_server.store import Store
-from support.postgres import pg_url  # noqa: F401  (pytest fixture)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'floworch.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    store = Store(url)
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -15,26 +15,11 @@ from sqlalchemy import create_engine, inspect, text
 from floworch_server.store import NotFound, Store
 from floworch_server.store.migrate import head_revision
 from floworch_server.store.models import Base
-from support.postgres import pg_url  # noqa: F401  (pytest fixture)
 
 TABLES = {"workflows", "workflow_versions", "workflow_runs", "logs", "audit_log"}
 VERSION_TABLE = "floworch_alembic_version"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 FLOW = {"version": 1, "nodes": {"a": {"type": "http"}}, "edges": {}, "meta": {}}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'floworch.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def store(store_url):
-    store = Store(store_url)
-    yield store
-    store.close()
 
 
 def is_utc(value: datetime) -> bool:

@@ -349,19 +349,15 @@ class Flow:
 
     def run(self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None) -> Run:
         """Start a run: of the latest published version, of ``version``, or of the draft (``draft=True``)."""
-        if draft:
-            problems = self.validate()
-            if problems:
-                raise FlowInvalid(problems, source=str(self.path or self.name))
-            self._sync()
-        else:
-            self._sync_if_new()
-        record = run_sync(
-            service().start_run(self.id, input=input, version="draft" if draft else version, by=user(), idempotency_key=idempotency_key)
-        )
+        record = run_sync(self._start(input, draft, version, idempotency_key))
         return Run(record["run_id"], record)
 
     async def run_async(self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None) -> Run:
+        record = await run_async(self._start(input, draft, version, idempotency_key))
+        return Run(record["run_id"], record)
+
+    def _start(self, input: Any, draft: bool, version: int | None, idempotency_key: str | None):
+        """Check and store the flow here, in the caller's thread; return the start, to run on the engine's loop."""
         if draft:
             problems = self.validate()
             if problems:
@@ -369,10 +365,7 @@ class Flow:
             self._sync()
         else:
             self._sync_if_new()
-        record = await run_async(
-            service().start_run(self.id, input=input, version="draft" if draft else version, by=user(), idempotency_key=idempotency_key)
-        )
-        return Run(record["run_id"], record)
+        return service().start_run(self.id, input=input, version="draft" if draft else version, by=user(), idempotency_key=idempotency_key)
 
     def _sync_if_new(self) -> None:
         if service().store.get_workflow(self.id) is None:
