@@ -29,6 +29,8 @@ def pytest_sessionstart(session) -> None:
     os.environ.pop("FLOWORCH_TEMPORAL_ADDRESS", None)
     os.environ.pop("FLOWORCH_DATABASE_URL", None)
     os.environ.setdefault("FLOWORCH_USER", "tester")
+    # Kernels of the example notebooks edit their files, never the room of a server a developer runs.
+    os.environ["FLOWORCH_JUPYTER_URL"] = "off"
     os.environ["FLOWORCH_HTTP_ALLOW"] = "127.0.0.1"  # tests' HTTP servers listen on loopback
     settings = Settings.from_env(workers=1)
     supervisor = Supervisor(settings).start()

@@ -34,14 +34,18 @@ Why this shape:
   `get` lists items by (order, id), items without an order last; a new item takes
   max(order) + 1. It is never written to the file.
 - Keys a file leaves out stay out of the maps, so what is saved is what was loaded.
+- Two editors adding a node under the same id at the same moment end up with one of the two
+  (a map key holds one value): new ids should carry something random (``transform_k3f9``),
+  unless, as `fo.Flow` does, the id was read from the document just before.
 
 Numbers: Yjs (JavaScript numbers) and pycrdt store every number as a float64, so whether a
 file wrote ``2`` or ``2.0`` cannot travel through a room. The rule is JavaScript's
 ``JSON.stringify`` one (and jupyter_ydoc's notebooks'): an integral number whose magnitude is
-below 2**53 is written as an integer, any other number as a float. Files FlowOrchestrator and
-the canvas write hold integers wherever a value is integral, so they round-trip byte for byte;
-a hand-written ``2.0`` is saved as ``2`` the next time the room saves. Integers beyond 2**53
-lose precision in any Yjs document: keep such values (ids, amounts in cents) as strings.
+below 2**53 is written as an integer, any other number as a float. A file whose integral
+numbers are all spelled as integers (every file a room saved, and the file mode's when it was
+given ints) round-trips byte for byte; an integral number spelled as a float (``2.0``) is
+saved as ``2`` the next time the room saves. Integers beyond 2**53 lose precision in any Yjs
+document: keep such values (ids, amounts in cents) as strings.
 
 The file text is `floworch_server.flowdoc.dumps` of ``{"version": 1, "meta", "nodes",
 "edges"}``: sorted keys, two-space indent, trailing newline, as the file mode saves it.

@@ -229,6 +229,8 @@ async def test_an_edit_by_one_client_is_seen_by_another_and_back(join):
     edit(bob, lambda d: d.add_node({"id": "notify", "type": "transform", "config": {"output": "sent"}}))
     edit(bob, lambda d: d.add_edge({"id": "e3", "source": "approve", "target": "notify"}))
     await eventually(lambda: node(ada, "notify") is not None and "e3" in ada.document.yedges, what="ada sees bob's node and edge")
+    # What a client receives is never sent back: ada's only update is her own edit.
+    assert (ada.local_updates, bob.local_updates) == (1, 2)
 
     await ada.wait_synced_async()
     await bob.wait_synced_async()

@@ -219,6 +219,16 @@ class RoomClient:
         return self._local_seq - self._acked_seq
 
     @property
+    def local_updates(self) -> int:
+        """Changes made in this client's document so far: the updates it sends (never the ones
+        it receives)."""
+        return self._local_seq
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def room_id(self) -> str | None:
         return f"{FILE_FORMAT}:{DOC_TYPE}:{self.file_id}" if self.file_id else None
 
@@ -326,6 +336,7 @@ class RoomClient:
         try:
             future.result(timeout)
         except concurrent.futures.TimeoutError:
+            future.cancel()  # so that it is dropped from the waiters
             raise TimeoutError(self._timeout_message(what, timeout)) from None
 
     async def _wait_async(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -352,9 +363,6 @@ class RoomClient:
 
     # ------------------------------------------------------------------ loop side
     def _add_waiter(self, predicate: Callable[[], bool], future: concurrent.futures.Future) -> None:
-        if self._fatal() is not None:
-            future.set_exception(self._fatal())
-            return
         self._waiters.append((predicate, future))
         self._notify()
 
@@ -364,19 +372,19 @@ class RoomClient:
         fatal = self._fatal()
         keep = []
         for predicate, future in self._waiters:
-            if future.done():
+            if future.done():  # answered, or given up by its waiter
                 continue
             if fatal is not None:
-                future.set_exception(fatal)
+                _settle(future, exception=fatal)
                 continue
             try:
                 with self._lock:
                     done = predicate()
             except Exception as exc:  # noqa: BLE001 - the waiter sees its own predicate's error
-                future.set_exception(exc)
+                _settle(future, exception=exc)
                 continue
             if done:
-                future.set_result(None)
+                _settle(future)
             else:
                 keep.append((predicate, future))
         self._waiters = keep
@@ -553,7 +561,10 @@ class RoomClient:
         if event.transaction.origin() == self._remote_hash:
             return  # came from the server: never sent back
         self._local_seq += 1
-        self._loop.call_soon_threadsafe(self._send_local, event.update)
+        try:
+            self._loop.call_soon_threadsafe(self._send_local, event.update)
+        except RuntimeError:
+            pass  # the loop is gone (interpreter exit): the change stays in this document
 
     def _send_local(self, update: bytes) -> None:
         self._sent_seq += 1
@@ -582,6 +593,17 @@ class RoomClient:
             ws.write_message(message, binary=True)
         except Exception as exc:  # noqa: BLE001 - the read loop sees the close and reconnects
             log.debug("room %s: send failed: %s", self.path, exc)
+
+
+def _settle(future: concurrent.futures.Future, exception: BaseException | None = None) -> None:
+    # The waiting thread may cancel it at any moment (its timeout): first come, first served.
+    try:
+        if exception is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exception)
+    except concurrent.futures.InvalidStateError:
+        pass
 
 
 @dataclass(frozen=True)
@@ -637,5 +659,16 @@ def join(path: str | os.PathLike, *, server: Server | None = None, required: boo
         if required:
             raise
         warnings.warn(f"could not join the collaboration room of {path} ({exc}); editing the file directly", stacklevel=3)
+        return None
+    with client.transaction():
+        roots = set(client.doc.keys())
+    if "source" in roots:
+        # A server without the flow type opened the file as plain text (jupyter_ydoc's
+        # fallback): edits in the flow layout would never reach the file.
+        client.close(0)
+        problem = CollaborationUnavailable(f"the Jupyter server at {server.url} does not know the 'flow' document type: install floworch in its environment")
+        if required:
+            raise problem
+        warnings.warn(f"{problem}; editing {path} directly", stacklevel=3)
         return None
     return client

@@ -247,8 +247,13 @@ class Flow:
     def _room_meta(self) -> dict:
         return self.room.read()["meta"]
 
+    def _shared(self):
+        if self.room.closed:
+            raise RuntimeError(f"the shared room of {self.path} was closed: open the flow again with fo.Flow.open({str(self.path)!r})")
+        return self.room.transaction()
+
     def _room_add_node(self, type: str, id: str | None, *, config, label, position, policy) -> str:
-        with self.room.transaction() as shared:
+        with self._shared() as shared:
             data = shared.to_data()
             taken = {n["id"] for n in data["nodes"]}
             node_id = id or _fresh(type.split(".")[-1], taken, False)
@@ -270,7 +275,7 @@ class Flow:
         return node_id
 
     def _room_connect(self, source: str, target: str, source_port: str | None, target_port: str | None, id: str | None) -> str:
-        with self.room.transaction() as shared:
+        with self._shared() as shared:
             data = shared.to_data()
             node_ids = {n["id"] for n in data["nodes"]}
             for end, node_id in (("source", source), ("target", target)):
@@ -282,7 +287,7 @@ class Flow:
         return edge_id
 
     def _room_update(self, node_id: str, *, config, label, policy, position) -> None:
-        with self.room.transaction() as shared:
+        with self._shared() as shared:
             if node_id not in shared.ynodes:
                 raise KeyError(f"no node {node_id!r} in {self.name!r}")
             shared.update_node(
@@ -294,7 +299,7 @@ class Flow:
             )
 
     def _room_remove(self, item_id: str) -> None:
-        with self.room.transaction() as shared:
+        with self._shared() as shared:
             if item_id in shared.ynodes:
                 shared.remove_node(item_id)
             elif item_id in shared.yedges:
