@@ -88,7 +88,10 @@ def wait_for(predicate, timeout: float, what: str):
 def children_of(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(p) for p in (task / "children").read_text().split())
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue  # a thread that ended while we looked has no children to report
     return found
 
 
