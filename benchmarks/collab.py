@@ -72,8 +72,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_server(workdir: Path) -> Iterator[dict[str, Any]]:
-    """A `jupyter server` with real-time collaboration; yields its connection info."""
+def jupyter_server(workdir: Path, *, floworch: bool = False, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """A `jupyter server` with real-time collaboration; yields its connection info.
+
+    ``floworch=True`` loads FlowOrchestrator's extension too (give it a data directory whose
+    services already run, through ``env``, or it starts its own)."""
     root, runtime = workdir / "root", workdir / "runtime"
     root.mkdir()
     runtime.mkdir()
@@ -87,7 +90,7 @@ def jupyter_server(workdir: Path) -> Iterator[dict[str, Any]]:
             "allow_root": True,
             "root_dir": str(root),
             # FlowOrchestrator's own extension would start Temporal: not what is measured here.
-            "jpserver_extensions": {"floworch_ext": False, "jupyter_server_ydoc": True, "jupyter_server_fileid": True},
+            "jpserver_extensions": {"floworch_ext": floworch, "jupyter_server_ydoc": True, "jupyter_server_fileid": True},
         },
         "IdentityProvider": {"token": token},
         "SQLiteYStore": {"db_path": str(workdir / "ystore.db")},
@@ -95,7 +98,7 @@ def jupyter_server(workdir: Path) -> Iterator[dict[str, Any]]:
         "YDocExtension": {"session_store_path": str(workdir / "sessions.json")},
     }
     (workdir / "config.json").write_text(json.dumps(config))
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(runtime)}
     log = open(workdir / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", f"--config={workdir / 'config.json'}"],

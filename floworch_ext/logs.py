@@ -17,7 +17,8 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 
-POLL_SECONDS = 0.2
+# Lines are written by worker processes into the store; a short poll keeps delivery near-live.
+POLL_SECONDS = 0.05
 FINAL = ("success", "failed", "cancelled")
 
 

@@ -369,8 +369,9 @@ def test_the_observe_benchmark_measures_the_dashboard_and_reports_every_figure(t
     assert len(measured["samples"]) == 2 and set(measured["parts"]) == {"success_rate", "throughput", "latency", "slo_report"}
 
     traced = {"samples": {k: [1.0, 2.0] for k in ("fetch", "segments", "figure", "total")}, "events": 10, "activities": 3, "figure_bytes": 2048, "run_s": 1.0}
-    summary = observe.summarize(traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}})
+    tail = {"samples": [5.0, 10.0, 20.0]}
+    summary = observe.summarize(traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}}, tail)
     assert json.loads(json.dumps(summary)) == summary
     assert summary["dashboard_100k_ms_postgres"] is None and summary["notes"]["dashboard_100k_ms_postgres"] == "not reachable"
-    assert summary["log_tail_p99_ms"] is None and summary["trace_500_ms"] == 1.5
+    assert (summary["log_tail_p99_ms"], summary["log_tail_p50_ms"], summary["trace_500_ms"]) == (20.0, 10.0, 1.5)
     assert "dashboard, 100000 runs, postgres" in observe.table(summary, traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}})
