@@ -181,18 +181,8 @@ class Flow:
         node_id = id or self._fresh_id(type.split(".")[-1])
         if self.doc.node(node_id):
             raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
-        if position is None:
-            last = self.doc.nodes[-1].position if self.doc.nodes else None
-            position = {"x": (last.x + 220) if last else 0, "y": last.y if last else 0}
-        node = Node(
-            id=node_id,
-            type=type,
-            label=label,
-            position=position,
-            config=config or {},
-            policy=NodePolicy.model_validate(policy) if policy else None,
-        )
-        self.doc.nodes.append(node)
+        last = self.doc.nodes[-1].position.model_dump() if self.doc.nodes else None
+        self.doc.nodes.append(_new_node(type, node_id, config, label, position, policy, last))
         self.save()
         return node_id
 
@@ -259,18 +249,8 @@ class Flow:
             node_id = id or _fresh(type.split(".")[-1], taken, False)
             if node_id in taken:
                 raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
-            if position is None:
-                last = data["nodes"][-1].get("position") if data["nodes"] else None
-                last = last if isinstance(last, dict) else None
-                position = {"x": (last.get("x", 0) + 220) if last else 0, "y": last.get("y", 0) if last else 0}
-            node = Node(
-                id=node_id,
-                type=type,
-                label=label,
-                position=position,
-                config=config or {},
-                policy=NodePolicy.model_validate(policy) if policy else None,
-            )
+            last = data["nodes"][-1].get("position") if data["nodes"] else None
+            node = _new_node(type, node_id, config, label, position, policy, last if isinstance(last, dict) else None)
             shared.add_node(node.model_dump(mode="json", exclude_none=True))
         return node_id
 
@@ -414,3 +394,17 @@ def _fresh(base: str, taken: set[str], edges: bool) -> str:
     while f"{base}_{i}" in taken:
         i += 1
     return f"{base}_{i}"
+
+
+def _new_node(type: str, node_id: str, config, label: str, position, policy, last: dict | None) -> Node:
+    """The node add_node adds; without a position it goes to the right of the last node."""
+    if position is None:
+        position = {"x": last.get("x", 0) + 220, "y": last.get("y", 0)} if last else {"x": 0, "y": 0}
+    return Node(
+        id=node_id,
+        type=type,
+        label=label,
+        position=position,
+        config=config or {},
+        policy=NodePolicy.model_validate(policy) if policy else None,
+    )

@@ -23,7 +23,7 @@ class Integrations:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> "Integrations":
-        return cls(store or Store(settings.store_url), box_for(settings.data_dir, settings.secret_key), settings.tenant)
+        return cls(store or Store(settings.store_url), box_for(settings), settings.tenant)
 
     def add(self, name: str, provider: str, secret: dict[str, Any], *, by: str, settings: dict | None = None) -> dict:
         if not isinstance(secret, dict) or not secret:

@@ -63,6 +63,11 @@ class SecretBox:
             ) from None
 
 
+def box_for(settings: Settings) -> SecretBox:
+    """The box of these settings' key; made once per key (reading the key file is I/O)."""
+    return _box(settings.data_dir, settings.secret_key)
+
+
 @lru_cache(maxsize=8)
-def box_for(data_dir: str, secret_key: str) -> SecretBox:
+def _box(data_dir: str, secret_key: str) -> SecretBox:
     return SecretBox(load_key(Settings(data_dir=data_dir, secret_key=secret_key)))

@@ -274,7 +274,7 @@ class FlowService:
         from .secrets import box_for
 
         self.get_workflow(workflow_id)
-        box = box_for(self.settings.data_dir, self.settings.secret_key)
+        box = box_for(self.settings)
         return [
             {"node_id": r["node_id"], "hook_id": r["key"], "path": f"/floworch/hooks/{r['key']}", "secret": box.decrypt(r["secret"], "webhook secret")}
             for r in self.store.list_triggers(kind="webhook", workflow_id=workflow_id)
@@ -326,31 +326,37 @@ class FlowService:
         history = await self.handle(run_id).fetch_history()
         return list(history.events)
 
-    async def get_run(self, run_id: str, *, with_nodes: bool = True) -> dict:
-        """The run record, refreshed from Temporal, with its node statuses."""
+    async def _snapshot(self, run_id: str, *, flow_run: bool = True) -> tuple[Any, list, dict | None]:
+        """(description, history events, RunRequest) of a run: what every view of it is read from.
+        With ``flow_run``, a workflow that is not a FlowRun is not found."""
         desc = await self._describe(run_id)
         events = await self._history_events(run_id)
         request = _run_request(events)
+        if flow_run and request is None:
+            raise NotFound("run", run_id)
+        return desc, events, request
+
+    @staticmethod
+    def _statuses(desc, events: list, request: dict) -> dict[str, NodeStatus]:
+        return node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+
+    async def get_run(self, run_id: str, *, with_nodes: bool = True) -> dict:
+        """The run record, refreshed from Temporal, with its node statuses."""
+        desc, events, request = await self._snapshot(run_id, flow_run=False)
         record = self._record_from_temporal(run_id, desc, request)
         if desc.status != WorkflowExecutionStatus.RUNNING:
             record["error"] = _close_error(events)
         self.store.upsert_run(record)
         out = dict(self.store.get_run(run_id) or record)
         if with_nodes and request is not None:
-            statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
-            out["nodes"] = [s.to_dict() for s in _ordered(request["plan"], statuses)]
+            out["nodes"] = [s.to_dict() for s in _ordered(request["plan"], self._statuses(desc, events, request))]
         if desc.status == WorkflowExecutionStatus.COMPLETED:
             out["result"] = _close_result(events)
         return out
 
     async def node_statuses(self, run_id: str) -> list[NodeStatus]:
-        desc = await self._describe(run_id)
-        events = await self._history_events(run_id)
-        request = _run_request(events)
-        if request is None:
-            raise NotFound("run", run_id)
-        statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
-        return _ordered(request["plan"], statuses)
+        desc, events, request = await self._snapshot(run_id)
+        return _ordered(request["plan"], self._statuses(desc, events, request))
 
     async def watch(self, run_id: str, interval: float = 0.25) -> AsyncIterator[list[dict]]:
         """Yield the node statuses that changed, as they change, until the run ends.
@@ -359,10 +365,9 @@ class FlowService:
         the description alongside the history rather than long-polling history alone."""
         last: dict[str, dict] = {}
         while True:
-            desc = await self._describe(run_id)
-            statuses = await self.node_statuses(run_id)
+            desc, events, request = await self._snapshot(run_id)
             changed = []
-            for st in statuses:
+            for st in _ordered(request["plan"], self._statuses(desc, events, request)):
                 data = st.to_dict()
                 if last.get(st.node) != data:
                     last[st.node] = data
@@ -383,16 +388,12 @@ class FlowService:
 
     async def inspect(self, run_id: str, node_id: str) -> dict:
         """What a node was given and gave back, with the run's memo, search attributes and plan version."""
-        desc = await self._describe(run_id)
-        events = await self._history_events(run_id)
-        request = _run_request(events)
-        if request is None:
-            raise NotFound("run", run_id)
+        desc, events, request = await self._snapshot(run_id)
         if node_id not in request["plan"]["nodes"]:
             raise NotFound("node", node_id, f"nodes of this run: {', '.join(request['plan']['order'])}")
         io = trace.node_io(events)
         calls = {k: v for k, v in io.items() if k.split("#", 1)[0] == node_id}
-        statuses = node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+        statuses = self._statuses(desc, events, request)
         memo = await desc.memo()
         node = request["plan"]["nodes"][node_id]
         return {

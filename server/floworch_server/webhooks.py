@@ -57,7 +57,7 @@ class WebhookReceiver:
         if len(body) > (reg["config"].get("max_body_bytes") or DEFAULT_MAX_BODY):
             return Answer(413, {"error": "request body too large"})
         settings = self.service.settings
-        secret = box_for(settings.data_dir, settings.secret_key).decrypt(reg["secret"], "webhook secret")
+        secret = box_for(settings).decrypt(reg["secret"], "webhook secret")
         if not _authentic(secret, headers, body, time.time() if now is None else now):
             return Answer(401)
         content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()

@@ -21,7 +21,7 @@ async def _on_publish(ctx: TriggerContext) -> dict:
     return {
         "kind": "webhook",
         "key": _random.token_urlsafe(18),
-        "secret": box_for(settings.data_dir, settings.secret_key).encrypt(secret),
+        "secret": box_for(settings).encrypt(secret),
         "config": {"max_body_bytes": ctx.config.get("max_body_bytes")},
     }
 
