@@ -11,14 +11,23 @@ export FLOWORCH_DATA_DIR ?= $(CURDIR)/.floworch
 export FLOWORCH_HTTP_ALLOW ?= 127.0.0.1
 PORT ?= 8888
 
+# The browser side (labextension/) is built by the install; a change to it rebuilds.
+LABEXT_SOURCES := labextension/package.json labextension/tsconfig.json labextension/build-widget.mjs \
+                  $(shell find labextension/src labextension/style -type f 2>/dev/null)
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/floworch
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LABEXT_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	rm -rf floworch_ext/labextension kernel/floworch/static
 	$(PY) -m pip install --quiet -e '.[test]'
+	# The install copied the built labextension; a link lets `npm run build` in labextension/ take effect at once.
+	rm -rf $(LABEXT_LINK) && ln -s $(CURDIR)/floworch_ext/labextension $(LABEXT_LINK)
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (FlowOrchestrator)" >/dev/null
 	touch $(STAMP)
 
@@ -32,8 +41,12 @@ run: $(STAMP)
 
 # Unit, integration (real Temporal dev server, real Jupyter server, real SQLite and PostgreSQL),
 # replay of stored histories, and the example notebooks under nbval.
-test: $(STAMP)
+# Browser tests drive Debian's Chromium with Playwright (browsers cannot be downloaded here).
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --durations=15
 
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 clean:
-	rm -rf $(VENV) .floworch
+	rm -rf $(VENV) .floworch floworch_ext/labextension kernel/floworch/static labextension/lib labextension/node_modules

@@ -15,11 +15,13 @@ import gc
 import json
 import logging
 import os
+from collections.abc import Callable
 
 from jupyter_server.utils import url_path_join
 from traitlets import Unicode
 from traitlets.config import Configurable
 
+from floworch_server import logging_json, tracing
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
@@ -27,6 +29,9 @@ from floworch_server.temporal import port_open
 
 SYNC_INTERVAL = 2.0  # seconds between copies of Temporal's run states into the store
 PURGE_INTERVAL = 3600.0  # seconds between retention purges
+SERVICE = "floworch-jupyter"  # names this process's log lines and spans
+# What FlowOrchestrator code logs inside the Jupyter server goes to <data_dir>/jupyter-server.log.
+LOGGERS = ("floworch_ext", "floworch_server")
 
 
 class FlowOrch(Configurable):
@@ -164,7 +169,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
     from .hooks import HOOK_PATTERN, WebhookHandler
     from .prometheus import METRICS_PATH, MetricsHandler
 
-    runtime = Runtime(FlowOrch(parent=serverapp).settings(), serverapp.log)
+    settings = FlowOrch(parent=serverapp).settings()
+    tracing.set_service(SERVICE)
+    detach_logs = _attach_logs(serverapp, settings)
+    runtime = Runtime(settings, logging.getLogger("floworch_ext"))
     serverapp.web_app.settings["floworch"] = runtime
     base_url = serverapp.web_app.settings["base_url"]
     # The API needs Jupyter authentication; the hook route is signed by its sender instead.
@@ -183,10 +191,40 @@ def _load_jupyter_server_extension(serverapp) -> None:
 
     async def cleanup_with_floworch() -> None:
         await runtime.stop()
+        detach_logs()
         await cleanup_extensions()
 
     serverapp.cleanup_extensions = cleanup_with_floworch
-    serverapp.log.info("FlowOrchestrator API at %sfloworch/api/ (data in %s)", serverapp.base_url, runtime.settings.data_path)
+    runtime.log.info("FlowOrchestrator API at %sfloworch/api/ (data in %s)", serverapp.base_url, runtime.settings.data_path)
+
+
+def _attach_logs(serverapp, settings: Settings) -> Callable[[], None]:
+    """Send what the extension and the engine log in this server to jupyter-server.log (JSON
+    unless FLOWORCH_LOG_FORMAT=text) and to the terminal: through Jupyter's own handlers, in its
+    format, or as JSON on stderr with FLOWORCH_LOG_FORMAT=json. Returns what undoes it."""
+    ours = [logging_json.file_handler(settings, settings.data_path / "jupyter-server.log", SERVICE)]
+    shared: list[logging.Handler] = []
+    if logging_json.log_format(settings) == "json":
+        console = logging.StreamHandler()
+        console.set_name("floworch:jupyter-console")
+        console.setFormatter(logging_json.JsonFormatter(SERVICE))
+        ours.append(console)
+    else:
+        shared = list(serverapp.log.handlers)
+    for handler in ours:
+        logging_json.attach(handler, *LOGGERS)
+    for name in LOGGERS:
+        for handler in shared:
+            logging.getLogger(name).addHandler(handler)
+
+    def detach() -> None:
+        for handler in ours:
+            logging_json.detach(handler, *LOGGERS)
+        for name in LOGGERS:
+            for handler in shared:  # Jupyter's: removed, not closed
+                logging.getLogger(name).removeHandler(handler)
+
+    return detach
 
 
 async def _start_jupyter_server_extension(serverapp) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime
 from http.client import responses
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,23 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from floworch_server import metrics
 from floworch_server.errors import BadRequest, FloworchError
 from floworch_server.flowdoc import SCHEMA_PATH as FLOW_SCHEMA_PATH
 from floworch_server.nodes.event import EVENT
-from floworch_server.problems import FlowInvalid
 from floworch_server.service import FlowService
 from floworch_server.store import RUN_STATUSES
 
 from .logs import RunLogsSocket
+from .replies import dumps, error_body, error_status
+from .status import RunStatusSocket
 
 API_PREFIX = "/floworch/api"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_RUNS = 1000
+MAX_ALERTS = 1000
+# Version numbers are small positive integers; nine digits keep a typo off the database's int column.
+VERSION = re.compile(r"[0-9]{1,9}")
 # The same rule the trigger.event node applies to its topic, so a typo is a 400, not a silent no-op.
 TOPIC = re.compile(EVENT.config_schema["properties"]["topic"]["pattern"])
 
@@ -45,17 +49,7 @@ class Unavailable(FloworchError):
     status = 503
 
 
-# ---------------------------------------------------------------------- JSON in and out
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=_encode)
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
+# ---------------------------------------------------------------------- JSON in
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -85,22 +79,15 @@ def required(body: dict, name: str, kinds: tuple[type, ...], what: str) -> Any:
     return optional(body, name, kinds, what)
 
 
-def error_body(exc: BaseException) -> dict:
-    # BadRequest names a field and may carry problems; FlowInvalid carries every problem of a flow.
-    problems = getattr(exc, "problems", None) or []
-    return {
-        "error": str(exc),
-        "field": getattr(exc, "field", None),
-        "problems": [p.to_dict() if hasattr(p, "to_dict") else p for p in problems],
-    }
-
-
-def error_status(exc: BaseException | None) -> int | None:
-    if isinstance(exc, FloworchError):
-        return exc.status
-    if isinstance(exc, FlowInvalid):
-        return 400
-    return None
+def whole_number(raw: str, name: str, low: int, high: int) -> int:
+    """A query argument that must be a whole number in ``[low, high]``, else a 400 naming it."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequest(f"must be a whole number from {low} to {high}, got {raw!r}", field=name)
+    return value
 
 
 # ---------------------------------------------------------------------- base handler
@@ -213,6 +200,24 @@ class VersionsHandler(FlowOrchHandler):
         self.reply((await self.service()).list_versions(workflow_id))
 
 
+class VersionHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, workflow_id: str, version: str) -> None:
+        if not VERSION.fullmatch(version):
+            raise BadRequest(f"must be a published version number (1, 2, ...), got {version!r}", field="version")
+        self.reply((await self.service()).get_version(workflow_id, int(version)))
+
+
+class ValidateHandler(FlowOrchHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        # An invalid flow is the answer here, not a bad request: the canvas draws its problems.
+        body = self.json_body()
+        if "document" not in body:
+            raise BadRequest("is required: the .flow document to check, any JSON value", field="document")
+        self.reply({"problems": (await self.service()).validate_document(body["document"])})
+
+
 class WorkflowRunsHandler(FlowOrchHandler):
     @web.authenticated
     async def post(self, workflow_id: str) -> None:
@@ -277,13 +282,7 @@ class RunsHandler(FlowOrchHandler):
         status = self.get_query_argument("status", None)
         if status is not None and status not in RUN_STATUSES:
             raise BadRequest(f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}", field="status")
-        raw_limit = self.get_query_argument("limit", "100")
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= MAX_RUNS:
-            raise BadRequest(f"must be a whole number from 1 to {MAX_RUNS}, got {raw_limit!r}", field="limit")
+        limit = whole_number(self.get_query_argument("limit", "100"), "limit", 1, MAX_RUNS)
         workflow_id = self.get_query_argument("workflow_id", None)
         service = await self.service()
         self.reply(await service.list_runs(workflow_id=workflow_id, status=status, limit=limit))
@@ -293,6 +292,18 @@ class RunHandler(FlowOrchHandler):
     @web.authenticated
     async def get(self, run_id: str) -> None:
         self.reply(await (await self.service()).get_run(run_id))
+
+
+class NodeInspectHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, run_id: str, node_id: str) -> None:
+        self.reply(await (await self.service()).inspect(run_id, node_id))
+
+
+class TraceHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.reply({"segments": await (await self.service()).trace(run_id)})
 
 
 class ApprovalHandler(FlowOrchHandler):
@@ -310,6 +321,31 @@ class CancelHandler(FlowOrchHandler):
     async def post(self, run_id: str) -> None:
         # 202: Temporal has the request; the run reports "cancelled" once its workflow stops.
         self.reply(await (await self.service()).cancel(run_id, by=self.user_name), 202)
+
+
+# ---------------------------------------------------------------------- dashboard, alerts
+class DashboardHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        service = await self.service()
+        data = await service.dashboard(
+            self.get_query_argument("range", "24h"),
+            until=self.get_query_argument("until", None),
+            bucket=self.get_query_argument("bucket", "auto"),
+            slo=self.get_query_argument("slo", str(metrics.DEFAULT_SLO)),
+        )
+        self.reply(metrics.to_json(data))
+
+
+class AlertsHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        state = self.get_query_argument("open", None)
+        if state not in (None, "true", "false"):
+            raise BadRequest(f"must be true (open alerts) or false (cleared ones), got {state!r}", field="open")
+        limit = whole_number(self.get_query_argument("limit", "100"), "limit", 1, MAX_ALERTS)
+        service = await self.service()
+        self.reply(service.list_alerts(open_only=state == "true", cleared_only=state == "false", limit=limit))
 
 
 # ---------------------------------------------------------------------- catalogue, description
@@ -350,6 +386,7 @@ ROUTES: list[tuple[str, type]] = [
     ("/workflows/{workflow_id}", WorkflowHandler),
     ("/workflows/{workflow_id}/publish", PublishHandler),
     ("/workflows/{workflow_id}/versions", VersionsHandler),
+    ("/workflows/{workflow_id}/versions/{version}", VersionHandler),
     ("/workflows/{workflow_id}/runs", WorkflowRunsHandler),
     ("/workflows/{workflow_id}/unpublish", UnpublishHandler),
     ("/workflows/{workflow_id}/webhooks", WebhooksHandler),
@@ -362,6 +399,12 @@ ROUTES: list[tuple[str, type]] = [
     ("/runs/{run_id}/approvals/{node_id}", ApprovalHandler),
     ("/runs/{run_id}/cancel", CancelHandler),
     ("/runs/{run_id}/logs", RunLogsSocket),
+    ("/runs/{run_id}/status", RunStatusSocket),
+    ("/runs/{run_id}/nodes/{node_id}", NodeInspectHandler),
+    ("/runs/{run_id}/trace", TraceHandler),
+    ("/validate", ValidateHandler),
+    ("/dashboard", DashboardHandler),
+    ("/alerts", AlertsHandler),
     ("/nodes", NodesHandler),
     ("/openapi.json", OpenAPIHandler),
 ]

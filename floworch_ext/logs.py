@@ -11,10 +11,10 @@ import asyncio
 import json
 
 from jupyter_server.auth.decorator import ws_authenticated
-from jupyter_server.base.handlers import JupyterHandler
-from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError
+
+from .sockets import RunSocket
 
 
 # Lines are written by worker processes into the store; a short poll keeps delivery near-live.
@@ -26,10 +26,7 @@ def _iso(value):
     return value.isoformat()
 
 
-class RunLogsSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
-    def set_default_headers(self) -> None:
-        """JupyterHandler's headers make no sense on a websocket."""
-
+class RunLogsSocket(RunSocket):
     @ws_authenticated
     async def get(self, run_id: str) -> None:
         try:
@@ -37,14 +34,10 @@ class RunLogsSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         except ValueError:
             raise web.HTTPError(400, "after must be a log record id (an integer)") from None
         self.run_id = run_id
-        self.service = await self.settings["floworch"].service()
+        self.service = await self.flow_service()
         await super().get(run_id=run_id)
 
-    def open(self, run_id: str) -> None:  # type: ignore[override]
-        super().open()
-        self.pump = asyncio.ensure_future(self._pump())
-
-    async def _pump(self) -> None:
+    async def pump(self) -> None:
         store = self.service.store
         try:
             while True:
@@ -62,18 +55,3 @@ class RunLogsSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
                     await asyncio.sleep(POLL_SECONDS)
         except WebSocketClosedError:
             return
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        # Refusals before the upgrade answer like the rest of the API: JSON, not an HTML page.
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or self._reason
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "field": None, "problems": []}))
-
-    def on_message(self, message) -> None:
-        """Nothing to receive: the cursor travels in the URL."""
-
-    def on_close(self) -> None:
-        pump = getattr(self, "pump", None)
-        if pump is not None and not pump.done():
-            pump.cancel()

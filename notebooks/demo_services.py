@@ -121,3 +121,58 @@ def draw_invoice(path: str | Path, number: str, vendor: str, total: float, date:
     path = Path(path)
     image.save(path)
     return path
+
+
+# ---------------------------------------------------------------------- a collaboration server
+def collaboration_server(root: str | Path = ".") -> str:
+    """The URL of a Jupyter server with real-time collaboration serving ``root``.
+
+    In JupyterLab (``make run``) that is the server running this notebook, found as `fo.Flow`
+    finds it. Where the notebook runs without one (nbval, a plain kernel), a Jupyter server is
+    started here for the rest of the session, and this kernel is pointed at it."""
+    import atexit
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+
+    from floworch import collab
+
+    root = Path(root).resolve()
+    if os.environ.get("FLOWORCH_JUPYTER_URL", "").strip().lower() not in ("off", "none", "0", "false"):
+        found = collab.find_server(root / "probe.flow")
+        if found is not None:
+            return found.url
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}/"
+    state = tempfile.mkdtemp(prefix="floworch-collab-")
+    args = [
+        sys.executable, "-m", "jupyter_server", "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        # The server's own state stays out of the notebooks folder.
+        f"--SQLiteYStore.db_path={state}/ystore.db", f"--BaseFileIdManager.db_path={state}/fileid.db",
+        f"--YDocExtension.session_store_path={state}/sessions.json",
+    ]
+    if os.getuid() == 0:
+        args.append("--allow-root")
+    log = open(Path(state) / "server.log", "wb")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    atexit.register(process.terminate)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            request = urllib.request.Request(url + "api/status", headers={"Authorization": f"token {token}"})
+            urllib.request.urlopen(request, timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the collaboration server did not start; see {Path(state) / 'server.log'}") from None
+            time.sleep(0.2)
+    os.environ.update(FLOWORCH_JUPYTER_URL=url, FLOWORCH_JUPYTER_TOKEN=token, FLOWORCH_JUPYTER_ROOT=str(root))
+    return url

@@ -11,87 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, insert
 from traitlets.config import Config
 
-from conftest import finished, wait_until
+from conftest import finished
 from floworch_server import metrics
-from floworch_server.store import Store
-from floworch_server.store.repo import runs as runs_table
+from support.metrics_seed import BUDGET_CONSUMED, BURN, HTTP, MS, TRANSFORM, H, seed, session_worker_polling
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)  # "now" of the seeded store
-H = timedelta(hours=1)
-MS = timedelta(milliseconds=1)
-
-
-# ---------------------------------------------------------------------- the seeded store
-def spread(status: str, count: int, start: datetime, end: datetime, prefix: str) -> list[dict]:
-    """``count`` runs with ``status`` ending evenly inside ``[start, end)``, each 5 s long."""
-    step = (end - start) / (count + 1)
-    rows = []
-    for i in range(count):
-        ended = start + step * (i + 1)
-        rows.append({"run_id": f"{prefix}-{status}-{i}", "start_time": ended - timedelta(seconds=5), "end_time": ended, "status": status})
-    return rows
-
-
-def seed(store: Store) -> None:
-    """Runs, by when they ended (``until`` is T0):
-
-    - last hour: 9 success, 1 failed, 2 cancelled, and 1 still running (started 10 min ago);
-    - 1h-2h ago: 199 success, 1 failed;      2h-6h ago: 790 success;
-    - 6h-24h ago: 1000 success;              24h-72h ago: 3000 success;
-    - 72h-30d ago: 6000 success;             older than 30 days: 5 failed (outside every window).
-    """
-    rows = [
-        *spread("success", 9, T0 - H, T0, "a"),
-        *spread("failed", 1, T0 - H, T0, "a"),
-        *spread("cancelled", 2, T0 - H, T0, "a"),
-        *spread("success", 199, T0 - 2 * H, T0 - H, "b"),
-        *spread("failed", 1, T0 - 2 * H, T0 - H, "b"),
-        *spread("success", 790, T0 - 6 * H, T0 - 2 * H, "c"),
-        *spread("success", 1000, T0 - 24 * H, T0 - 6 * H, "d"),
-        *spread("success", 3000, T0 - 72 * H, T0 - 24 * H, "e"),
-        *spread("success", 6000, T0 - timedelta(days=30), T0 - 72 * H, "f"),
-        *spread("failed", 5, T0 - timedelta(days=40), T0 - timedelta(days=31), "g"),
-    ]
-    common = {"workflow_id": "wf", "trigger": "manual", "tenant": "default", "search_attributes": {}, "updated_at": T0}
-    engine = create_engine(store.url)  # one bulk insert: 11 000 upserts would be slow, not different
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(runs_table), [{**common, **row} for row in rows])
-    finally:
-        engine.dispose()
-    store.upsert_run({"run_id": "a-running", "start_time": T0 - timedelta(minutes=10), "status": "running"})
-
-    # Activity attempts: http 100..1000 ms (10), transform 5, 5, 10, 20 ms; a 5 s timer wait;
-    # and a 99.999 s http call two days ago, outside the last day.
-    def timing(node, node_type, ms, kind="activity", at=T0 - timedelta(minutes=30), attempt=1):
-        return {"node": node, "node_type": node_type, "kind": kind, "attempt": attempt, "started": at, "ended": at + ms * MS, "status": "success"}
-
-    store.add_node_timings("a-success-0", [timing("fetch", "http", ms, attempt=n) for n, ms in enumerate(range(100, 600, 100), 1)])
-    store.add_node_timings("a-success-1", [timing("fetch", "http", ms) for ms in range(600, 1100, 100)])
-    store.add_node_timings("a-success-2", [timing("shape", "transform", ms) for ms in (5, 5, 10, 20)] + [timing("wait", "control.delay", 5000, "timer")])
-    store.add_node_timings("e-success-0", [timing("fetch", "http", 99_999, at=T0 - 48 * H)])
-
-
-# Worked out by hand from the seed (allowed error rate of a 99.95 % SLO: 0.0005).
-BURN = [
-    # window, success, failed, total, error rate, burn rate, threshold, alerting
-    ("1h", 9, 1, 10, 0.1, 200.0, 14.4, True),
-    ("6h", 998, 2, 1000, 0.002, 4.0, 6.0, False),
-    ("24h", 1998, 2, 2000, 0.001, 2.0, 3.0, False),
-    ("72h", 4998, 2, 5000, 0.0004, 0.8, 1.0, False),
-]
-BUDGET_CONSUMED = (2 / 11000) / 0.0005  # 30 days: 10 998 success, 2 failed
-# Linear interpolation between closest ranks, as percentile_cont: rank (n - 1) * p.
-HTTP = {"count": 10, "mean_ms": 550.0, "p50_ms": 550.0, "p95_ms": 955.0, "p99_ms": 991.0, "max_ms": 1000.0}
-TRANSFORM = {"count": 4, "mean_ms": 10.0, "p50_ms": 7.5, "p95_ms": 18.5, "p99_ms": 19.7, "max_ms": 20.0}
 
 
 def approx_rows(frame, columns):
@@ -100,7 +31,7 @@ def approx_rows(frame, columns):
 
 # ---------------------------------------------------------------------- store metrics
 def test_success_rate_leaves_cancelled_runs_out_and_buckets_by_end_time(store):
-    seed(store)
+    seed(store, T0)
     day = metrics.success_rate(store, T0 - 24 * H, T0)
     assert day[["success", "failed", "cancelled", "total"]].iloc[0].tolist() == [1998, 2, 2, 2000]
     assert day["success_rate"].iloc[0] == pytest.approx(0.999)
@@ -116,7 +47,7 @@ def test_success_rate_leaves_cancelled_runs_out_and_buckets_by_end_time(store):
 
 
 def test_burn_rates_and_error_budget_against_the_default_slo(store):
-    seed(store)
+    seed(store, T0)
     burn, budget = metrics.slo_report(store, until=T0)
     assert approx_rows(burn, ["window", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting"]) == BURN
     assert burn["since"].tolist() == [T0 - H, T0 - 6 * H, T0 - 24 * H, T0 - 72 * H]
@@ -134,7 +65,7 @@ def test_burn_rates_and_error_budget_against_the_default_slo(store):
 
 
 def test_latency_percentiles_per_node_type(store):
-    seed(store)
+    seed(store, T0)
     found = metrics.latency(store, T0 - 24 * H, T0).set_index("node_type")
     assert list(found.index) == ["http", "transform"]  # the timer wait is not an activity
     assert found.loc["http"].to_dict() == pytest.approx(HTTP)
@@ -148,7 +79,7 @@ def test_latency_percentiles_per_node_type(store):
 
 
 def test_throughput_counts_runs_by_start_bucket_and_status(store):
-    seed(store)
+    seed(store, T0)
     found = metrics.throughput(store, T0 - 2 * H, T0, bucket="1h")
     assert found.columns.tolist() == ["bucket", "queued", "running", "success", "failed", "cancelled", "total"]
     assert found["bucket"].tolist() == [T0 - 2 * H, T0 - H]
@@ -160,7 +91,7 @@ def test_throughput_counts_runs_by_start_bucket_and_status(store):
 def test_the_dashboard_figure_shows_the_hand_computed_values(store):
     from floworch.dashboard import PANELS, collect, figure
 
-    seed(store)
+    seed(store, T0)
     data = collect(store, T0 - 2 * H, T0, bucket="1h")
     fig = figure(data)
     traces = {trace.name: trace for trace in fig.data}
@@ -224,19 +155,6 @@ async def test_a_finished_runs_node_timings_are_recorded_once_by_sync(service, p
 
 
 # ---------------------------------------------------------------------- live: task queues and workers
-async def session_worker_polling(service, supervisor):
-    """``(queues, the session worker's pollers)`` once it polls both queue types (it may still be starting)."""
-    queue = service.settings.task_queue
-    [worker_pid] = supervisor.worker_pids()
-
-    async def polled():
-        queues, workers = await service.task_queue_health()
-        ours = workers[workers["identity"].str.startswith(f"{worker_pid}@") & (workers["task_queue"] == queue)]
-        return (queues, ours) if set(ours["type"]) == {"workflow", "activity"} else None
-
-    return await wait_until(polled, timeout=60, interval=0.5)
-
-
 async def test_queue_depth_and_worker_health_show_the_session_worker(service, supervisor):
     queue = service.settings.task_queue
     queues, ours = await session_worker_polling(service, supervisor)
@@ -280,7 +198,7 @@ def test_prometheus_text_format_escapes_labels_and_writes_special_numbers():
 
 
 def test_prometheus_metrics_of_the_seeded_store(store):
-    seed(store)
+    seed(store, T0)
     text = metrics.format_prometheus(metrics.store_families(store, now=T0))
     found = samples(text)
     assert "# TYPE floworch_activity_duration_seconds summary" in text

@@ -22,6 +22,7 @@ from floworch_server.problems import FlowInvalid, Problem
 from . import integrations, metrics
 from ._loop import run_async, run_sync
 from ._service import connect, service
+from .canvas import Canvas
 from .flow import Flow, Problems, Version
 from .run import Run, RunFailed
 
@@ -29,7 +30,7 @@ from .run import Run, RunFailed
 # (``from floworch.dashboard import figure``).
 from .dashboard import dashboard
 
-__all__ = ["integrations", "metrics", "dashboard", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules"]
+__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
 ALERT_COLUMNS = ["id", "open", "rule", "kind", "value", "threshold", "message", "opened_at", "cleared_at", "action_run_id"]
@@ -60,8 +61,7 @@ def schedules() -> pd.DataFrame:
 
 def alerts(open_only: bool = False, limit: int = 100) -> pd.DataFrame:
     """SLA alerts, newest first; ``open`` marks the ones not cleared yet."""
-    rows = [{**a, "open": a["cleared_at"] is None} for a in service().list_alerts(open_only=open_only, limit=limit)]
-    frame = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    frame = pd.DataFrame(service().list_alerts(open_only=open_only, limit=limit), columns=ALERT_COLUMNS)
     for col in ("opened_at", "cleared_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame

@@ -40,11 +40,9 @@ SLO_COLOUR = "#d29922"
 
 
 def collect(store, since: Any, until: Any, *, slo: float = _m.DEFAULT_SLO, bucket: Any = "auto", live: tuple | None = None) -> dict:
-    """Everything the figure shows: the store metrics of ``metrics.dashboard_data`` plus
-    ``queues`` and ``workers`` (from ``live``, a ``(queues, workers)`` pair; None: unknown)."""
-    data = _m.dashboard_data(store, since, until, bucket=bucket, slo=slo)
-    data["queues"], data["workers"] = live if live is not None else (None, None)
-    return data
+    """Everything the figure shows (``metrics.dashboard_data``); ``live`` is a ``(queues,
+    workers)`` pair, None when unknown. The widget reads it through ``FlowService.dashboard``."""
+    return _m.dashboard_data(store, since, until, bucket=bucket, slo=slo, live=live)
 
 
 def figure(data: dict, widget: bool = False) -> Any:
@@ -183,13 +181,9 @@ class Dashboard:
             self.thread.start()
 
     def collect(self) -> dict:
-        svc = service()
-        since, until = _m.time_range(self.range.value)
-        try:
-            live = run_sync(svc.task_queue_health(self.task_queues), timeout=10)
-        except Exception:  # noqa: BLE001 - the store panels still draw; the titles say what is missing
-            live = None
-        return collect(svc.store, since, until, slo=self.slo, live=live)
+        # The same data the REST dashboard route serves; without Temporal, the store panels
+        # still draw and the titles say what is missing.
+        return run_sync(service().dashboard(self.range.value, slo=self.slo, task_queues=self.task_queues))
 
     def refresh(self) -> None:
         with self._lock:  # the dropdown and the timer thread never draw at the same time

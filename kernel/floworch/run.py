@@ -75,6 +75,13 @@ class Run:
         return dict(self._record)
 
     @property
+    def trace_id(self) -> str | None:
+        """The run's OpenTelemetry trace id (None with tracing off): find its spans by it."""
+        if "trace_id" not in self._record:
+            self.refresh()
+        return self._record.get("trace_id")
+
+    @property
     def error(self) -> "RunError | None":
         """Why the run failed: the message, and (``.chain``) each cause with its stack trace."""
         if self._record.get("status") not in FINAL:
@@ -108,7 +115,7 @@ class Run:
     def logs(self, level: str | None = None, node: str | None = None) -> pd.DataFrame:
         """The log lines nodes wrote, oldest first."""
         rows = service().store.list_logs(self.id, limit=100_000)
-        frame = pd.DataFrame(rows, columns=["id", "timestamp", "node", "attempt", "level", "message", "extra"])
+        frame = pd.DataFrame(rows, columns=["id", "timestamp", "node", "attempt", "level", "message", "trace_id", "extra"])
         if level:
             frame = frame[frame["level"] == level]
         if node:

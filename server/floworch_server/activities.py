@@ -20,7 +20,7 @@ import jsonschema
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from . import nodes
+from . import nodes, tracing
 from .flowdoc import format_path
 from .messages import NodeCall
 from .nodes.spec import NodeError, NodeSpec
@@ -52,10 +52,15 @@ class NodeContext:
         activity.heartbeat(*self.heartbeat_details)
 
     def log(self, level: str, message: str, **extra: Any) -> None:
-        log.log(logging.getLevelName(level.upper()), message, extra={"run_id": self.run_id, "node": self.node_id, "attempt": self.attempt})
+        # The activity runs inside its run's trace (tracing.py), so a log line leads to its spans.
+        trace_id = tracing.current_trace_id()
+        log.log(
+            logging.getLevelName(level.upper()), message,
+            extra={"run_id": self.run_id, "node": self.node_id, "attempt": self.attempt, "trace_id": trace_id},
+        )  # fmt: skip
         if log_sink is not None:
             try:
-                log_sink(self.run_id, self.node_id, level.lower(), message, attempt=self.attempt, extra=extra or None)
+                log_sink(self.run_id, self.node_id, level.lower(), message, attempt=self.attempt, trace_id=trace_id, extra=extra or None)
             except Exception:  # noqa: BLE001 - a log line must never fail the node
                 log.exception("could not store a log line of %s/%s", self.run_id, self.node_id)
 

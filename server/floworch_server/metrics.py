@@ -16,6 +16,8 @@ SQLite, which has no percentile function), over the covering indexes of migratio
   (``percentile_cont`` on Postgres; on SQLite, which has no percentile aggregate, numpy's
   default method over the durations read off a covering index: the same definition).
 - ``throughput``: runs per bucket, one column per status, by start time (or end time).
+- ``dashboard_data``: all of the above for one range, as the notebook dashboard and the REST
+  dashboard route show it; ``to_json`` makes it plain JSON for the route.
 
 Live (what Temporal reports now, so they take no time range): ``describe_task_queues`` gives
 backlog counts per task queue and type (``DescribeTaskQueue`` with ``report_stats``, the default
@@ -100,6 +102,15 @@ def auto_bucket(since: datetime, until: datetime) -> timedelta:
     return duration(BUCKET_STEPS[-1])
 
 
+def bucket_size(bucket: Any, since: Any, until: Any) -> timedelta:
+    """The bucket a per-bucket query over ``[since, until)`` uses (``"auto"``: ``auto_bucket``'s);
+    ValueError when it is not a whole number of seconds or makes too many buckets."""
+    since, until = as_utc(since), as_utc(until)
+    seconds = _bucket_seconds(bucket, since, until)
+    _bucket_starts(since, until, seconds)
+    return timedelta(seconds=seconds)
+
+
 def _bucket_seconds(bucket: Any, since: datetime, until: datetime) -> int:
     seconds = (auto_bucket(since, until) if bucket in (None, "auto") else duration(bucket)).total_seconds()
     if seconds < 1 or seconds != int(seconds):
@@ -111,16 +122,21 @@ def _bucket_table(since: datetime, until: datetime, seconds: int):
     """``(buckets, starts)``: a VALUES table of (n, lo, hi) per bucket, clipped to the range,
     and the bucket starts. Joined to runs on ``lo <= time < hi``, each bucket is one range seek
     of a (time, status) index: no per-row date arithmetic, on either backend."""
+    starts = _bucket_starts(since, until, seconds)
+    step = timedelta(seconds=seconds)
+    rows = [(n, max(start.to_pydatetime(), since), min(start.to_pydatetime() + step, until)) for n, start in enumerate(starts)]
+    table = values(column("n", Integer), column("lo", UTCDateTime), column("hi", UTCDateTime), name="buckets").data(rows)
+    return table.cte("buckets"), starts
+
+
+def _bucket_starts(since: datetime, until: datetime, seconds: int) -> pd.DatetimeIndex:
     starts = _all_buckets(since, until, seconds)
     if len(starts) > MAX_BUCKET_ROWS:
         raise ValueError(
             f"{len(starts)} buckets of {_label(timedelta(seconds=seconds))} in {until - since} is too many "
             f"(at most {MAX_BUCKET_ROWS}): choose a larger bucket"
         )
-    step = timedelta(seconds=seconds)
-    rows = [(n, max(start.to_pydatetime(), since), min(start.to_pydatetime() + step, until)) for n, start in enumerate(starts)]
-    table = values(column("n", Integer), column("lo", UTCDateTime), column("hi", UTCDateTime), name="buckets").data(rows)
-    return table.cte("buckets"), starts
+    return starts
 
 
 def _all_buckets(since: datetime, until: datetime, seconds: int) -> pd.DatetimeIndex:
@@ -157,6 +173,11 @@ def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFr
         found = pd.DataFrame(rows, columns=["n", *FINAL_STATUSES]).set_index("n")
         data = found.reindex(range(len(starts)), fill_value=0).reset_index(drop=True)
         data.insert(0, "bucket", starts)
+    return _with_rate(data)
+
+
+def _with_rate(data: pd.DataFrame) -> pd.DataFrame:
+    """Adds total and success_rate to counts per final status: the one definition of the rate."""
     for s in FINAL_STATUSES:
         data[s] = data[s].astype("int64")
     data["total"] = data["success"] + data["failed"]
@@ -354,21 +375,55 @@ def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "s
 
 
 # ---------------------------------------------------------------------- everything the dashboard shows
-def dashboard_data(store, since: Any, until: Any, bucket: Any = "auto", slo: float = DEFAULT_SLO) -> dict[str, Any]:
-    """Every store metric of the dashboard for one range: success_rate and throughput (per
-    bucket), latency (per node type), burn_rates and budget (windows ending at ``until``)."""
+def dashboard_data(store, since: Any, until: Any, bucket: Any = "auto", slo: float = DEFAULT_SLO, live: tuple | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows for one range: success_rate and throughput (per
+    ``bucket``, the size used is in ``bucket``), ``success`` (the rate of the whole range,
+    a dict), latency (per node type), burn_rates and budget (windows ending at ``until``),
+    and ``queues`` and ``workers`` from ``live``, a ``(queues, workers)`` pair of
+    ``describe_task_queues`` (None: Temporal did not answer)."""
     since, until = as_utc(since), as_utc(until)
+    size = bucket_size(bucket, since, until)
     burn, budget = slo_report(store, until, slo)
+    rate = success_rate(store, since, until, size)
+    # The buckets partition the range: their sum is the range's count, with no second query.
+    totals = rate[list(FINAL_STATUSES)].sum().to_frame().T
+    totals.insert(0, "bucket", pd.Timestamp(since))
+    whole = _with_rate(totals)
+    queues, workers = live if live is not None else (None, None)
     return {
         "since": pd.Timestamp(since),
         "until": pd.Timestamp(until),
+        "bucket": _label(size),
         "slo": slo,
-        "success_rate": success_rate(store, since, until, bucket),
-        "throughput": throughput(store, since, until, bucket),
+        "success": {name: whole[name].iloc[0].item() for name in SUCCESS_COLUMNS[1:]},
+        "success_rate": rate,
+        "throughput": throughput(store, since, until, size),
         "latency": latency(store, since, until),
         "burn_rates": burn,
         "budget": budget,
+        "queues": queues,
+        "workers": workers,
     }
+
+
+def to_json(value: Any) -> Any:
+    """``value`` (dashboard data: DataFrames, dicts, Timestamps, numpy scalars) as plain JSON
+    values: frames become lists of row objects, times ISO 8601 strings, NaN and NaT null."""
+    if isinstance(value, pd.DataFrame):
+        return [to_json(row) for row in value.to_dict("records")]
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
 
 
 # ---------------------------------------------------------------------- node timings from a trace

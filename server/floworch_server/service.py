@@ -22,7 +22,7 @@ from temporalio.common import TypedSearchAttributes, SearchAttributePair, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from . import alerts, metrics, nodes, retention, trace
+from . import alerts, metrics, nodes, retention, trace, tracing
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision
@@ -117,6 +117,13 @@ class FlowService:
         doc = FlowDocument.model_validate(self.get_workflow(workflow_id)["document"])
         return [p.to_dict() for p in validate(doc)]
 
+    def validate_document(self, document: Any) -> list[dict]:
+        """Every problem of a document that need not be stored (the canvas asks after each edit):
+        its structure first, then what it means. Any JSON value is a document with problems."""
+        from .validate import validate_data
+
+        return [p.to_dict() for p in validate_data(document)]
+
     async def publish(self, workflow_id: str, *, note: str = "", by: str) -> dict:
         """Publish the draft as a new immutable version and make its triggers live."""
         record = self.get_workflow(workflow_id)
@@ -170,6 +177,7 @@ class FlowService:
     def get_version(self, workflow_id: str, version: int) -> dict:
         found = self.store.get_version(workflow_id, version)
         if found is None:
+            self.get_workflow(workflow_id)  # an unknown workflow says so, not "no version 1"
             raise NotFound("version", f"{workflow_id}@{version}")
         return found
 
@@ -212,20 +220,25 @@ class FlowService:
         else:
             run_id = f"run-{uuid.uuid4().hex}"
         request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by)
-        try:
-            await self.client.start_workflow(
-                WORKFLOW_TYPE,
-                request,
-                id=run_id,
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                memo={"floworch": meta},
-                search_attributes=attrs,
-            )
-        except WorkflowAlreadyStartedError:
-            # The idempotency key was used before and that run has finished: it is the answer.
-            return await self.get_run(run_id, with_nodes=False)
+        # The run's trace starts here; Temporal's start call and the worker's spans join it.
+        span_attrs = {"floworch.run_id": run_id, "floworch.flow_id": workflow_id, "floworch.version": version_label, "floworch.trigger": trigger}
+        with tracing.run_span(self.settings, "StartRun", span_attrs) as trace_id:
+            # In the memo (not the workflow input), so runs synced from Temporal get it too.
+            memo = {**meta, "trace_id": trace_id} if trace_id else meta
+            try:
+                await self.client.start_workflow(
+                    WORKFLOW_TYPE,
+                    request,
+                    id=run_id,
+                    task_queue=self.settings.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    memo={"floworch": memo},
+                    search_attributes=attrs,
+                )
+            except WorkflowAlreadyStartedError:
+                # The idempotency key was used before and that run has finished: it is the answer.
+                return await self.get_run(run_id, with_nodes=False)
         existing = self.store.get_run(run_id)
         if existing is None:
             self.store.upsert_run(
@@ -239,7 +252,8 @@ class FlowService:
                     "input": input,
                     "start_time": _now(),
                     "status": "running",
-                    "search_attributes": meta,
+                    "trace_id": trace_id,
+                    "search_attributes": memo,
                 }
             )
             self.store.audit(by, "run.start", run_id, {"workflow_id": workflow_id, "version": version_label, "trigger": trigger})
@@ -380,7 +394,12 @@ class FlowService:
 
     async def trace(self, run_id: str) -> list[dict]:
         """One segment per activity attempt, timer, approval wait and control step (see trace.py)."""
-        events = await self._history_events(run_id)
+        try:
+            events = await self._history_events(run_id)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound("run", run_id) from None
+            raise
         request = _run_request(events)
         if request is None:
             raise NotFound("run", run_id)
@@ -473,6 +492,7 @@ class FlowService:
                 "start_time": wf.start_time,
                 "end_time": wf.close_time,
                 "status": run_status(wf.status),
+                "trace_id": meta.get("trace_id"),
                 "search_attributes": meta,
             }
             self.store.upsert_run({k: v for k, v in record.items() if v is not None})
@@ -540,21 +560,61 @@ class FlowService:
         """Store and live metrics in the Prometheus text format; the store part is still served
         when Temporal does not answer (``floworch_temporal_up 0``)."""
         families = await asyncio.to_thread(metrics.store_families, self.store, None, slo)
-        try:
-            queues, workers = await asyncio.wait_for(self.task_queue_health(), LIVE_METRICS_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - reported as a metric, not as a failed scrape
-            log.warning("task-queue metrics unavailable: %s: %s", type(exc).__name__, exc)
-            queues = workers = None
+        queues, workers = await self._live_health()
         return metrics.format_prometheus([*families, *metrics.live_families(queues, workers)])
+
+    async def _live_health(self, task_queues: list[str] | None = None) -> tuple[Any, Any]:
+        """``task_queue_health``, or ``(None, None)`` when Temporal does not answer in time:
+        views that show it also show store metrics, which must not fail with it."""
+        try:
+            return await asyncio.wait_for(self.task_queue_health(task_queues), LIVE_METRICS_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - shown as unknown, not as a failed view
+            log.warning("task-queue metrics unavailable: %s: %s", type(exc).__name__, exc)
+            return None, None
+
+    async def dashboard(
+        self,
+        range: str = "24h",
+        *,
+        until: Any = None,
+        bucket: Any = "auto",
+        slo: Any = metrics.DEFAULT_SLO,
+        task_queues: list[str] | None = None,
+    ) -> dict:
+        """What the SLO dashboard shows (``metrics.dashboard_data``) for the ``range`` ending at
+        ``until`` (now), with the live task queues and workers. Each unusable argument is a
+        BadRequest naming it."""
+        try:
+            end = metrics.as_utc(until) if until is not None else None
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"must be an ISO 8601 date-time, got {until!r} ({exc})", field="until") from None
+        try:
+            since, end = metrics.time_range(range, until=end)
+        except (ValueError, OverflowError) as exc:
+            raise BadRequest(f"must be a duration such as 1h, 24h, 7d or 30d, got {range!r} ({exc})", field="range") from None
+        try:
+            target = metrics.SLO(float(slo)).target
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"must be a percentage between 0 and 100 (exclusive), got {slo!r}", field="slo") from exc
+        try:
+            metrics.bucket_size(bucket, since, end)
+        except (ValueError, OverflowError) as exc:
+            raise BadRequest(f"must be 'auto' or a duration such as 5m or 1h: {exc}", field="bucket") from None
+        # The store's queries and Temporal's answer are independent: wait for both at once.
+        store_part = asyncio.to_thread(metrics.dashboard_data, self.store, since, end, bucket, target)
+        data, live = await asyncio.gather(store_part, self._live_health(task_queues))
+        data["queues"], data["workers"] = live
+        return data
 
     # ------------------------------------------------------------------ alerts and retention
     async def evaluate_alerts(self, now: datetime | None = None) -> list[dict]:
         """Evaluate every enabled alert rule once (alerts.py); returns the alerts that changed."""
         return await alerts.evaluate(self.store, self, now=now)
 
-    def list_alerts(self, open_only: bool = False, limit: int = 100) -> list[dict]:
-        """Alerts, newest first."""
-        return self.store.list_alerts(open_only=open_only, limit=limit)
+    def list_alerts(self, open_only: bool = False, limit: int = 100, *, cleared_only: bool = False) -> list[dict]:
+        """Alerts, newest first; ``open`` marks the ones not cleared yet."""
+        rows = self.store.list_alerts(open_only=open_only, cleared_only=cleared_only, limit=limit)
+        return [{**a, "open": a["cleared_at"] is None} for a in rows]
 
     async def purge(self, *, dry_run: bool = False, now: datetime | None = None) -> dict:
         """Apply the retention policies (retention.py). Off the event loop: a first purge of a

@@ -59,6 +59,13 @@ class Settings:
     blob_retention_days: int = 0
     # Seconds between evaluations of the alert rules (alerts.py) in the Jupyter server.
     alert_interval_seconds: int = 60
+    # Tracing (tracing.py): "file" appends spans to <data_dir>/traces.jsonl, "console" prints
+    # them, "otlp" sends them to the collector at otel_endpoint, "none" turns tracing off.
+    otel_exporter: str = "file"
+    otel_endpoint: str = ""  # OTLP endpoint URL; empty: the exporter's default (OTEL_EXPORTER_OTLP_* variables)
+    # Log lines (logging_json.py): "auto" writes JSON into log files and readable text to a
+    # terminal; "json" or "text" use that format everywhere.
+    log_format: str = "auto"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -84,6 +91,10 @@ class Settings:
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_path / 'floworch.db'}"
+
+    @property
+    def traces_file(self) -> Path:
+        return self.data_path / "traces.jsonl"
 
     @property
     def embedded(self) -> bool:

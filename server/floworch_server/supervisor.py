@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from . import temporal
+from . import logging_json, temporal
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 HEALTH_TIMEOUT = 30.0
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 10.0
 _STABLE_AFTER = 30.0  # a child that ran this long starts again from the smallest backoff
+SERVICE = "floworch-supervisor"  # names the supervisor's lines in supervisor.log
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -182,6 +183,7 @@ class Supervisor:
         self._monitor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lockfile: IO | None = None
+        self._log_handler: logging.Handler | None = None
         self.port: int | None = None
         self.address: str | None = None
         self.started: str | None = None
@@ -225,6 +227,10 @@ class Supervisor:
             return self
         self.data_path.mkdir(parents=True, exist_ok=True)
         self._take_lock()
+        # Wherever the supervisor runs (floworch-services, the Jupyter server, tests), its own
+        # lines also go to <data_dir>/supervisor.log, next to the logs of its children.
+        self._log_handler = logging_json.file_handler(self.settings, self.data_path / "supervisor.log", SERVICE)
+        logging_json.attach(self._log_handler, log.name)
         self._stopping.clear()
         self._spawner = _Spawner()
         atexit.register(self.stop)
@@ -283,6 +289,9 @@ class Supervisor:
             self._release_lock()
         atexit.unregister(self.stop)
         log.info("FlowOrchestrator services stopped")
+        if self._log_handler is not None:
+            logging_json.detach(self._log_handler, log.name)
+            self._log_handler = None
 
     def restart_temporal(self) -> None:
         """Stop the dev server and start it again on the same port and database file."""
@@ -313,6 +322,8 @@ class Supervisor:
             "--namespace", s.temporal_namespace,
             "--log-level", "warn",
         ]  # fmt: skip
+        if logging_json.json_for_files(s):
+            cmd += ["--log-format", "json"]  # temporal.log is a file: JSON lines like every other log
         if self.tuned:
             for pragma in TUNED_SQLITE_PRAGMAS:
                 cmd += ["--sqlite-pragma", pragma]
@@ -388,11 +399,11 @@ class Supervisor:
 
     async def _prepare_embedded(self) -> None:
         s = self._local_settings()
-        client = await temporal.connect(s)
+        client = await temporal.connect(s, traced=False)
         await temporal.ensure_search_attributes(client, s.temporal_namespace)
 
     async def _prepare_external(self) -> None:
-        client = await temporal.connect(self.settings)
+        client = await temporal.connect(self.settings, traced=False)
         await temporal.ensure_search_attributes(client, self.settings.temporal_namespace)
 
     def _write_runtime(self) -> None:
@@ -547,8 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         "--untuned", action="store_true", help="dev server with stock settings (for comparisons)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(data_dir=args.data_dir, workers=args.workers, temporal_port=args.port)
+    logging_json.setup(settings, SERVICE)
+    logging_json.forward_temporal_core_logs()
 
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from . import tracing
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,21 @@ def tls_config(settings: Settings) -> TLSConfig | bool | None:
     )
 
 
-async def connect(settings: Settings, *, address: str | None = None, **kwargs) -> Client:
+async def connect(settings: Settings, *, address: str | None = None, traced: bool = True, **kwargs) -> Client:
     """A new client for the configured (or embedded) Temporal frontend.
 
     ``address`` overrides the resolved one (the supervisor knows it before ``runtime.json``
-    exists); extra keyword arguments go to ``Client.connect`` (e.g. ``identity``).
+    exists); extra keyword arguments go to ``Client.connect`` (e.g. ``identity``). With
+    ``traced`` the client (and every worker built on it) carries the tracing interceptor of
+    ``settings`` (see tracing.py); health checks and set-up calls start no runs and go without.
     """
+    interceptors = [*(tracing.client_interceptors(settings) if traced else []), *kwargs.pop("interceptors", [])]
     return await Client.connect(
         address or settings.resolved_temporal_address(),
         namespace=settings.temporal_namespace,
         tls=tls_config(settings),
         api_key=settings.temporal_api_key or None,
+        interceptors=interceptors,
         **kwargs,
     )
 
@@ -155,7 +160,7 @@ async def wait_until_healthy(
     while time.monotonic() < deadline:
         if await asyncio.to_thread(port_open, address):
             try:
-                client = await connect(settings, address=address)
+                client = await connect(settings, address=address, traced=False)
                 if await client.service_client.check_health(timeout=_seconds(1)):
                     await client.workflow_service.describe_namespace(
                         temporalio.api.workflowservice.v1.DescribeNamespaceRequest(

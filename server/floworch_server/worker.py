@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import json
 import logging
 import os
 import signal
@@ -22,12 +21,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from . import temporal
+from . import logging_json, temporal, tracing
 from .interpreter import workflow_runner
 from .settings import Settings
 
@@ -38,33 +36,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 HARD_EXIT_AFTER = GRACEFUL_SHUTDOWN.total_seconds() + 5
 MAX_CONCURRENT_ACTIVITIES = 100
 CONNECT_TIMEOUT = 30.0  # the server may still be starting (or restarting) when we start
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, so worker logs can be parsed and tailed by the UI."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-            "pid": record.process,
-        }
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            entry.update(extra)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+SERVICE = "floworch-worker"  # names this process in log lines and spans
 
 
 def default_registrations() -> tuple[list[type], list[Callable]]:
@@ -163,8 +135,10 @@ def main(
         help="extra task queue to poll besides FLOWORCH_TASK_QUEUE (repeatable)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    setup_logging()
     settings = Settings.from_env()
+    logging_json.setup(settings, SERVICE)
+    logging_json.forward_temporal_core_logs()
+    tracing.set_service(SERVICE)
     attach_log_store(settings)
 
     async def amain() -> None:
@@ -188,6 +162,9 @@ def main(
     except Exception:
         log.exception("worker failed")
         return 1
+    finally:
+        # Spans of the last activities are still queued; the process ends by os._exit.
+        tracing.shutdown()
     return 0
 
 

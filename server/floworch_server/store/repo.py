@@ -579,11 +579,15 @@ class Store:
     def get_alert(self, alert_id: int) -> dict | None:
         return self._one(self._alerts_query().where(alerts.c.id == alert_id))
 
-    def list_alerts(self, *, open_only: bool = False, rule_id: int | None = None, limit: int = 100) -> list[dict]:
+    def list_alerts(
+        self, *, open_only: bool = False, cleared_only: bool = False, rule_id: int | None = None, limit: int = 100
+    ) -> list[dict]:
         """Newest first, each with its rule's name (``rule``), kind and threshold."""
         query = self._alerts_query().order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
         if open_only:
             query = query.where(alerts.c.cleared_at.is_(None))
+        if cleared_only:
+            query = query.where(alerts.c.cleared_at.isnot(None))
         if rule_id is not None:
             query = query.where(alerts.c.rule_id == rule_id)
         return self._all(query.limit(int(limit)))

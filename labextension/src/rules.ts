@@ -1,0 +1,154 @@
+/**
+ * What the canvas checks while an edge is dragged, so a refusal shows at once with its reason.
+ * The server's validation (POST /floworch/api/validate) stays the authority: these checks
+ * mirror its port and cycle rules for the one edge being drawn.
+ */
+import type { NodeSpec, Port } from './api';
+import type { FlowEdgeData, FlowNodeData } from './sharedflow';
+
+export function outputPorts(spec: NodeSpec | undefined, node: FlowNodeData): Port[] {
+  if (!spec) {
+    return [];
+  }
+  if (spec.dynamic_outputs) {
+    // control.switch names its ports in its cases; `default` always follows.
+    const cases = Array.isArray(node.config.cases) ? (node.config.cases as any[]) : [];
+    const named = cases
+      .map(c => (c && typeof c === 'object' && typeof c.port === 'string' ? c.port : null))
+      .filter((p): p is string => !!p);
+    return [...named, 'default'].map(name => ({ name, label: name, type: 'any', loop_back: false }));
+  }
+  return spec.outputs;
+}
+
+function portNamed(ports: Port[], name: string | null | undefined): Port | undefined {
+  if (!name) {
+    return ports.length === 1 ? ports[0] : ports.find(p => p.name === 'out' || p.name === 'in');
+  }
+  return ports.find(p => p.name === name);
+}
+
+export interface Candidate {
+  source: string;
+  target: string;
+  sourceHandle?: string | null;
+  targetHandle?: string | null;
+}
+
+/**
+ * The handles an edge stores: a port name only where the node has more than one port on
+ * that side (a single port is the default, as the file format writes it).
+ */
+export function normalise(c: Candidate, nodes: Map<string, FlowNodeData>, specs: Map<string, NodeSpec>): Candidate {
+  const side = (id: string, handle: string | null | undefined, outputs: boolean): string | null => {
+    const node = nodes.get(id);
+    const spec = node ? specs.get(node.type) : undefined;
+    if (!handle || !spec || !node) {
+      return handle ?? null;
+    }
+    const ports = outputs ? outputPorts(spec, node) : spec.inputs;
+    return ports.length > 1 ? handle : null;
+  };
+  return {
+    source: c.source,
+    target: c.target,
+    sourceHandle: side(c.source, c.sourceHandle, true),
+    targetHandle: side(c.target, c.targetHandle, false)
+  };
+}
+
+/** Why the edge may not be drawn, or null when it may. */
+export function refusal(
+  c: Candidate,
+  nodes: Map<string, FlowNodeData>,
+  edges: FlowEdgeData[],
+  specs: Map<string, NodeSpec>
+): string | null {
+  c = normalise(c, nodes, specs);
+  const src = nodes.get(c.source);
+  const dst = nodes.get(c.target);
+  if (!src || !dst) {
+    return 'connect two nodes of this flow';
+  }
+  if (c.source === c.target) {
+    return `a node cannot connect to itself: that would make a cycle ${c.source} -> ${c.source}`;
+  }
+  const srcSpec = specs.get(src.type);
+  const dstSpec = specs.get(dst.type);
+  const out = portNamed(outputPorts(srcSpec, src), c.sourceHandle);
+  const inp = dstSpec ? portNamed(dstSpec.inputs, c.targetHandle) : undefined;
+  if (srcSpec && !out) {
+    return `'${c.source}' has no output port '${c.sourceHandle ?? ''}'`;
+  }
+  if (dstSpec && !inp) {
+    return dstSpec.inputs.length === 0
+      ? `'${c.target}' is a trigger: nothing can connect into it`
+      : `'${c.target}' has no input port '${c.targetHandle ?? ''}'`;
+  }
+  if (out && inp && out.type !== 'any' && inp.type !== 'any' && out.type !== inp.type) {
+    return `port '${out.name}' of '${c.source}' gives ${out.type} but port '${inp.name}' of '${c.target}' takes ${inp.type}`;
+  }
+  const duplicate = edges.find(
+    e =>
+      e.source === c.source &&
+      e.target === c.target &&
+      (e.sourceHandle ?? null) === (c.sourceHandle ?? null) &&
+      (e.targetHandle ?? null) === (c.targetHandle ?? null)
+  );
+  if (duplicate) {
+    return `'${c.source}' is already connected to '${c.target}' this way`;
+  }
+  if (inp?.loop_back) {
+    return null; // the loop-back port of a for_each closes its body: the one cycle allowed
+  }
+  const path = pathBetween(c.target, c.source, edges, nodes, specs);
+  if (path) {
+    const loops = path.some(id => specs.get(nodes.get(id)?.type ?? '')?.allows_loops);
+    if (!loops) {
+      return `this edge would make a cycle: ${[...path, c.target].join(' -> ')} (use control.for_each for loops)`;
+    }
+  }
+  return null;
+}
+
+/** The node ids on a path from `from` to `to` along edges (loop-back edges excluded), or null. */
+function pathBetween(
+  from: string,
+  to: string,
+  edges: FlowEdgeData[],
+  nodes: Map<string, FlowNodeData>,
+  specs: Map<string, NodeSpec>
+): string[] | null {
+  const next = new Map<string, string[]>();
+  for (const e of edges) {
+    const dst = nodes.get(e.target);
+    const inp = dst && specs.get(dst.type) ? portNamed(specs.get(dst.type)!.inputs, e.targetHandle) : undefined;
+    if (inp?.loop_back) {
+      continue;
+    }
+    next.set(e.source, [...(next.get(e.source) ?? []), e.target]);
+  }
+  const back = new Map<string, string>();
+  const seen = new Set([from]);
+  const queue = [from];
+  while (queue.length) {
+    const id = queue.shift()!;
+    if (id === to) {
+      const path = [id];
+      let at = id;
+      while (back.has(at)) {
+        at = back.get(at)!;
+        path.unshift(at);
+      }
+      return path;
+    }
+    for (const n of next.get(id) ?? []) {
+      if (!seen.has(n)) {
+        seen.add(n);
+        back.set(n, id);
+        queue.push(n);
+      }
+    }
+  }
+  return null;
+}
