@@ -13,6 +13,7 @@ import {
   ReactFlow,
   ReactFlowProvider,
   ViewportPortal,
+  useNodesInitialized,
   useReactFlow,
   type Connection as RFConnection,
   type Edge,
@@ -52,7 +53,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   const flow = useReactFlow();
   const doc = useDocument(shared);
   const { specs, list, error: catalogueError } = useSpecs();
-  const problems = useProblems(shared, doc.tick);
+  const { problems, checked } = useProblems(shared, doc.tick);
   const { peers, locks } = usePresence(presence);
   const online = useOnline(shared);
   const [selected, setSelected] = React.useState<Set<string>>(new Set());
@@ -83,6 +84,16 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   }, [shared]);
 
   React.useEffect(() => () => stopWatch.current?.(), []);
+
+  // The room's content arrives after the canvas mounts: fit the view once its nodes are measured.
+  const initialised = useNodesInitialized();
+  const fitted = React.useRef(false);
+  React.useEffect(() => {
+    if (initialised && !fitted.current && doc.nodes.size > 0) {
+      fitted.current = true;
+      void flow.fitView({ maxZoom: 1 });
+    }
+  }, [initialised, doc.nodes.size, flow]);
 
   // Problems by node and edge.
   const problemsBy = React.useMemo(() => {
@@ -538,7 +549,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
           ▶ Run
         </button>
         <span className={`fo-sync ${online ? 'fo-online' : 'fo-offline'}`} data-testid="sync-status" title={online ? 'Connected to the shared room' : 'Edits are kept and merged on reconnect'}>
-          {online ? 'online' : `offline, ${shared.pending} changes pending`}
+          {online ? 'online' : `offline, ${shared.pending} ${shared.pending === 1 ? 'change' : 'changes'} pending`}
         </span>
         <span className="fo-peers">
           {peers.map(p => (
@@ -631,6 +642,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       </div>
       <ProblemsList
         problems={problems}
+        checked={checked}
         onSelect={id => {
           setSelected(new Set([id]));
           presence.set({ selection: [id] });

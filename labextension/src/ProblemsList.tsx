@@ -2,11 +2,12 @@
 import * as React from 'react';
 import type { Problem } from './api';
 
-export function ProblemsList(props: { problems: Problem[]; onSelect: (id: string) => void }): JSX.Element {
+export function ProblemsList(props: { problems: Problem[]; checked: boolean; onSelect: (id: string) => void }): JSX.Element {
   return (
     <div className={`fo-problems${props.problems.length ? '' : ' fo-problems-none'}`} data-testid="problems">
+      {!props.checked ? <span className="fo-muted">not checked yet: the server cannot be reached</span> : null}
       {props.problems.length === 0 ? (
-        <span className="fo-ok">✓ valid</span>
+        props.checked ? <span className="fo-ok">✓ valid</span> : null
       ) : (
         <>
           <span className="fo-problems-count">{props.problems.length} problem(s)</span>

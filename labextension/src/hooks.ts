@@ -84,15 +84,18 @@ export function useSpecs(): { specs: Map<string, NodeSpec>; list: NodeSpec[]; er
   return { specs, list, error };
 }
 
-/** Server-side validation of the document, re-asked shortly after each change. */
-export function useProblems(shared: SharedFlow, tick: number): Problem[] {
-  const [problems, setProblems] = React.useState<Problem[]>([]);
+/**
+ * Server-side validation of the document, re-asked shortly after each change. `checked` is
+ * false while the server cannot be asked: the problems shown are then those of an older draft.
+ */
+export function useProblems(shared: SharedFlow, tick: number): { problems: Problem[]; checked: boolean } {
+  const [state, setState] = React.useState<{ problems: Problem[]; checked: boolean }>({ problems: [], checked: false });
   React.useEffect(() => {
     let cancelled = false;
     const t = window.setTimeout(() => {
       api.validate(shared.toData()).then(
-        r => !cancelled && setProblems(r.problems),
-        () => undefined // the server is away: keep the last answer
+        r => !cancelled && setState({ problems: r.problems, checked: true }),
+        () => !cancelled && setState(s => ({ ...s, checked: false }))
       );
     }, 250);
     return () => {
@@ -100,7 +103,7 @@ export function useProblems(shared: SharedFlow, tick: number): Problem[] {
       window.clearTimeout(t);
     };
   }, [shared, tick]);
-  return problems;
+  return state;
 }
 
 export function usePresence(presence: Presence): { peers: Peer[]; locks: ReturnType<Presence['locks']> } {
