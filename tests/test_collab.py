@@ -372,3 +372,33 @@ async def test_five_clients_editing_concurrently_converge_to_one_document(join, 
     assert added and all(n.startswith("n") for n in added)
     assert data["nodes"][0]["config"]["example"] == ORDERS["nodes"][0]["config"]["example"]
     await eventually(lambda: flow_file.read_text(encoding="utf-8") == final, what="the server saved the converged document")
+
+
+async def test_a_live_flow_reports_its_rooms_sync_latency_to_the_alert_rule(join, jp_root_dir, flow_file, monkeypatch):
+    # The collaboration sync-latency SLA rule is fed by kernels: each edit's confirmation by the
+    # server is timed, and the slowest of each window is stored as a metric sample.
+    from datetime import datetime, timedelta, timezone
+
+    from floworch._service import service
+    from floworch.flow import SyncLatencyReporter
+    from floworch_server.alerts import SYNC_LATENCY_METRIC
+
+    monkeypatch.delenv("FLOWORCH_JUPYTER_URL", raising=False)
+    monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    flow = await asyncio.to_thread(Flow.open, flow_file)
+    try:
+        assert isinstance(flow.room.on_sync_latency, SyncLatencyReporter)
+        flow.room.on_sync_latency.interval = 0  # every confirmation is a sample, for the test
+        flow.update("check", label="Big order?")
+        await eventually(lambda: len(flow.room.sync_latencies) >= 1, what="the server confirms the kernel's edit")
+        measured = list(flow.room.sync_latencies)
+        assert all(0 < ms < 60_000 for ms in measured)
+
+        def stored() -> list[float]:
+            return service().store.metric_values(SYNC_LATENCY_METRIC, since, datetime.now(timezone.utc) + timedelta(seconds=1))
+
+        values = await eventually(lambda: stored() or None, what="the sample reaches the store")
+        assert set(values) <= set(measured)
+    finally:
+        await flow.room.aclose()

@@ -40,6 +40,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
 from collections import deque
 from contextlib import contextmanager
@@ -195,6 +196,11 @@ class RoomClient:
         self._sent_seq = 0  # of which this many were handed to the connection, in order
         self._acked_seq = 0  # and this many applied by the server
         self._probes: deque[int] = deque()  # SYNC_STEP1s in flight: local_seq when each was sent
+        self._probe_times: deque[float | None] = deque()  # and when (None: the connection's first)
+        # Milliseconds from sending local edits to the server's answer confirming them: the
+        # room's sync latency as this client sees it (newest last).
+        self.sync_latencies: deque[float] = deque(maxlen=500)
+        self.on_sync_latency: Callable[[float], None] | None = None  # called on the connection's thread
         self._saves: dict[int, concurrent.futures.Future] = {}
         self._save_ids = 0
         self._waiters: list[tuple[Callable[[], bool], concurrent.futures.Future]] = []
@@ -425,6 +431,7 @@ class RoomClient:
                 self._connected = self._synced = False
                 self._ws = None
                 self._probes.clear()
+                self._probe_times.clear()
                 self._notify()
             if self._closed or self._fatal() is not None or (self._online and not self._reconnect):
                 break
@@ -462,6 +469,7 @@ class RoomClient:
         with self._lock:
             first = create_sync_message(self.doc)
         self._probes.append(self._acked_seq)  # answers it acknowledge nothing new yet
+        self._probe_times.append(None)
         ws.write_message(first, binary=True)
         while True:
             message = await ws.read_message()
@@ -519,7 +527,11 @@ class RoomClient:
                     handle_sync_message(message[1:], self.doc)
                 if sync_type == YSyncMessageType.SYNC_STEP2:
                     if self._probes:
-                        self._acked_seq = max(self._acked_seq, self._probes.popleft())
+                        confirmed = self._probes.popleft()
+                        sent = self._probe_times.popleft() if self._probe_times else None
+                        if sent is not None and confirmed > self._acked_seq:
+                            self._record_latency((time.monotonic() - sent) * 1000)
+                        self._acked_seq = max(self._acked_seq, confirmed)
                     self._synced = self._ever_synced = True
                     self._maybe_probe()
             self._notify()
@@ -583,7 +595,16 @@ class RoomClient:
             with self._lock:
                 probe = create_sync_message(self.doc)
             self._probes.append(self._sent_seq)
+            self._probe_times.append(time.monotonic())
             self._send(probe)
+
+    def _record_latency(self, ms: float) -> None:
+        self.sync_latencies.append(ms)
+        if self.on_sync_latency is not None:
+            try:
+                self.on_sync_latency(ms)
+            except Exception as exc:  # noqa: BLE001 - a report never breaks the room
+                log.debug("room %s: sync latency report failed: %s", self.path, exc)
 
     def _send(self, message: bytes) -> None:
         ws = self._ws

@@ -9,6 +9,8 @@ the file at once, so the file on disk is always the flow as last edited.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 import weakref
 from html import escape
@@ -17,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from floworch_server import flowdoc, nodes
+from floworch_server import alerts, flowdoc, nodes
 from floworch_server.flowdoc import Edge, FlowDocument, Node, NodePolicy
 from floworch_server.problems import FlowInvalid
 from floworch_server.validate import validate
@@ -76,6 +78,8 @@ class Flow:
         self.room = room  # the shared room this flow edits, or None: the file
         if room is not None:
             weakref.finalize(self, room.close, 0)  # without waiting: any thread may collect it
+            if room.on_sync_latency is None:
+                room.on_sync_latency = SyncLatencyReporter()
 
     @property
     def doc(self) -> FlowDocument:
@@ -385,6 +389,38 @@ class Flow:
             [f"{len(items)} nodes · {edge_count} edges · {state}", f"<code>{escape(str(self.path or ''))}</code>"],
             _html.table(["id", "type", "label"], rows, raw={0, 1, 2}) + (problems._repr_html_() if problems else ""),
         )
+
+
+class SyncLatencyReporter:
+    """Feeds the collaboration sync-latency alert rule from a room client's measurements.
+
+    At most one sample per ``interval`` seconds is stored: the slowest of that window, so a
+    busy room does not write a row per keystroke and a slow moment is never averaged away.
+    The write happens on a thread of its own: the room's connection thread is the kernel
+    loop that the store and service calls themselves need.
+    """
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self._window_max: float | None = None
+        self._window_start = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, ms: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._window_max = ms if self._window_max is None else max(self._window_max, ms)
+            if now - self._window_start < self.interval:
+                return
+            sample, self._window_max, self._window_start = self._window_max, None, now
+        threading.Thread(target=self._store, args=(sample,), daemon=True, name="floworch-sync-latency").start()
+
+    @staticmethod
+    def _store(ms: float) -> None:
+        try:
+            alerts.record_sync_latency(ms, store=service().store)
+        except Exception:  # noqa: BLE001 - a lost sample only thins the alert's window
+            pass
 
 
 def _fresh(base: str, taken: set[str], edges: bool) -> str:

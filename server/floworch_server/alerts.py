@@ -12,7 +12,8 @@ reading that is no longer a violation clears it. The rule kinds:
   the rule is skipped: an open alert neither clears nor re-opens on a guess.
 - ``sync_latency``: p95 of the collaboration sync latencies reported through
   ``record_sync_latency`` in the window. Violated above the threshold (ms). Without samples it
-  is idle; nothing in the code base reports them yet.
+  is idle. Kernels report them: each room client times the server's confirmation of its edits
+  (`floworch.collab.RoomClient.sync_latencies`), and `fo.Flow` stores the slowest of every 10 s.
 
 When an alert opens and its rule has an ``action_workflow_id``, that flow's published version
 starts with input ``{"alert": {...}}`` and trigger "alert": a Slack message is just a flow.
