@@ -33,6 +33,17 @@ function kind(schema: Schema): 'string' | 'number' | 'integer' | 'boolean' | 'en
   return 'json';
 }
 
+/** True when a string is one of the values the schema allows (no type at all allows any). */
+function takesText(schema: Schema): boolean {
+  const types = (s: Schema): string[] | null => (s.type === undefined ? null : Array.isArray(s.type) ? s.type : [s.type]);
+  const alternatives = schema.oneOf ?? schema.anyOf;
+  if (alternatives) {
+    return alternatives.some(takesText);
+  }
+  const t = types(schema);
+  return t === null ? !schema.properties && !schema.items : t.includes('string');
+}
+
 export function SchemaForm(props: SchemaFormProps): JSX.Element {
   const properties = props.schema.properties ?? {};
   const required = new Set(props.schema.required ?? []);
@@ -141,14 +152,16 @@ function Field(p: FieldProps): JSX.Element {
     };
     input = long ? <textarea rows={3} {...common} /> : <input type="text" {...common} />;
   } else {
-    const text = draft ?? (p.value === undefined ? '' : JSON.stringify(p.value, null, 2));
+    // A field that may hold any value takes JSON, and text that is not JSON as a string (a
+    // template like `Hello, {{ input.name }}` is typed as it reads); `"42"` is the string 42.
+    const text = draft ?? (p.value === undefined ? '' : typeof p.value === 'string' && takesText(p.schema) ? p.value : JSON.stringify(p.value, null, 2));
     input = (
       <textarea
         rows={Math.min(8, Math.max(2, text.split('\n').length))}
         data-testid={p.testid}
         className="fo-json"
         value={text}
-        placeholder={shown ? `JSON, e.g. ${shown}` : 'JSON'}
+        placeholder={shown ? `e.g. ${shown}` : takesText(p.schema) ? 'text or JSON' : 'JSON'}
         readOnly={p.readOnly}
         onChange={e => {
           const t = e.target.value;
@@ -163,7 +176,12 @@ function Field(p: FieldProps): JSX.Element {
             setParseError(null);
             p.onChange(v);
           } catch (err) {
-            setParseError(`not valid JSON: ${(err as Error).message}`);
+            if (takesText(p.schema)) {
+              setParseError(null);
+              p.onChange(t);
+            } else {
+              setParseError(`not valid JSON: ${(err as Error).message}`);
+            }
           }
         }}
         onBlur={() => parseError === null && setDraft(null)}

@@ -98,3 +98,32 @@ async def test_edits_made_offline_are_pending_then_merged_on_reconnect(lab, page
     await shot(page, "back-online")
     await shot(bob, "sees-merged-edit")
     await wait_for_file(lab, "offline.flow", lambda d: added in nodes_of(d))
+
+
+async def test_a_locked_node_can_be_taken_over_after_confirming(lab, page, users):
+    lab.write_json("takeover.flow", hello("takeover"))
+    await open_flow(page, lab, "takeover.flow")
+    bob = await users.open("bob")
+    await open_flow(bob, lab, "takeover.flow")
+    await node_body(page, "greet").click()
+    await expect(page.get_by_test_id("properties")).to_be_visible()
+    await expect(bob.get_by_test_id("lock-greet")).to_be_visible()
+
+    # Bob opens the same node: read-only, with who holds it, until he takes it over.
+    await node_body(bob, "greet").click()
+    take_over = bob.get_by_test_id("take-over")
+    await expect(take_over).to_be_visible()
+    await expect(bob.get_by_test_id("field-label")).to_have_attribute("readonly", "")
+    await shot(bob, "locked-for-bob")
+    bob.once("dialog", lambda dialog: dialog.accept())
+    await take_over.click()
+    await expect(take_over).to_have_count(0)
+    await expect(bob.get_by_test_id("field-label")).not_to_have_attribute("readonly", "")
+
+    # Now the first user sees Bob's lock, and the form is read-only for them.
+    bob_id = await identity(bob)
+    lock = page.get_by_test_id("lock-greet")
+    await expect(lock).to_contain_text(bob_id["display_name"] or bob_id["name"])
+    await expect(page.get_by_test_id("take-over")).to_be_visible()
+    await expect(page.get_by_test_id("field-label")).to_have_attribute("readonly", "")
+    await shot(page, "taken-over")

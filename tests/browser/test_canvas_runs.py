@@ -12,7 +12,7 @@ import re
 
 from playwright.async_api import Page, expect
 
-from .canvas import RUN_TIMEOUT, edge, flow, hello, node, node_body, open_flow
+from .canvas import RUN_TIMEOUT, add_by_double_click, drag_connect, edge, flow, hello, node, node_body, open_flow
 from .harness import Lab, shot
 
 
@@ -59,6 +59,50 @@ async def test_publish_a_version_with_a_note(lab, page):
     assert any(re.search("draft", o, re.I) for o in options), options
     assert any(re.search(r"\b1\b", o) for o in options), options
     await shot(page, "run-form-versions")
+
+
+async def publish(page: Page, note: str, number: int) -> None:
+    await page.get_by_test_id("btn-publish").click()
+    await page.get_by_test_id("publish-note").fill(note)
+    await page.get_by_test_id("publish-confirm").click()
+    await expect(page.get_by_test_id("toast")).to_contain_text(f"Published version {number}")
+
+
+async def test_the_versions_panel_diffs_two_versions_by_nodes_and_edges(lab, page):
+    lab.write_json("diff.flow", hello("diff"))
+    await open_flow(page, lab, "diff.flow")
+    await publish(page, "first", 1)
+
+    # Change a node's label and config, add a node: then version 2.
+    await node_body(page, "greet").click()
+    await page.get_by_test_id("field-label").fill("Welcome")
+    await page.get_by_test_id("field-output").fill("Welcome, {{ input.name }}!")
+    await page.locator(".react-flow__pane").click(position={"x": 20, "y": 20})
+    added = await add_by_double_click(page, "transform")
+    await page.get_by_test_id("field-output").fill("{{ nodes.greet.output }}")
+    await drag_connect(page, "greet", added)
+    await expect(page.get_by_test_id("problems")).to_contain_text("valid")
+    await publish(page, "second", 2)
+    await shot(page, "two-versions")
+
+    await page.get_by_test_id("btn-versions").click()
+    versions = page.get_by_test_id("versions")
+    await expect(versions.get_by_test_id("version-2")).to_contain_text("second")
+    await versions.get_by_test_id("diff-from").select_option("1")
+    await versions.get_by_test_id("diff-to").select_option("2")
+    await versions.get_by_test_id("diff-compare").click()
+    diff = versions.get_by_test_id("diff")
+    await expect(diff).to_contain_text(f"+ node {added}")
+    await expect(diff).to_contain_text("~ node greet: label, config.output")
+    await expect(diff).to_contain_text(f"+ edge greet.out → {added}.in")
+    await expect(diff).not_to_contain_text("start")
+    await shot(page, "diff")
+
+    # And the draft against itself has nothing to show.
+    await versions.get_by_test_id("diff-from").select_option("2")
+    await versions.get_by_test_id("diff-to").select_option("draft")
+    await versions.get_by_test_id("diff-compare").click()
+    await expect(diff).to_contain_text("No difference")
 
 
 async def test_run_the_draft_from_the_run_form_and_watch_nodes_succeed(lab, page):
