@@ -147,6 +147,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
 
   // React Flow nodes: an object per node, rebuilt only when something it shows changed.
   const cache = React.useRef(new Map<string, { key: unknown[]; node: CanvasNode }>());
+  const lastNodes = React.useRef<CanvasNode[]>([]);
   const rfNodes: CanvasNode[] = React.useMemo(() => {
     const out: CanvasNode[] = [];
     const next = new Map<string, { key: unknown[]; node: CanvasNode }>();
@@ -181,6 +182,13 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       out.push(node);
     });
     cache.current = next;
+    // The same nodes as last time (a remote cursor moved, say): the same array, so React Flow
+    // has nothing to compare.
+    const previous = lastNodes.current;
+    if (previous.length === out.length && previous.every((n, i) => n === out[i])) {
+      return previous;
+    }
+    lastNodes.current = out;
     return out;
   }, [doc.nodes, specs, problemsBy, runBy, locks, remoteSelections, selected, decide, presence, measuredTick]);
 
@@ -588,7 +596,6 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             multiSelectionKeyCode={['Shift', 'Meta', 'Control']}
             selectionKeyCode="Shift"
             colorMode={dark ? 'dark' : 'light'}
-            onlyRenderVisibleElements={doc.nodes.size > 200}
           >
             <Background variant={BackgroundVariant.Dots} gap={20} size={1} />
             <MiniMap pannable zoomable nodeStrokeWidth={3} />

@@ -80,8 +80,20 @@ export class Presence {
     return locks;
   }
 
+  /**
+   * Calls `listener` when someone else's presence changed, or this client's claim on a node:
+   * this client's own pointer moves (many a second while panning) redraw nothing.
+   */
   onChange(listener: () => void): () => void {
-    const handler = () => listener();
+    let editing = JSON.stringify(this.local().editing);
+    const handler = (change: { added: number[]; updated: number[]; removed: number[] }) => {
+      const others = [...change.added, ...change.updated, ...change.removed].some(id => id !== this.clientId);
+      const mine = JSON.stringify(this.local().editing);
+      if (others || mine !== editing) {
+        editing = mine;
+        listener();
+      }
+    };
     this.awareness.on('change', handler);
     return () => this.awareness.off('change', handler);
   }
