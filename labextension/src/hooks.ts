@@ -108,13 +108,22 @@ export function useProblems(shared: SharedFlow, tick: number): { problems: Probl
 
 export function usePresence(presence: Presence): { peers: Peer[]; locks: ReturnType<Presence['locks']> } {
   const [state, setState] = React.useState(() => ({ peers: presence.peers(), locks: presence.locks() }));
-  React.useEffect(() => presence.onChange(() => setState({ peers: presence.peers(), locks: presence.locks() })), [presence]);
+  React.useEffect(() => {
+    const read = () => setState({ peers: presence.peers(), locks: presence.locks() });
+    const stop = presence.onChange(read);
+    read(); // others may have arrived between the first render and now
+    return stop;
+  }, [presence]);
   return state;
 }
 
 export function useOnline(shared: SharedFlow): boolean {
   const [online, setOnline] = React.useState(shared.connection.online);
-  React.useEffect(() => shared.connection.onChange(() => setOnline(shared.connection.online)), [shared]);
+  React.useEffect(() => {
+    const stop = shared.connection.onChange(() => setOnline(shared.connection.online));
+    setOnline(shared.connection.online); // it may have changed between the first render and now
+    return stop;
+  }, [shared]);
   return online;
 }
 

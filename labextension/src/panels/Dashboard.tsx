@@ -254,7 +254,7 @@ function BurnTile(props: { data: DashboardData }): JSX.Element {
         {fmtPercent(remaining, 1)}
       </div>
       <div className="fo-dash-tile-sub">
-        {b ? `${b.failed} failed of ${b.total}; ${fmtNumber(b.allowed_failures, 2)} allowed at ${fmtNumber(b.slo, 3)} %` : ''}
+        {b ? `${b.failed} failed of ${b.total}; ${fmtNumber(b.allowed_failures, b.allowed_failures < 1 ? 4 : 2)} allowed at ${fmtNumber(b.slo, 3)} %` : ''}
       </div>
       <table className="fo-dash-mini">
         <thead>

@@ -161,7 +161,7 @@ const LogRow = React.memo(function LogRow(props: { record: LogRecord; onNode: (n
       <span className="fo-log-level">{level}</span>
       <button className="fo-log-node" title={`Inspect ${baseNode(r.node)}`} onClick={() => props.onNode(baseNode(r.node))}>
         {r.node}
-        {r.attempt && r.attempt > 1 ? `#${r.attempt}` : ''}
+        {r.attempt && r.attempt > 1 ? ` (attempt ${r.attempt})` : ''}
       </button>
       <span className="fo-log-message">
         {r.message}
