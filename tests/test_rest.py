@@ -155,7 +155,10 @@ async def test_a_published_flow_runs_to_success_and_is_listed(api):
     started = await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}, "version": 1}, workflow_id=wid)
     assert started.code == 201
     run_id = started.json["run_id"]
-    assert started.json["workflow_id"] == wid and started.json["version"] == "1" and started.json["status"] == "running"
+    assert started.json["workflow_id"] == wid and started.json["version"] == "1"
+    # The reply is the run as the store has it: a two-node run may already be over when the
+    # background sync copies it from Temporal before the reply is written.
+    assert started.json["status"] in ("running", "success")
 
     run = await run_until(api, run_id, lambda r: r["status"] == "success")
     assert statuses(run) == {"start": "success", "greet": "success"}
