@@ -396,8 +396,7 @@ class SyncLatencyReporter:
 
     At most one sample per ``interval`` seconds is stored: the slowest of that window, so a
     busy room does not write a row per keystroke and a slow moment is never averaged away.
-    The write happens on a thread of its own: the room's connection thread is the kernel
-    loop that the store and service calls themselves need.
+    The write happens on a thread of its own, never on the room's connection thread.
     """
 
     def __init__(self, interval: float = 10.0):
@@ -417,8 +416,10 @@ class SyncLatencyReporter:
 
     @staticmethod
     def _store(ms: float) -> None:
+        # Straight into the store of this process's settings, opened once: not through the
+        # kernel's service, whose calls run on the loop the room's connection needs.
         try:
-            alerts.record_sync_latency(ms, store=service().store)
+            alerts.record_sync_latency(ms)
         except Exception:  # noqa: BLE001 - a lost sample only thins the alert's window
             pass
 
