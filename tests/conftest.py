@@ -30,6 +30,14 @@ def store(store_url):
     store.close()
 
 
+@pytest.fixture
+async def jp_asyncio_loop():
+    # Tests with a Jupyter server (pytest-jupyter) run on pytest-asyncio's session loop, with the
+    # session's `service`: the server must live on that loop too (pytest-jupyter's own fixture
+    # would make, and close, a loop per test).
+    yield asyncio.get_running_loop()
+
+
 @pytest.fixture(scope="session")
 def supervisor(request):
     return request.config.floworch["supervisor"]

@@ -58,12 +58,6 @@ ORDERS_TEXT = dumps(ORDERS)
 
 # ---------------------------------------------------------------------- server and clients
 @pytest.fixture
-async def jp_asyncio_loop():
-    # pytest-asyncio runs these tests on its session loop: the Jupyter server must live there too.
-    yield asyncio.get_running_loop()
-
-
-@pytest.fixture
 def jp_server_config(tmp_path):
     return Config(
         {

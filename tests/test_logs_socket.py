@@ -17,11 +17,6 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-async def jp_asyncio_loop():
-    yield asyncio.get_running_loop()
-
-
-@pytest.fixture
 def jp_server_config():
     return Config({"ServerApp": {"jpserver_extensions": {"floworch_ext": True}}})
 

@@ -9,7 +9,6 @@ measures that.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime, timezone
 
@@ -212,12 +211,6 @@ def test_prometheus_metrics_of_the_seeded_store(store):
     assert found['floworch_activity_duration_seconds_sum{node_type="http"}'] == pytest.approx(5.5 + 99.999)
     assert found['floworch_slo_burn_rate{window="1h"}'] == pytest.approx(200)
     assert found["floworch_slo_error_budget_remaining"] == pytest.approx(1 - BUDGET_CONSUMED)
-
-
-@pytest.fixture
-async def jp_asyncio_loop():
-    # The Jupyter server runs on pytest-asyncio's session loop, with the session's service.
-    yield asyncio.get_running_loop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the database, the Jupyter server and Temporal are the real ones."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import sys
@@ -32,11 +31,6 @@ FLOW = Path(__file__).parents[1] / "notebooks" / "invoice-pipeline.flow"
 TABLE = """CREATE TABLE invoices (
     id INTEGER PRIMARY KEY, number TEXT NOT NULL, vendor TEXT NOT NULL, total REAL NOT NULL,
     invoice_date TEXT NOT NULL, document TEXT, run_key TEXT UNIQUE)"""
-
-
-@pytest.fixture
-async def jp_asyncio_loop():
-    yield asyncio.get_running_loop()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from floworch_ext.handlers import API_PREFIX, ROUTES
 from floworch_ext.hooks import HOOK_PATH
 from floworch_server.settings import Settings
 from support.rest import Reply, create, run_until, statuses
-from support.rest import api, jp_asyncio_loop, jp_server_config, runtime  # noqa: F401  (fixtures)
+from support.rest import api, jp_server_config, runtime  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(60)

@@ -18,7 +18,7 @@ from tornado.httpclient import HTTPClientError
 from conftest import flow_doc
 from support.metrics_seed import BUDGET_CONSUMED, BURN, HTTP, TRANSFORM, seed, session_worker_polling
 from support.rest import Api, create, run_until, server_config, statuses
-from support.rest import api, jp_asyncio_loop, runtime  # noqa: F401  (fixtures)
+from support.rest import api, runtime  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(90)

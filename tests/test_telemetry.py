@@ -8,7 +8,6 @@ are read back from the exporter's output, ``<data_dir>/traces.jsonl``.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -37,11 +36,6 @@ pytestmark = pytest.mark.timeout(180)
 TRIGGER = {"id": "start", "type": "trigger.manual"}
 HISTORIES = sorted((Path(__file__).parent / "data" / "histories").glob("*.json"))
 TRACE_HEADER = "_tracer-data"  # where temporalio's TracingInterceptor carries the trace context
-
-
-@pytest.fixture
-async def jp_asyncio_loop():
-    yield asyncio.get_running_loop()
 
 
 @pytest.fixture

@@ -46,12 +46,6 @@ def body_of(value: Any) -> bytes:
 
 # ---------------------------------------------------------------------- server and client
 @pytest.fixture
-async def jp_asyncio_loop():
-    # The Jupyter server must live on pytest-asyncio's session loop, with the `service` fixture.
-    yield asyncio.get_running_loop()
-
-
-@pytest.fixture
 def jp_server_config():
     return Config({"ServerApp": {"jpserver_extensions": {"floworch_ext": True}}})
 

@@ -88,6 +88,17 @@ function Field(p: FieldProps): JSX.Element {
   const k = kind(p.schema);
   const [draft, setDraft] = React.useState<string | null>(null);
   const [parseError, setParseError] = React.useState<string | null>(null);
+  // Typed text becomes a value once it parses; until then the text stays, with why it is not one.
+  const typed = (t: string, parse: (t: string) => { value: JSONValue } | { error: string }) => {
+    setDraft(t);
+    const parsed = t.trim() === '' ? { value: undefined } : parse(t);
+    if ('error' in parsed) {
+      setParseError(parsed.error);
+      return;
+    }
+    setParseError(null);
+    p.onChange(parsed.value);
+  };
   const shown = p.placeholder === undefined ? '' : typeof p.placeholder === 'string' ? p.placeholder : JSON.stringify(p.placeholder);
   let input: JSX.Element;
   if (k === 'boolean') {
@@ -121,22 +132,14 @@ function Field(p: FieldProps): JSX.Element {
         value={text}
         placeholder={shown}
         readOnly={p.readOnly}
-        onChange={e => {
-          const t = e.target.value;
-          setDraft(t);
-          if (t.trim() === '') {
-            setParseError(null);
-            p.onChange(undefined);
-            return;
-          }
-          const n = Number(t);
-          if (!Number.isFinite(n) || (k === 'integer' && !Number.isInteger(n))) {
-            setParseError(k === 'integer' ? 'must be a whole number' : 'must be a number');
-            return;
-          }
-          setParseError(null);
-          p.onChange(n);
-        }}
+        onChange={e =>
+          typed(e.target.value, t => {
+            const n = Number(t);
+            return !Number.isFinite(n) || (k === 'integer' && !Number.isInteger(n))
+              ? { error: k === 'integer' ? 'must be a whole number' : 'must be a number' }
+              : { value: n };
+          })
+        }
         onBlur={() => setDraft(null)}
       />
     );
@@ -163,27 +166,15 @@ function Field(p: FieldProps): JSX.Element {
         value={text}
         placeholder={shown ? `e.g. ${shown}` : takesText(p.schema) ? 'text or JSON' : 'JSON'}
         readOnly={p.readOnly}
-        onChange={e => {
-          const t = e.target.value;
-          setDraft(t);
-          if (t.trim() === '') {
-            setParseError(null);
-            p.onChange(undefined);
-            return;
-          }
-          try {
-            const v = JSON.parse(t);
-            setParseError(null);
-            p.onChange(v);
-          } catch (err) {
-            if (takesText(p.schema)) {
-              setParseError(null);
-              p.onChange(t);
-            } else {
-              setParseError(`not valid JSON: ${(err as Error).message}`);
+        onChange={e =>
+          typed(e.target.value, t => {
+            try {
+              return { value: JSON.parse(t) };
+            } catch (err) {
+              return takesText(p.schema) ? { value: t } : { error: `not valid JSON: ${(err as Error).message}` };
             }
-          }
-        }}
+          })
+        }
         onBlur={() => parseError === null && setDraft(null)}
       />
     );

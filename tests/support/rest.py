@@ -4,14 +4,13 @@ Every reply is checked against the OpenAPI document: its status must be document
 route, and its body must match the documented schema. So tests using ``api`` also keep the API
 description true. Test modules use the fixtures by importing them::
 
-    from support.rest import api, jp_asyncio_loop, jp_server_config, runtime  # noqa: F401  (fixtures)
+    from support.rest import api, jp_server_config, runtime  # noqa: F401  (fixtures)
 
 and declare ``pytest_plugins = ["pytest_jupyter.jupyter_server"]``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +43,6 @@ def server_config(**floworch: Any) -> Config:
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture
-async def jp_asyncio_loop():
-    # pytest-asyncio runs these tests on its session loop: the Jupyter server must live there too
-    # (pytest-jupyter's own fixture would make, and close, a loop per test).
-    yield asyncio.get_running_loop()
-
-
 @pytest.fixture
 def jp_server_config():
     return server_config()
