@@ -226,10 +226,27 @@ EMPTY_SPOT_JS = """() => {
   return null;
 }"""
 
-# The shown node nearest the middle of the pane whose centre is really on top there.
-MIDDLE_NODE_JS = """() => {
+# The shown node nearest the middle of the pane whose centre is really on top there: a DOM
+# node, or, zoomed out below the far view's zoom (nodes drawn on its canvas, not as DOM), the
+# node of the document (``positions``, flow coordinates) drawn nearest the middle.
+MIDDLE_NODE_JS = """positions => {
   const pane = document.querySelector('.react-flow__pane').getBoundingClientRect();
   const cx = pane.left + pane.width / 2, cy = pane.top + pane.height / 2;
+  const far = document.querySelector('[data-testid="far-view"]');
+  if (far && Number(far.dataset.drawn) > 0) {
+    const vp = document.querySelector('.react-flow__viewport');
+    const m = /translate\\(([-\\d.]+)px, ([-\\d.]+)px\\) scale\\(([\\d.]+)\\)/.exec(vp.style.transform);
+    const flowBox = document.querySelector('.react-flow').getBoundingClientRect();
+    const [tx, ty, z] = [parseFloat(m[1]), parseFloat(m[2]), parseFloat(m[3])];
+    // 40 x 20 flow units into the node: inside it whatever size it was measured with
+    const drawn = positions.map(p => ({ id: p.id, x: flowBox.left + tx + (p.x + 40) * z, y: flowBox.top + ty + (p.y + 20) * z }))
+      .map(n => ({ ...n, d: Math.hypot(n.x - cx, n.y - cy) })).sort((a, b) => a.d - b.d);
+    for (const n of drawn) {
+      const hit = document.elementFromPoint(n.x, n.y);
+      if (hit && hit.closest('.react-flow__pane') && !hit.closest('.react-flow__node, .react-flow__panel')) return { id: n.id, x: n.x, y: n.y, far: true };
+    }
+    return null;
+  }
   const nodes = [...document.querySelectorAll('.react-flow__node')].map(el => {
     const r = el.getBoundingClientRect();
     const x = r.left + r.width / 2, y = r.top + r.height / 2;
@@ -247,10 +264,18 @@ PANE_MIDDLE_JS = """() => {
   return { x: pane.left + pane.width / 2, y: pane.top + pane.height / 2 };
 }"""
 
+SHOWN_JS = """n => {
+  const far = document.querySelector('[data-testid="far-view"]');
+  return document.querySelectorAll('.react-flow__node').length + (far ? Number(far.dataset.drawn) : 0) >= n;
+}"""
+
 VIEW_JS = """() => {
   const vp = document.querySelector('.react-flow__viewport');
   const m = vp && /scale\\(([^)]+)\\)/.exec(vp.style.transform || '');
-  return { zoom: m ? parseFloat(m[1]) : null, rendered: document.querySelectorAll('.react-flow__node').length };
+  const far = document.querySelector('[data-testid="far-view"]');
+  const drawn = far ? Number(far.dataset.drawn) : 0;
+  const rendered = document.querySelectorAll('.react-flow__node').length;
+  return { zoom: m ? parseFloat(m[1]) : null, rendered, drawn, shown: rendered + drawn };
 }"""
 
 
@@ -297,9 +322,11 @@ async def move_along(page: Any, start: tuple[float, float], steps: int, radius: 
 
 # Each interaction: where it starts (found before recording: looking for it is not the
 # canvas's work), then the gesture from there.
-async def start_point(page: Any, name: str) -> dict[str, float]:
+async def start_point(page: Any, name: str, positions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Where the gesture starts; for a drag, ``positions`` are where the nodes are now (flow
+    coordinates), for the far view's nodes, which have no DOM to look for."""
     script = {"pan": EMPTY_SPOT_JS, "zoom": PANE_MIDDLE_JS, "drag": MIDDLE_NODE_JS}[name]
-    point = await page.evaluate(script)
+    point = await page.evaluate(script, positions)
     if point is None:
         raise RuntimeError({"pan": "no empty spot on the pane to start a pan from", "drag": "no node on the canvas to drag"}[name])
     return point
@@ -316,7 +343,7 @@ async def pan(page: Any, at: dict[str, float], steps: int, deadline: float) -> N
 
 async def zoom(page: Any, at: dict[str, float], steps: int, deadline: float) -> None:
     await page.mouse.move(at["x"], at["y"])
-    block = 8  # 8 steps in (x1.07 each), then 8 out
+    block = 12  # 12 steps in (x1.07 each, x2.25 in all), then 12 out
     for i in range(steps):
         if time.monotonic() > deadline:
             break
@@ -333,6 +360,43 @@ async def drag(page: Any, at: dict[str, float], steps: int, deadline: float) -> 
 
 
 GESTURES = {"pan": pan, "zoom": zoom, "drag": drag}
+
+
+def saved_node_position(lab: Any, size: int, node_id: str) -> tuple[float, float] | None:
+    try:
+        doc = lab.read_json(flow_name(size))
+    except (OSError, ValueError):
+        return None  # being written
+    return next(((n["position"]["x"], n["position"]["y"]) for n in doc["nodes"] if n["id"] == node_id), None)
+
+
+async def settled_positions(lab: Any, size: int, quiet: float = 1.5, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The nodes' positions in the saved file once it has stopped changing (the room saves a
+    moment after the last edit, here the unmeasured rehearsal of a drag)."""
+
+    def read() -> list[dict[str, Any]] | None:
+        try:
+            return [{"id": n["id"], **n["position"]} for n in lab.read_json(flow_name(size))["nodes"]]
+        except (OSError, ValueError):
+            return None  # being written
+
+    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline and (last is None or time.monotonic() - since < quiet):
+        await asyncio.sleep(0.2)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last or []
+
+
+async def saved_moved(lab: Any, size: int, node_id: str, before: tuple[float, float] | None, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = saved_node_position(lab, size, node_id)
+        if now is not None and now != before:
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def reset_view(page: Any) -> None:
@@ -356,8 +420,8 @@ async def open_flow(browser: Any, lab: Any, size: int) -> tuple[Any, Any, dict[s
     await wait_lab_ready(page)
     await page.locator('[data-testid="flow-canvas"] .react-flow__pane').wait_for(state="visible")
     await page.locator('[data-testid="sync-status"].fo-online').wait_for(state="visible")
-    if size:
-        await page.locator(".react-flow__node").first.wait_for(state="visible", timeout=120_000)
+    if size:  # as DOM nodes, or drawn by the far view
+        await page.wait_for_function(SHOWN_JS, arg=1, timeout=120_000)
     shown = time.monotonic() - began
     await asyncio.sleep(SETTLE_SECONDS)
     opened = {**await page.evaluate(VIEW_JS), "seconds": shown}
@@ -367,10 +431,10 @@ async def open_flow(browser: Any, lab: Any, size: int) -> tuple[Any, Any, dict[s
     # The opened view is reported.
     await reset_view(page)
     try:
-        await page.wait_for_function("n => document.querySelectorAll('.react-flow__node').length >= n", arg=size, timeout=60_000)
+        await page.wait_for_function(SHOWN_JS, arg=size, timeout=60_000)
     except Exception as exc:  # noqa: BLE001 - say what was there instead
         view = await page.evaluate(VIEW_JS)
-        raise RuntimeError(f"{flow_name(size)}: {view['rendered']} of {size} nodes shown after fit view (zoom {view['zoom']})") from exc
+        raise RuntimeError(f"{flow_name(size)}: {view['shown']} of {size} nodes shown after fit view (zoom {view['zoom']})") from exc
     await asyncio.sleep(1.0)
     await page.evaluate(RECORDER_JS)
     return context, page, opened
@@ -396,10 +460,15 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
             if name == "drag" and size == 0:
                 continue  # nothing to drag on an empty flow
             gesture = GESTURES[name]
-            await gesture(page, await start_point(page, name), counts.warmup, time.monotonic() + counts.cap_seconds)
+            positions = [{"id": n["id"], **n["position"]} for n in flow_document(size)["nodes"]] if name == "drag" else None
+            await gesture(page, await start_point(page, name, positions), counts.warmup, time.monotonic() + counts.cap_seconds)
             await reset_view(page)
             view = await page.evaluate(VIEW_JS)
-            at = await start_point(page, name)
+            if name == "drag":  # where the rehearsal left them
+                positions = await settled_positions(lab, size)
+            at = await start_point(page, name, positions)
+            # A node the far view draws has no DOM to watch: its move is read from the saved file.
+            saved_before = next(((p["x"], p["y"]) for p in positions if p["id"] == at["id"]), None) if at.get("far") else None
             await page.mouse.move(at["x"], at["y"])
             await asyncio.sleep(0.3)
             began = time.monotonic()
@@ -417,6 +486,9 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
                 "view": view,
             }
             moved = data["changes"]["nodes" if name == "drag" else "view"]
+            if saved_before is not None:
+                moved = await saved_moved(lab, size, at["id"], saved_before)
+                out["interactions"][name]["far"] = True
             if not moved:
                 raise RuntimeError(f"{flow_name(size)}: the {name} gesture changed nothing on the canvas (no {'node' if name == 'drag' else 'viewport'} moved)")
             log(f"{size_key(size)} {name}: {len(durations)} input frames in {seconds:.1f} s, p95 {percentile(durations, 95):.1f} ms")

@@ -6,10 +6,7 @@
  */
 import * as React from 'react';
 import {
-  Background,
-  BackgroundVariant,
   Controls,
-  MiniMap,
   ReactFlow,
   ReactFlowProvider,
   ViewportPortal,
@@ -23,6 +20,8 @@ import {
 } from '@xyflow/react';
 import { api, ApiError, type NodeRun, type NodeSpec, type Problem, type RunRecord } from './api';
 import { FlowNodeView, type CanvasNode } from './FlowNodeView';
+import { DEFAULT_NODE_SIZE, FarView, MAX_ZOOM, useDomNodes } from './FarView';
+import { MiniMapCanvas } from './MiniMapCanvas';
 import { freeSpot, useDarkTheme, useDocument, useOnline, usePresence, useProblems, useSpecs } from './hooks';
 import { ProblemsList } from './ProblemsList';
 import { NodeRunDetails } from './RunDetails';
@@ -46,6 +45,8 @@ export interface CanvasProps {
 }
 
 const nodeTypes = { flow: FlowNodeView };
+// Fitting the view takes the nodes the far view draws (hidden from React Flow) too.
+const FIT_VIEW = { maxZoom: 1, includeHiddenNodes: true };
 let clipboard: { nodes: FlowNodeData[]; edges: FlowEdgeData[] } | null = null;
 
 function CanvasInner(props: CanvasProps): JSX.Element {
@@ -91,7 +92,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   React.useEffect(() => {
     if (initialised && !fitted.current && doc.nodes.size > 0) {
       fitted.current = true;
-      void flow.fitView({ maxZoom: 1 });
+      void flow.fitView(FIT_VIEW);
     }
   }, [initialised, doc.nodes.size, flow]);
 
@@ -144,6 +145,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   // Sizes React Flow measured: kept on the nodes, as the minimap and fitView read them there.
   const measured = React.useRef(new Map<string, { width: number; height: number }>());
   const [measuredTick, setMeasuredTick] = React.useState(0);
+  // Which nodes are DOM; the far view draws the others (zoomed far out: all of them).
+  const domNodes = useDomNodes(doc.nodes, measured.current, selected);
 
   // React Flow nodes: an object per node, rebuilt only when something it shows changed.
   const cache = React.useRef(new Map<string, { key: unknown[]; node: CanvasNode }>());
@@ -155,7 +158,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       const lock = locks.get(id);
       const foreignLock = lock && lock.clientId !== presence.clientId ? lock : undefined;
       const size = measured.current.get(id);
-      const key = [n, specs.get(n.type), problemsBy.byNode.get(id), runBy.get(id), foreignLock, remoteSelections.get(id), selected.has(id), decide, size];
+      const hidden = !domNodes.has(id);
+      const key = [n, specs.get(n.type), problemsBy.byNode.get(id), runBy.get(id), foreignLock, remoteSelections.get(id), selected.has(id), decide, size, hidden];
       const prev = cache.current.get(id);
       if (prev && prev.key.length === key.length && prev.key.every((k, i) => k === key[i])) {
         next.set(id, prev);
@@ -166,7 +170,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         id,
         type: 'flow',
         position: n.position,
-        measured: size,
+        // Sizes before React Flow measured them: the far view, the minimap and fitView need one.
+        measured: size ?? DEFAULT_NODE_SIZE,
+        hidden,
         selected: selected.has(id),
         data: {
           node: n,
@@ -190,9 +196,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     }
     lastNodes.current = out;
     return out;
-  }, [doc.nodes, specs, problemsBy, runBy, locks, remoteSelections, selected, decide, presence, measuredTick]);
+  }, [doc.nodes, specs, problemsBy, runBy, locks, remoteSelections, selected, decide, presence, measuredTick, domNodes]);
 
-  const rfEdges: Edge[] = React.useMemo(() => {
+  const allEdges: Edge[] = React.useMemo(() => {
     const out: Edge[] = [];
     doc.edges.forEach((e, id) => {
       const p = problemsBy.byEdge.get(id);
@@ -212,6 +218,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     });
     return out;
   }, [doc.edges, problemsBy, runBy, selectedEdges]);
+  // React Flow has only the edges it draws, between DOM nodes: the far view draws the others.
+  const rfEdges = React.useMemo(() => allEdges.filter(e => domNodes.has(e.source) && domNodes.has(e.target)), [allEdges, domNodes]);
 
   // ------------------------------------------------------------------ edits
   const onNodesChange = React.useCallback(
@@ -514,6 +522,28 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     [run]
   );
 
+  // A click on a node the far view draws: what a click on a DOM node does.
+  const onFarNodeClick = React.useCallback(
+    (id: string, additive: boolean) => {
+      const next = additive ? new Set(selected) : new Set<string>();
+      if (additive && selected.has(id)) {
+        next.delete(id);
+      } else {
+        next.add(id);
+      }
+      setSelected(next);
+      if (!additive) {
+        setSelectedEdges(new Set());
+      }
+      presence.set({ selection: [...next] });
+      if (run) {
+        setDetailsNode(id);
+      }
+    },
+    [selected, presence, run]
+  );
+  const onFarMove = React.useCallback((moves: { id: string; x: number; y: number }[]) => shared.moveNodes(moves), [shared]);
+
   const onPaneClick = React.useCallback(() => {
     setSelected(new Set());
     setSelectedEdges(new Set());
@@ -589,17 +619,20 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             snapToGrid
             snapGrid={[10, 10]}
             minZoom={0.05}
-            maxZoom={4}
+            maxZoom={MAX_ZOOM}
             fitView
-            fitViewOptions={{ maxZoom: 1 }}
+            fitViewOptions={FIT_VIEW}
+            // On a big flow React Flow renders only what is in view, and hidden nodes (drawn by
+            // the far view) get no components of its own at all. Small flows keep every node.
+            onlyRenderVisibleElements={doc.nodes.size > 200}
             deleteKeyCode={['Delete', 'Backspace']}
             multiSelectionKeyCode={['Shift', 'Meta', 'Control']}
             selectionKeyCode="Shift"
             colorMode={dark ? 'dark' : 'light'}
           >
-            <Background variant={BackgroundVariant.Dots} gap={20} size={1} />
-            <MiniMap pannable zoomable nodeStrokeWidth={3} />
-            <Controls />
+            <FarView nodes={rfNodes} edges={allEdges} dark={dark} onMove={onFarMove} onNodeClick={onFarNodeClick} />
+            <MiniMapCanvas nodes={rfNodes} dark={dark} />
+            <Controls fitViewOptions={FIT_VIEW} />
             <ViewportPortal>
               {peers
                 .filter(p => p.presence.cursor)

@@ -4,7 +4,7 @@
  * and, for a waiting approval, the buttons to decide it.
  */
 import * as React from 'react';
-import { Handle, Position, useStore, useUpdateNodeInternals, type NodeProps, type Node } from '@xyflow/react';
+import { Handle, Position, useUpdateNodeInternals, type NodeProps, type Node } from '@xyflow/react';
 import type { NodeRun, NodeSpec, Port, Problem } from './api';
 import type { FlowNodeData } from './sharedflow';
 import type { Lock } from './presence';
@@ -46,9 +46,7 @@ function duration(run: NodeRun): string | null {
   return ms < 1000 ? `${Math.round(ms)} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
 }
 
-const zoomedOut = (s: { transform: [number, number, number] }): boolean => s.transform[2] < 0.45;
-
-function handles(ports: Port[], type: 'source' | 'target', far: boolean): JSX.Element[] {
+function handles(ports: Port[], type: 'source' | 'target'): JSX.Element[] {
   return ports.map((port, i) => (
     <Handle
       key={port.name}
@@ -59,16 +57,13 @@ function handles(ports: Port[], type: 'source' | 'target', far: boolean): JSX.El
       className={port.loop_back ? 'fo-handle-loop' : undefined}
       title={`${port.label || port.name} (${port.type})`}
     >
-      {ports.length > 1 && !far ? <span className={`fo-port-label fo-port-${type}`}>{port.label || port.name}</span> : null}
+      {ports.length > 1 ? <span className={`fo-port-label fo-port-${type}`}>{port.label || port.name}</span> : null}
     </Handle>
   ));
 }
 
 function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Element {
   const { node, spec, problems, run, lock } = data;
-  // Zoomed far out, a node is drawn as its title bar only: big flows stay fluid, and the
-  // detail could not be read at that size anyway. Nodes redraw only when the zoom crosses it.
-  const far = useStore(zoomedOut);
   const status = run?.status ?? 'idle';
   const category = spec?.category ?? 'Unknown';
   const d = run ? duration(run) : null;
@@ -89,7 +84,7 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
       data-type={node.type}
       style={data.remoteSelection?.length ? { boxShadow: `0 0 0 2px ${data.remoteSelection[0].color}` } : undefined}
     >
-      {handles(inputs, 'target', far)}
+      {handles(inputs, 'target')}
       <div className="fo-node-head">
         <span className="fo-node-icon">{ICONS[category] ?? '?'}</span>
         <span className="fo-node-label">{node.label || spec?.title || node.type}</span>
@@ -103,12 +98,10 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
           </span>
         ) : null}
       </div>
-      {far ? null : (
-        <div className="fo-node-type">
-          {node.id} · {node.type}
-        </div>
-      )}
-      <div className="fo-node-foot" hidden={far && status === 'idle' && !lock}>
+      <div className="fo-node-type">
+        {node.id} · {node.type}
+      </div>
+      <div className="fo-node-foot">
         <span className={`fo-badge fo-badge-${status}`} data-testid={`node-status-${node.id}`}>
           {status}
           {run?.attempts && run.attempts > 1 ? ` · attempt ${run.attempts}` : ''}
@@ -135,7 +128,7 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
           </button>
         </div>
       ) : null}
-      {handles(outputs, 'source', far)}
+      {handles(outputs, 'source')}
     </div>
   );
 }
