@@ -15,14 +15,25 @@ Each flow is opened in Debian's Chromium (headless, through Playwright; 1400x900
 ``lab/workspaces/<fresh workspace>/tree/<file>``, a workspace of its own so that nothing of
 the previous flow's page is restored, and measured after its nodes are shown and the page has
 settled (the view it opened with is reported). With the whole flow in view (the canvas's
-fit-view button; every node rendered, so ``onlyRenderVisibleElements``, on above 200 nodes,
-culls nothing until the zoom goes in), three interactions, each rehearsed a few steps
-unmeasured first and each starting from that view:
+fit-view button), three interactions, each rehearsed a few steps unmeasured first and each
+starting from that view:
 
 (a) pan: the mouse goes down on an empty spot of ``.react-flow__pane`` and moves round a circle;
-(b) zoom: mouse-wheel steps over the middle of the pane, in blocks zooming in then out;
-(c) drag: the mouse goes down on the ``.react-flow__node`` nearest the middle, moves round a
-    circle (every step moves the node in the shared document, so its Yjs room), and comes up.
+(b) zoom: mouse-wheel steps over the middle of the pane, in blocks of 12 zooming in (x2.25)
+    then 12 out;
+(c) drag: the mouse goes down on the node nearest the middle, moves round a circle (every step
+    moves the node in the shared document, so its Yjs room), and comes up.
+
+What is drawn how: below a zoom of 0.4 the canvas draws every node and edge on one <canvas>,
+its far view (``labextension/src/FarView.tsx``), and renders none of them as DOM; from 0.5 the
+nodes in and near the view are DOM nodes again, joining a few a frame. With the whole flow in
+view both flows are below 0.4 (about 0.29 and 0.09): pan and drag measure the far view (a
+drawn node is dragged: the press is hit-tested on the canvas), and the zoom blocks of the
+100-node flow go up to about 0.64, so they cross into DOM nodes and back every block; the
+1,000-node flow stays far. How many nodes were DOM and how many drawn is printed.
+A drawn node has no DOM to find or watch: the drag starts at the node of the saved file
+nearest the middle (where the rehearsal left it, once the file has stopped changing), and
+that the gesture moved it is read from the file the room saves.
 
 Every step is one ``page.mouse`` call (``move(..., steps=n)`` along the path, ``wheel``), which
 Playwright answers once Chromium has handled the event.
@@ -58,7 +69,7 @@ network, not by the input.
   above 60 Hz means the frame figures are not vsync-capped (and the output says so, or warns).
   It is also the floor of any frame that paints on that page: one changed pixel still makes
   Chromium re-layerize the page's paint, which grows with its elements (about 5 ms a frame at
-  1,000 nodes, in a trace, against well under 1 ms on the empty flow).
+  1,000 DOM nodes, in a trace, against well under 1 ms on the empty flow; hence the far view).
 - Why not Long Animation Frames or Event Timing: LoAF reports only frames longer than 50 ms and
   Event Timing only events longer than 16 ms, rounded to 8 ms; neither can say whether a
   frame took 5 or 8 ms. CDP tracing (devtools.timeline) says where a frame's time goes, and
@@ -67,9 +78,9 @@ network, not by the input.
   and the trace is tens of megabytes to parse. The rAF loop costs one callback and one pixel
   per frame.
 - Where a gesture starts (an empty spot, the node nearest the middle) is found before the
-  recording starts; a MutationObserver counts changes of the viewport's and the nodes'
-  transforms during it, so that a gesture that moved nothing fails instead of reporting idle
-  frames.
+  recording starts; a MutationObserver counts changes of the viewport's and the DOM nodes'
+  transforms during it (for a drawn node: its position in the saved file), so that a gesture
+  that moved nothing fails instead of reporting idle frames.
 - Playwright waits for Chromium to acknowledge each step, so inputs arrive one at a time, tens
   of milliseconds apart, with idle frames in between: a frame that handled input holds one
   input's handling and rendering, not a backlog of them.
@@ -581,6 +592,7 @@ def summarize(result: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         summary[f"p95_frame_ms_{'baseline' if size == 0 else key}"] = max(p95s) if p95s else None
         summary[f"idle_frame_ms_{key}"] = _round(flow["idle_frame_ms"])
         summary[f"rendered_nodes_{key}"] = flow["view"]["rendered"]
+        summary[f"drawn_nodes_{key}"] = flow["view"].get("drawn", 0)  # by the far view
         summary[f"zoom_{key}"] = _round(flow["view"]["zoom"], 4)
         # What the flow showed when it opened, before the fit-view button (see open_flow).
         summary[f"opened_rendered_nodes_{key}"] = flow["opened"]["rendered"]
@@ -633,7 +645,7 @@ def table(summary: dict[str, Any]) -> str:
         "(p50 / p95 / max over both); event p95 / next p95: the two kinds apart"
     )
     views = ", ".join(
-        f"{'empty' if s == 0 else s}: {summary[f'rendered_nodes_{size_key(s)}']} nodes rendered at zoom {summary[f'zoom_{size_key(s)}']}" for s in SIZES
+        f"{'empty' if s == 0 else s}: {summary[f'rendered_nodes_{size_key(s)}']} DOM nodes and {summary[f'drawn_nodes_{size_key(s)}']} drawn by the far view at zoom {summary[f'zoom_{size_key(s)}']}" for s in SIZES
     )
     lines.append(f"measured with the whole flow in view ({views})")
     opened = ", ".join(

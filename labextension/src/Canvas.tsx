@@ -20,7 +20,7 @@ import {
 } from '@xyflow/react';
 import { api, ApiError, type NodeRun, type NodeSpec, type Problem, type RunRecord } from './api';
 import { FlowNodeView, type CanvasNode } from './FlowNodeView';
-import { DEFAULT_NODE_SIZE, FarView, MAX_ZOOM, useDomNodes } from './FarView';
+import { DEFAULT_NODE_SIZE, FarView, useDomNodes } from './FarView';
 import { MiniMapCanvas } from './MiniMapCanvas';
 import { freeSpot, useDarkTheme, useDocument, useOnline, usePresence, useProblems, useSpecs } from './hooks';
 import { ProblemsList } from './ProblemsList';
@@ -619,7 +619,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             snapToGrid
             snapGrid={[10, 10]}
             minZoom={0.05}
-            maxZoom={MAX_ZOOM}
+            maxZoom={4}
             fitView
             fitViewOptions={FIT_VIEW}
             // On a big flow React Flow renders only what is in view, and hidden nodes (drawn by

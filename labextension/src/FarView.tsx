@@ -1,5 +1,5 @@
 /**
- * The layers under React Flow's viewport: the dot grid, and every node and edge React Flow is
+ * The layer under React Flow's viewport: the dot grid, and every node and edge React Flow is
  * not rendering (`hidden`), drawn on one <canvas>.
  *
  * Why: zoomed out below FAR_ZOOM a node is a few pixels of unreadable DOM, and a thousand of
@@ -9,7 +9,7 @@
  * who is editing, and the label where it fits. Nodes drawn here are still dragged, clicked and
  * selected: pointer events on the pane hit-test them before React Flow's pan starts.
  *
- * The dot grid is a layer of its own beside it, moved rather than repainted while panning
+ * The dot grid is drawn there too. The canvas overhangs the pane, so that a pan only moves it
  * (React Flow's SVG background repainted its whole pattern on every pan step).
  */
 import * as React from 'react';
@@ -29,7 +29,6 @@ const HIDE_PER_FRAME = 60;
 /** The size a node is drawn with before React Flow has measured it. */
 export const DEFAULT_NODE_SIZE = { width: 180, height: 62 };
 const GRID = 20; // flow units between dots
-export const MAX_ZOOM = 4; // the canvas's maxZoom
 const DRAG_SLOP = 3; // screen pixels a press may move and still be a click
 
 type Transform = [number, number, number];
@@ -79,6 +78,7 @@ interface Palette {
   run: string;
   wait: string;
   warn: string;
+  dots: string;
   edge: string;
   font: string;
 }
@@ -97,6 +97,7 @@ function readPalette(el: HTMLElement): Palette {
     run: v('--fo-run', '#1e88e5'),
     wait: v('--fo-wait', '#8e24aa'),
     warn: v('--fo-warn', '#f57c00'),
+    dots: v('--fo-grid-dot', '#91919a'),
     edge: v('--xy-edge-stroke', v('--xy-edge-stroke-default', '#b1b1b7')),
     font: css.fontFamily || 'sans-serif'
   };
@@ -249,7 +250,7 @@ export function FarView(props: FarViewProps): JSX.Element {
   const store = useStoreApi();
   const canvas = React.useRef<HTMLCanvasElement>(null);
   const palette = React.useRef<Palette | null>(null);
-  const dots = React.useRef<HTMLCanvasElement>(null);
+  const dotTile = React.useRef<{ colour: string; pattern: CanvasPattern | null } | null>(null);
   const blank = React.useRef(false);
   const widths = React.useRef(new Map<string, number>()).current; // label -> width at the label font
 
@@ -280,97 +281,82 @@ export function FarView(props: FarViewProps): JSX.Element {
   const sceneRef = React.useRef(scene);
   sceneRef.current = scene;
 
-  // The grid: a canvas of its own, one grid cell larger than the pane each way and drawn again
-  // only when the zoom changes; panning moves it by less than a cell.
-  const drawGrid = React.useCallback(() => {
-    const el = dots.current;
+  // The canvas overhangs the pane by a margin each way: a pan moves it (no redraw, no new
+  // pixels to hand to the compositor) until it has moved by the margin, or the zoom changes.
+  const drawnFor = React.useRef<{ tx: number; ty: number; zoom: number; width: number; height: number } | null>(null);
+  const draw = React.useCallback((force = true) => {
+    const el = canvas.current;
     const ctx = el?.getContext('2d');
     if (!el || !ctx) {
       return;
     }
     const { transform, width, height } = store.getState() as { transform: Transform; width: number; height: number };
     const [tx, ty, zoom] = transform;
+    const { drawn, lines } = sceneRef.current;
     const cell = GRID * zoom;
-    const key = `${cell} ${width} ${height} ${props.dark}`;
-    if (el.dataset.key !== key) {
-      el.dataset.key = key;
-      const dpr = window.devicePixelRatio || 1;
-      // Sized for the largest cell (at the largest zoom), so zooming never reallocates it.
-      const margin = 2 * GRID * MAX_ZOOM;
-      const w = width + margin;
-      const h = height + margin;
-      if (el.width !== Math.round(w * dpr) || el.height !== Math.round(h * dpr)) {
-        el.width = Math.max(1, Math.round(w * dpr));
-        el.height = Math.max(1, Math.round(h * dpr));
-        el.style.width = `${w}px`;
-        el.style.height = `${h}px`;
-      } else {
+    const grid = cell >= 6; // too dense to read below 6 pixels apart: not drawn there
+    if (!drawn.length && !lines.length && !grid) {
+      if (!blank.current) {
         ctx.setTransform(1, 0, 0, 1, 0, 0);
         ctx.clearRect(0, 0, el.width, el.height);
+        blank.current = true; // and left so: an unchanged canvas costs nothing
       }
-      if (cell >= 6) {
-        // Too dense to read below 6 pixels apart: not drawn there.
-        const colour = getComputedStyle(el).getPropertyValue('--fo-grid-dot').trim() || '#91919a';
+      return;
+    }
+    const margin = Math.round(Math.max(width, height) / 4);
+    const at = drawnFor.current;
+    if (!force && !blank.current && at && at.zoom === zoom && at.width === width && at.height === height && Math.abs(tx - at.tx) < margin && Math.abs(ty - at.ty) < margin) {
+      el.style.transform = `translate(${tx - at.tx - margin}px, ${ty - at.ty - margin}px)`;
+      return;
+    }
+    drawnFor.current = { tx, ty, zoom, width, height };
+    blank.current = false;
+    const dpr = window.devicePixelRatio || 1;
+    const cw = width + 2 * margin;
+    const ch = height + 2 * margin;
+    if (el.width !== Math.round(cw * dpr) || el.height !== Math.round(ch * dpr)) {
+      el.width = Math.max(1, Math.round(cw * dpr));
+      el.height = Math.max(1, Math.round(ch * dpr));
+      el.style.width = `${cw}px`;
+      el.style.height = `${ch}px`;
+    }
+    el.style.transform = `translate(${-margin}px, ${-margin}px)`;
+    const p = (palette.current = palette.current ?? readPalette(el));
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, el.width, el.height);
+    const ox = tx + margin; // where the flow's origin is on the canvas
+    const oy = ty + margin;
+    if (grid) {
+      // One fill with a tile of one dot, scaled and moved with the flow.
+      if (!dotTile.current || dotTile.current.colour !== p.dots) {
         const tile = document.createElement('canvas');
         tile.width = tile.height = GRID * 2; // twice the grid in pixels: a round dot when scaled
         const t = tile.getContext('2d')!;
-        t.fillStyle = colour;
+        t.fillStyle = p.dots;
         t.beginPath();
         t.arc(GRID, GRID, 1, 0, Math.PI * 2); // React Flow's dots: radius 0.5 flow units
         t.fill();
-        const pattern = ctx.createPattern(tile, 'repeat');
-        if (pattern) {
-          const s = (zoom * dpr) / 2;
-          pattern.setTransform(new DOMMatrix([s, 0, 0, s, 0, 0]));
-          ctx.fillStyle = pattern;
-          ctx.fillRect(0, 0, el.width, el.height);
-        }
+        dotTile.current = { colour: p.dots, pattern: ctx.createPattern(tile, 'repeat') };
+      }
+      const pattern = dotTile.current.pattern;
+      if (pattern) {
+        // The tile's dot is in its middle: half a cell back puts the dots on the grid's lines.
+        const k = (zoom * dpr) / 2;
+        pattern.setTransform(new DOMMatrix([k, 0, 0, k, (ox - cell / 2) * dpr, (oy - cell / 2) * dpr]));
+        ctx.fillStyle = pattern;
+        ctx.fillRect(0, 0, el.width, el.height);
       }
     }
-    // The tile's dot is in its middle: this offset puts the dots on the grid's lines.
-    const mod = (v: number) => ((v % cell) + cell) % cell;
-    el.style.transform = `translate(${mod(tx - cell / 2) - cell}px, ${mod(ty - cell / 2) - cell}px)`;
-  }, [store, props.dark]);
-
-  const draw = React.useCallback(() => {
-    drawGrid();
-    const el = canvas.current;
-    if (!el) {
-      return;
-    }
-    const { transform, width, height } = store.getState() as { transform: Transform; width: number; height: number };
-    const dpr = window.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(width * dpr));
-    const h = Math.max(1, Math.round(height * dpr));
-    if (el.width !== w || el.height !== h) {
-      el.width = w;
-      el.height = h;
-    }
-    const ctx = el.getContext('2d');
-    if (!ctx) {
-      return;
-    }
-    const p = (palette.current = palette.current ?? readPalette(el));
-    const [tx, ty, zoom] = transform;
-    const { drawn, lines } = sceneRef.current;
     if (!drawn.length && !lines.length) {
-      if (!blank.current) {
-        ctx.setTransform(1, 0, 0, 1, 0, 0);
-        ctx.clearRect(0, 0, w, h);
-        blank.current = true; // and left so: an unchanged canvas costs no raster
-      }
       return;
     }
-    blank.current = false;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, w, h);
-    // Flow coordinates from here on; what is outside the view is skipped.
-    ctx.setTransform(zoom * dpr, 0, 0, zoom * dpr, tx * dpr, ty * dpr);
+    // Flow coordinates from here on; what is outside the canvas is skipped.
+    ctx.setTransform(zoom * dpr, 0, 0, zoom * dpr, ox * dpr, oy * dpr);
     const px = 1 / zoom; // one screen pixel, in flow units
-    const left = -tx / zoom;
-    const top = -ty / zoom;
-    const right = left + width / zoom;
-    const bottom = top + height / zoom;
+    const left = -ox / zoom;
+    const top = -oy / zoom;
+    const right = left + cw / zoom;
+    const bottom = top + ch / zoom;
     const inView = (x0: number, y0: number, x1: number, y1: number) => x1 >= left && x0 <= right && y1 >= top && y0 <= bottom;
 
     // Edges, one path per stroke colour.
@@ -445,24 +431,24 @@ export function FarView(props: FarViewProps): JSX.Element {
       for (const b of visible) {
         const d = b.node.data;
         const label = d.node.label || d.spec?.title || d.node.type;
-        const x = b.x * zoom + tx + 6;
+        const x = b.x * zoom + ox + 6;
         const room = b.w * zoom - 10;
-        const y = b.y * zoom + ty + Math.min(b.h * zoom, 2 * size) / 2 + 1;
+        const y = b.y * zoom + oy + Math.min(b.h * zoom, 2 * size) / 2 + 1;
         ctx.fillText(fit(ctx, widths, label, room), x, y);
       }
     }
-  }, [store, drawGrid]);
+  }, [store]);
 
   // Redraw with the view, in the same frame React Flow moves its viewport, and with the scene.
   React.useEffect(() => {
     draw();
     return store.subscribe((s: any, prev: any) => {
       if (s.transform !== prev.transform || s.width !== prev.width || s.height !== prev.height) {
-        draw();
+        draw(false);
       }
     });
   }, [store, draw]);
-  React.useEffect(draw, [scene, draw]);
+  React.useEffect(() => draw(), [scene, draw]);
   React.useEffect(() => {
     palette.current = null; // the theme changed: read the colours again
     draw();
@@ -562,7 +548,6 @@ export function FarView(props: FarViewProps): JSX.Element {
 
   return (
     <>
-      <canvas ref={dots} className="fo-grid" />
       <canvas ref={canvas} className="fo-farview" data-testid="far-view" data-drawn={scene.drawn.length} />
     </>
   );

@@ -22,6 +22,8 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
   nodesRef.current = props.nodes;
   // flow -> minimap pixels, as last drawn: what a press on the minimap is read with
   const mapping = React.useRef({ scale: 1, ox: 0, oy: 0 });
+  const colours = React.useRef<{ muted: string; accent: string } | null>(null);
+  React.useMemo(() => (colours.current = null), [props.dark]); // the theme changed: read them again
 
   const draw = React.useCallback(() => {
     const el = canvas.current;
@@ -56,8 +58,13 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
     const oy = PAD + ((HEIGHT - 2 * PAD) - (y1 - y0) * scale) / 2 - y0 * scale;
     mapping.current = { scale, ox, oy };
 
-    const css = getComputedStyle(el);
-    const colour = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+    if (!colours.current) {
+      // Read once per theme: reading styles on every frame would force a style update first.
+      const css = getComputedStyle(el);
+      const colour = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+      colours.current = { muted: colour('--fo-muted', '#888'), accent: colour('--fo-accent', '#1976d2') };
+    }
+    const { muted, accent } = colours.current;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, WIDTH, HEIGHT);
     const plain = new Path2D();
@@ -67,11 +74,11 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
       const h = Math.max(1.5, (n.measured?.height || DEFAULT_NODE_SIZE.height) * scale);
       (n.selected ? selected : plain).rect(n.position.x * scale + ox, n.position.y * scale + oy, w, h);
     }
-    ctx.fillStyle = colour('--fo-muted', '#888');
+    ctx.fillStyle = muted;
     ctx.globalAlpha = 0.6;
     ctx.fill(plain);
     ctx.globalAlpha = 1;
-    ctx.fillStyle = colour('--fo-accent', '#1976d2');
+    ctx.fillStyle = accent;
     ctx.fill(selected);
     // Shade what is out of view, outline the view.
     const vx = view.x * scale + ox;
@@ -81,7 +88,7 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
     mask.rect(vx, vy, view.w * scale, view.h * scale);
     ctx.fillStyle = props.dark ? 'rgba(0, 0, 0, 0.45)' : 'rgba(240, 240, 240, 0.6)';
     ctx.fill(mask, 'evenodd');
-    ctx.strokeStyle = colour('--fo-accent', '#1976d2');
+    ctx.strokeStyle = accent;
     ctx.lineWidth = 1;
     ctx.strokeRect(vx, vy, view.w * scale, view.h * scale);
   }, [store, props.dark]);
