@@ -19,6 +19,17 @@ def test_the_catalogue_lists_every_node_type_with_its_ports_and_schema():
     assert entries["trigger.manual"]["inputs"] == []
 
 
+def test_ports_named_by_the_config_follow_the_catalogues_rule():
+    """The canvas names a switch's ports from its catalogue entry alone: the rule there gives the
+    ports the engine gives (valid cases, an item without a port skipped, default last)."""
+    entry = {e["type"]: e for e in nodes.catalogue()}["control.switch"]
+    assert entry["dynamic_outputs"] == {"field": "cases", "key": "port", "then": ["default"]}
+    config = {"cases": [{"port": "large", "when": "true"}, {"when": "false"}, {"port": "small", "when": "true"}]}
+    assert [p.name for p in nodes.get("control.switch").outputs_for(config)] == ["large", "small", "default"]
+    assert [p.name for p in nodes.get("control.switch").outputs_for({"cases": "not a list"})] == ["default"]
+    assert {e["type"]: e for e in nodes.catalogue()}["transform"]["dynamic_outputs"] is None
+
+
 def test_the_node_reference_page_is_generated_from_the_specs():
     committed = (Path(__file__).parents[1] / "docs" / "nodes.md").read_text()
     assert committed == docs.render(), "docs/nodes.md is stale: run python -m floworch_server.nodes.docs > docs/nodes.md"

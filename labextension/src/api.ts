@@ -21,7 +21,8 @@ export interface NodeSpec {
   icon: string;
   inputs: Port[];
   outputs: Port[];
-  dynamic_outputs: boolean;
+  /** output ports named by the config: one per item of `field`, named by its `key`, then `then` */
+  dynamic_outputs: { field: string; key: string; then: string[] } | null;
   config_schema: Schema;
   defaults: { [k: string]: JSONValue };
   allows_loops: boolean;

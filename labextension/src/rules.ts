@@ -10,13 +10,14 @@ export function outputPorts(spec: NodeSpec | undefined, node: FlowNodeData): Por
   if (!spec) {
     return [];
   }
-  if (spec.dynamic_outputs) {
-    // control.switch names its ports in its cases; `default` always follows.
-    const cases = Array.isArray(node.config.cases) ? (node.config.cases as any[]) : [];
-    const named = cases
-      .map(c => (c && typeof c === 'object' && typeof c.port === 'string' ? c.port : null))
+  const rule = spec.dynamic_outputs;
+  if (rule) {
+    // The catalogue's rule, the one the engine applies (control.switch: a port per case, then default).
+    const items = Array.isArray(node.config[rule.field]) ? (node.config[rule.field] as any[]) : [];
+    const named = items
+      .map(i => (i && typeof i === 'object' && typeof i[rule.key] === 'string' ? (i[rule.key] as string) : null))
       .filter((p): p is string => !!p);
-    return [...named, 'default'].map(name => ({ name, label: name, type: 'any', loop_back: false }));
+    return [...named, ...rule.then].map(name => ({ name, label: name, type: 'any', loop_back: false }));
   }
   return spec.outputs;
 }

@@ -7,6 +7,7 @@ test, which creates one the way a user does.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -27,6 +28,7 @@ from .canvas import (
     drag_connect,
     edges,
     flow,
+    handle,
     hello,
     node,
     node_body,
@@ -245,6 +247,29 @@ async def test_properties_edit_label_and_config_with_schema_errors_inline(lab, p
         and nodes_of(d)["fetch"]["config"].get("method") == "POST",
     )
     jsonschema.validate(doc, flow_schema())
+
+
+async def test_a_switch_has_an_output_port_per_case_named_in_its_config(lab, page):
+    """Ports named by the config come from the catalogue's rule (no code of the canvas's own for
+    control.switch): one per case, then default; a case added in the properties adds its port."""
+    large = {"port": "large", "when": "input.amount >= 1000"}
+    lab.write_json(
+        "switch.flow",
+        flow("switch", [node("start", "trigger.manual", 0, 0), node("route", "control.switch", 320, 0, cases=[large])], [edge("start", "route")]),
+    )
+    await open_flow(page, lab, "switch.flow")
+    for port in ("large", "default"):
+        await expect(handle(page, "route", "source", port)).to_have_count(1)
+    await expect(handle(page, "route", "source", "small")).to_have_count(0)
+
+    await node_body(page, "route").click()
+    small = {"port": "small", "when": "input.amount < 10"}
+    await page.get_by_test_id("field-cases").fill(json.dumps([large, small]))
+    await page.get_by_test_id("field-cases").blur()
+    await expect(handle(page, "route", "source", "small")).to_have_count(1)
+    await expect(node_body(page, "route")).to_contain_text("small")  # the port's label
+    await shot(page, "switch-ports")
+    await wait_for_file(lab, "switch.flow", lambda d: nodes_of(d)["route"]["config"]["cases"] == [large, small])
 
 
 async def test_undo_redo_and_auto_layout(lab, page):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ..problems import Problem
-from .spec import ControlResult, NodeError, NodeSpec, Port, register
+from .spec import ControlResult, NodeError, NodeSpec, OutputsFrom, Port, register
 
 
 # ------------------------------------------------------------------ if
@@ -163,10 +163,6 @@ APPROVAL = register(
 
 
 # ------------------------------------------------------------------ switch
-def _switch_ports(config: dict) -> tuple[Port, ...]:
-    return tuple(Port(case["port"]) for case in config.get("cases", [])) + (Port("default"),)
-
-
 def _switch_expressions(config: dict):
     for i, case in enumerate(config.get("cases") or []):
         if isinstance(case, dict) and isinstance(case.get("when"), str):
@@ -190,7 +186,7 @@ SWITCH = register(
         icon="switch",
         control=_switch,
         outputs=(Port("default"),),
-        dynamic_outputs=_switch_ports,
+        dynamic_outputs=OutputsFrom("cases", "port", then=("default",)),
         expression_fields=("cases",),
         expressions=_switch_expressions,
         config_schema={

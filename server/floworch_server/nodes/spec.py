@@ -42,6 +42,25 @@ class Port:
 
 
 @dataclass(frozen=True)
+class OutputsFrom:
+    """Output ports named by the config: one per item of the list ``field``, named by the item's
+    ``key``, then the ports ``then``. A rule rather than code, so that the canvas names the same
+    ports as the engine from the catalogue alone (control.switch: a port per case, then default)."""
+
+    field: str
+    key: str
+    then: tuple[str, ...] = ()
+
+    def ports(self, config: dict[str, Any]) -> tuple[Port, ...]:
+        items = config.get(self.field)
+        named = [i[self.key] for i in items if isinstance(i, dict) and isinstance(i.get(self.key), str)] if isinstance(items, list) else []
+        return tuple(Port(name) for name in [*named, *self.then])
+
+    def to_dict(self) -> dict:
+        return {"field": self.field, "key": self.key, "then": list(self.then)}
+
+
+@dataclass(frozen=True)
 class RetryDefaults:
     max_attempts: int = 3  # 0: unlimited
     initial_interval_seconds: float = 1.0
@@ -93,7 +112,7 @@ class NodeSpec:
     # where those expressions are, when nested (e.g. control.switch's cases[i].when)
     expressions: Callable[[dict[str, Any]], Any] | None = None
     # output ports named by the config (control.switch's cases); `outputs` is the default
-    dynamic_outputs: Callable[[dict[str, Any]], Any] | None = None
+    dynamic_outputs: OutputsFrom | None = None
     allows_loops: bool = False
     # extra flow-level checks: check(node, doc) -> problems
     check: Callable[["Node", "FlowDocument"], list["Problem"]] | None = None
@@ -118,10 +137,7 @@ class NodeSpec:
     def outputs_for(self, config: dict[str, Any] | None) -> tuple[Port, ...]:
         """Output ports of a node with this config (some node types name them in their config)."""
         if self.dynamic_outputs is not None and isinstance(config, dict):
-            try:
-                return tuple(self.dynamic_outputs(config))
-            except Exception:  # noqa: BLE001 - an invalid config is reported by validation
-                return self.outputs
+            return self.dynamic_outputs.ports(config)
         return self.outputs
 
     def output_port(self, name: str | None, config: dict[str, Any] | None = None) -> Port | None:
@@ -144,7 +160,7 @@ class NodeSpec:
             "icon": self.icon,
             "inputs": [p.to_dict() for p in self.inputs],
             "outputs": [p.to_dict() for p in self.outputs],
-            "dynamic_outputs": self.dynamic_outputs is not None,
+            "dynamic_outputs": self.dynamic_outputs.to_dict() if self.dynamic_outputs else None,
             "config_schema": self.config_schema,
             "defaults": {
                 "retry": dataclasses.asdict(self.retry),
