@@ -343,13 +343,17 @@ async def start_point(page: Any, name: str, positions: list[dict[str, Any]] | No
     return point
 
 
-async def pan(page: Any, at: dict[str, float], steps: int, deadline: float) -> None:
+async def press_and_circle(page: Any, at: dict[str, float], steps: int, deadline: float, radius: float) -> None:
     await page.mouse.move(at["x"], at["y"])
     await page.mouse.down()
     try:
-        await move_along(page, (at["x"], at["y"]), steps, 120, deadline)
+        await move_along(page, (at["x"], at["y"]), steps, radius, deadline)
     finally:
         await page.mouse.up()
+
+
+async def pan(page: Any, at: dict[str, float], steps: int, deadline: float) -> None:
+    await press_and_circle(page, at, steps, deadline, radius=120)
 
 
 async def zoom(page: Any, at: dict[str, float], steps: int, deadline: float) -> None:
@@ -362,48 +366,41 @@ async def zoom(page: Any, at: dict[str, float], steps: int, deadline: float) -> 
 
 
 async def drag(page: Any, at: dict[str, float], steps: int, deadline: float) -> None:
-    await page.mouse.move(at["x"], at["y"])
-    await page.mouse.down()
-    try:
-        await move_along(page, (at["x"], at["y"]), steps, 60, deadline)
-    finally:
-        await page.mouse.up()
+    await press_and_circle(page, at, steps, deadline, radius=60)
 
 
 GESTURES = {"pan": pan, "zoom": zoom, "drag": drag}
 
 
-def saved_node_position(lab: Any, size: int, node_id: str) -> tuple[float, float] | None:
+def positions_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each node's id and position (flow coordinates): what the drag's start point is found in."""
+    return [{"id": n["id"], **n["position"]} for n in doc["nodes"]]
+
+
+def saved_positions(lab: Any, size: int) -> list[dict[str, Any]] | None:
     try:
-        doc = lab.read_json(flow_name(size))
+        return positions_of(lab.read_json(flow_name(size)))
     except (OSError, ValueError):
         return None  # being written
-    return next(((n["position"]["x"], n["position"]["y"]) for n in doc["nodes"] if n["id"] == node_id), None)
 
 
 async def settled_positions(lab: Any, size: int, quiet: float = 1.5, timeout: float = 15.0) -> list[dict[str, Any]]:
     """The nodes' positions in the saved file once it has stopped changing (the room saves a
     moment after the last edit, here the unmeasured rehearsal of a drag)."""
-
-    def read() -> list[dict[str, Any]] | None:
-        try:
-            return [{"id": n["id"], **n["position"]} for n in lab.read_json(flow_name(size))["nodes"]]
-        except (OSError, ValueError):
-            return None  # being written
-
-    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
+    last, since, deadline = saved_positions(lab, size), time.monotonic(), time.monotonic() + timeout
     while time.monotonic() < deadline and (last is None or time.monotonic() - since < quiet):
         await asyncio.sleep(0.2)
-        now = read()
+        now = saved_positions(lab, size)
         if now != last:
             last, since = now, time.monotonic()
     return last or []
 
 
-async def saved_moved(lab: Any, size: int, node_id: str, before: tuple[float, float] | None, timeout: float = 15.0) -> bool:
+async def saved_moved(lab: Any, size: int, before: dict[str, Any], timeout: float = 15.0) -> bool:
+    """Whether the node ``before`` (id and position) has another position in the saved file."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        now = saved_node_position(lab, size, node_id)
+        now = next((p for p in saved_positions(lab, size) or [] if p["id"] == before["id"]), None)
         if now is not None and now != before:
             return True
         await asyncio.sleep(0.2)
@@ -471,7 +468,7 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
             if name == "drag" and size == 0:
                 continue  # nothing to drag on an empty flow
             gesture = GESTURES[name]
-            positions = [{"id": n["id"], **n["position"]} for n in flow_document(size)["nodes"]] if name == "drag" else None
+            positions = positions_of(flow_document(size)) if name == "drag" else None
             await gesture(page, await start_point(page, name, positions), counts.warmup, time.monotonic() + counts.cap_seconds)
             await reset_view(page)
             view = await page.evaluate(VIEW_JS)
@@ -479,7 +476,7 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
                 positions = await settled_positions(lab, size)
             at = await start_point(page, name, positions)
             # A node the far view draws has no DOM to watch: its move is read from the saved file.
-            saved_before = next(((p["x"], p["y"]) for p in positions if p["id"] == at["id"]), None) if at.get("far") else None
+            saved_before = next((p for p in positions if p["id"] == at["id"]), None) if at.get("far") else None
             await page.mouse.move(at["x"], at["y"])
             await asyncio.sleep(0.3)
             began = time.monotonic()
@@ -498,7 +495,7 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
             }
             moved = data["changes"]["nodes" if name == "drag" else "view"]
             if saved_before is not None:
-                moved = await saved_moved(lab, size, at["id"], saved_before)
+                moved = await saved_moved(lab, size, saved_before)
                 out["interactions"][name]["far"] = True
             if not moved:
                 raise RuntimeError(f"{flow_name(size)}: the {name} gesture changed nothing on the canvas (no {'node' if name == 'drag' else 'viewport'} moved)")

@@ -20,7 +20,8 @@ import {
 } from '@xyflow/react';
 import { api, ApiError, type NodeRun, type NodeSpec, type Problem, type RunRecord } from './api';
 import { FlowNodeView, type CanvasNode } from './FlowNodeView';
-import { DEFAULT_NODE_SIZE, FarView, useDomNodes } from './FarView';
+import { FarView, useDomNodes } from './FarView';
+import { DEFAULT_NODE_SIZE } from './viewport';
 import { MiniMapCanvas } from './MiniMapCanvas';
 import { freeSpot, useDarkTheme, useDocument, useOnline, usePresence, useProblems, useSpecs } from './hooks';
 import { ProblemsList } from './ProblemsList';

@@ -2,9 +2,9 @@
  * The layer under React Flow's viewport: the dot grid, and every node and edge React Flow is
  * not rendering (`hidden`), drawn on one <canvas>.
  *
- * Why: zoomed out below FAR_ZOOM a node is a few pixels of unreadable DOM, and a thousand of
+ * Why: zoomed out below FAR_BELOW a node is a few pixels of unreadable DOM, and a thousand of
  * them cost every frame (style, layout, paint and the compositor's layerization grow with the
- * elements, whatever moved). Below FAR_ZOOM the canvas hides the DOM nodes and draws them
+ * elements, whatever moved). Below FAR_BELOW the canvas hides the DOM nodes and draws them
  * here instead, with what can be seen at that size: category, status, problems, selection,
  * who is editing, and the label where it fits. Nodes drawn here are still dragged, clicked and
  * selected: pointer events on the pane hit-test them before React Flow's pan starts.
@@ -13,10 +13,11 @@
  * (React Flow's SVG background repainted its whole pattern on every pan step).
  */
 import * as React from 'react';
-import { useStoreApi, type Edge } from '@xyflow/react';
+import { useReactFlow, useStoreApi, type Edge } from '@xyflow/react';
 import type { CanvasNode } from './FlowNodeView';
 import type { FlowNodeData } from './sharedflow';
 import { outputPorts } from './rules';
+import { DEFAULT_NODE_SIZE, sizeOf, useViewChange, viewOf } from './viewport';
 
 /** Zooming out below this, nodes are drawn on the canvas, not as DOM... */
 export const FAR_BELOW = 0.4;
@@ -26,8 +27,6 @@ export const NEAR_FROM = 0.5;
 // canvas until then); those that leave go a larger batch a frame.
 const SHOW_PER_FRAME = 12;
 const HIDE_PER_FRAME = 60;
-/** The size a node is drawn with before React Flow has measured it. */
-export const DEFAULT_NODE_SIZE = { width: 180, height: 62 };
 const GRID = 20; // flow units between dots
 const DRAG_SLOP = 3; // screen pixels a press may move and still be a click
 
@@ -60,13 +59,6 @@ export interface FarViewProps {
   onNodeClick: (id: string, additive: boolean) => void;
 }
 
-const CATEGORY_COLOURS: { [k: string]: string } = {
-  Triggers: '#f9a825',
-  AI: '#8e24aa',
-  Actions: '#1e88e5',
-  'Control Flow': '#00897b'
-};
-
 interface Palette {
   node: string;
   border: string;
@@ -81,6 +73,7 @@ interface Palette {
   dots: string;
   edge: string;
   font: string;
+  categories: { [category: string]: string };
 }
 
 function readPalette(el: HTMLElement): Palette {
@@ -99,7 +92,14 @@ function readPalette(el: HTMLElement): Palette {
     warn: v('--fo-warn', '#f57c00'),
     dots: v('--fo-grid-dot', '#91919a'),
     edge: v('--xy-edge-stroke', v('--xy-edge-stroke-default', '#b1b1b7')),
-    font: css.fontFamily || 'sans-serif'
+    font: css.fontFamily || 'sans-serif',
+    // The stripe colours of the DOM nodes (base.css), by catalogue category.
+    categories: {
+      Triggers: v('--fo-cat-triggers', '#f9a825'),
+      AI: v('--fo-cat-ai', '#8e24aa'),
+      Actions: v('--fo-cat-actions', '#1e88e5'),
+      'Control Flow': v('--fo-cat-control-flow', '#00897b')
+    }
   };
 }
 
@@ -118,6 +118,16 @@ function statusColour(p: Palette, status: string | undefined): string | null {
     default:
       return null;
   }
+}
+
+/** The path of `key` in `paths`, made when first asked for: one path per colour, drawn at once. */
+function pathIn(paths: Map<string, Path2D>, key: string): Path2D {
+  let path = paths.get(key);
+  if (!path) {
+    path = new Path2D();
+    paths.set(key, path);
+  }
+  return path;
 }
 
 /** Where an edge leaves its source and enters its target, as the node's handles are laid out. */
@@ -157,11 +167,7 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
   const input = React.useRef({ nodes, measured, selected });
   input.current = { nodes, measured, selected };
 
-  const view = React.useCallback((): Rect & { zoom: number } => {
-    const { transform, width, height } = store.getState() as { transform: Transform; width: number; height: number };
-    const [tx, ty, zoom] = transform;
-    return { x0: -tx / zoom, y0: -ty / zoom, x1: (width - tx) / zoom, y1: (height - ty) / zoom, zoom };
-  }, [store]);
+  const view = React.useCallback(() => viewOf(store.getState()), [store]);
 
   const pump = React.useCallback(() => {
     st.current.raf = 0;
@@ -209,7 +215,7 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
       const hh = (v.y1 - v.y0) / 2;
       const c = (s.covered = { x0: v.x0 - hw, y0: v.y0 - hh, x1: v.x1 + hw, y1: v.y1 + hh });
       nodes.forEach((n, id) => {
-        const size = measured.get(id) ?? DEFAULT_NODE_SIZE;
+        const size = measured.get(id) ?? DEFAULT_NODE_SIZE; // not yet a React Flow node: no sizeOf
         if (n.position.x + size.width >= c.x0 && n.position.x <= c.x1 && n.position.y + size.height >= c.y0 && n.position.y <= c.y1) {
           target.add(id);
         }
@@ -225,22 +231,16 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
 
   // Again when the view crosses a zoom threshold or leaves the covered area, and when the
   // document or the selection changes.
-  React.useEffect(
-    () =>
-      store.subscribe((state: any, prev: any) => {
-        if (state.transform === prev.transform && state.width === prev.width && state.height === prev.height) {
-          return;
-        }
-        const v = view();
-        const s = st.current;
-        const far = farAt(v.zoom, s.far);
-        const c = s.covered;
-        if (far !== s.far || (!far && (!c || v.x0 < c.x0 || v.y0 < c.y0 || v.x1 > c.x1 || v.y1 > c.y1))) {
-          retarget();
-        }
-      }),
-    [store, view, retarget]
-  );
+  const onView = React.useCallback(() => {
+    const v = view();
+    const s = st.current;
+    const far = farAt(v.zoom, s.far);
+    const c = s.covered;
+    if (far !== s.far || (!far && (!c || v.x0 < c.x0 || v.y0 < c.y0 || v.x1 > c.x1 || v.y1 > c.y1))) {
+      retarget();
+    }
+  }, [view, retarget]);
+  useViewChange(store, onView);
   React.useEffect(retarget, [nodes, selected, retarget]);
   React.useEffect(() => () => cancelAnimationFrame(st.current.raf), []);
   return shown;
@@ -248,8 +248,9 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
 
 export function FarView(props: FarViewProps): JSX.Element {
   const store = useStoreApi();
+  const flow = useReactFlow();
   const canvas = React.useRef<HTMLCanvasElement>(null);
-  const palette = React.useRef<Palette | null>(null);
+  const palette = React.useRef<{ dark: boolean; colours: Palette } | null>(null); // read once per theme
   const dotTile = React.useRef<{ colour: string; pattern: CanvasPattern | null } | null>(null);
   const blank = React.useRef(false);
   const widths = React.useRef(new Map<string, number>()).current; // label -> width at the label font
@@ -259,7 +260,7 @@ export function FarView(props: FarViewProps): JSX.Element {
     const all = new Map<string, Box>();
     const drawn: Box[] = [];
     for (const n of props.nodes) {
-      const size = n.measured?.width ? (n.measured as { width: number; height: number }) : DEFAULT_NODE_SIZE;
+      const size = sizeOf(n);
       const box = { id: n.id, x: n.position.x, y: n.position.y, w: size.width, h: size.height, node: n };
       all.set(n.id, box);
       if (n.hidden) {
@@ -321,7 +322,10 @@ export function FarView(props: FarViewProps): JSX.Element {
       el.style.height = `${ch}px`;
     }
     el.style.transform = `translate(${-margin}px, ${-margin}px)`;
-    const p = (palette.current = palette.current ?? readPalette(el));
+    if (palette.current?.dark !== props.dark) {
+      palette.current = { dark: props.dark, colours: readPalette(el) };
+    }
+    const p = palette.current.colours;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, el.width, el.height);
     const ox = tx + margin; // where the flow's origin is on the canvas
@@ -365,8 +369,7 @@ export function FarView(props: FarViewProps): JSX.Element {
       if (!inView(Math.min(l.sx, l.tx), Math.min(l.sy, l.ty), Math.max(l.sx, l.tx), Math.max(l.sy, l.ty))) {
         continue;
       }
-      const path = strokes.get(l.kind) ?? new Path2D();
-      strokes.set(l.kind, path);
+      const path = pathIn(strokes, l.kind);
       const bend = Math.max(Math.abs(l.tx - l.sx) / 2, 20);
       path.moveTo(l.sx, l.sy);
       path.bezierCurveTo(l.sx + bend, l.sy, l.tx - bend, l.ty, l.tx, l.ty);
@@ -382,29 +385,21 @@ export function FarView(props: FarViewProps): JSX.Element {
     const bodies = new Path2D();
     const stripes = new Map<string, Path2D>();
     const outlines = new Map<string, Path2D>();
-    const add = (m: Map<string, Path2D>, colour: string, b: Box, inset = 0) => {
-      const path = m.get(colour) ?? new Path2D();
-      m.set(colour, path);
-      path.rect(b.x - inset, b.y - inset, b.w + 2 * inset, b.h + 2 * inset);
-    };
     const stripe = Math.max(4, 2 * px);
     for (const b of visible) {
       bodies.rect(b.x, b.y, b.w, b.h);
-      const category = b.node.data.spec?.category ?? '';
-      const sp = stripes.get(category) ?? new Path2D();
-      stripes.set(category, sp);
-      sp.rect(b.x, b.y, stripe, b.h);
+      pathIn(stripes, b.node.data.spec?.category ?? '').rect(b.x, b.y, stripe, b.h);
       const d = b.node.data;
       const status = statusColour(p, d.run?.status);
       const outline = b.node.selected
         ? p.accent
         : d.lock?.user.color ?? d.remoteSelection?.[0]?.color ?? (d.problems?.length ? p.err : status ?? p.border);
-      add(outlines, outline, b);
+      pathIn(outlines, outline).rect(b.x, b.y, b.w, b.h);
     }
     ctx.fillStyle = p.node;
     ctx.fill(bodies);
     stripes.forEach((path, category) => {
-      ctx.fillStyle = CATEGORY_COLOURS[category] ?? p.muted;
+      ctx.fillStyle = p.categories[category] ?? p.muted;
       ctx.fill(path);
     });
     outlines.forEach((path, colour) => {
@@ -437,22 +432,11 @@ export function FarView(props: FarViewProps): JSX.Element {
         ctx.fillText(fit(ctx, widths, label, room), x, y);
       }
     }
-  }, [store]);
+  }, [store, props.dark]);
 
-  // Redraw with the view, in the same frame React Flow moves its viewport, and with the scene.
-  React.useEffect(() => {
-    draw();
-    return store.subscribe((s: any, prev: any) => {
-      if (s.transform !== prev.transform || s.width !== prev.width || s.height !== prev.height) {
-        draw(false);
-      }
-    });
-  }, [store, draw]);
+  // Redrawn with the view (in the same frame React Flow moves its viewport), the scene and the theme.
+  useViewChange(store, React.useCallback(() => draw(false), [draw]));
   React.useEffect(() => draw(), [scene, draw]);
-  React.useEffect(() => {
-    palette.current = null; // the theme changed: read the colours again
-    draw();
-  }, [props.dark, draw]);
 
   // Pointer events on the pane: a press on a drawn node drags or clicks it instead of panning.
   const propsRef = React.useRef(props);
@@ -467,10 +451,7 @@ export function FarView(props: FarViewProps): JSX.Element {
       if (!target.closest?.('.react-flow__pane') || target.closest('.react-flow__node, .react-flow__edge, .react-flow__handle, .react-flow__panel')) {
         return null;
       }
-      const { transform, domNode } = store.getState() as { transform: Transform; domNode: HTMLElement | null };
-      const box = (domNode ?? flowEl).getBoundingClientRect();
-      const x = (ev.clientX - box.left - transform[0]) / transform[2];
-      const y = (ev.clientY - box.top - transform[1]) / transform[2];
+      const { x, y } = flow.screenToFlowPosition({ x: ev.clientX, y: ev.clientY }, { snapToGrid: false });
       const drawn = sceneRef.current.drawn;
       for (let i = drawn.length - 1; i >= 0; i--) {
         const b = drawn[i];
@@ -504,7 +485,10 @@ export function FarView(props: FarViewProps): JSX.Element {
       ev.preventDefault();
       ev.stopPropagation();
       const additive = ev.shiftKey || ev.ctrlKey || ev.metaKey;
-      const zoom = (store.getState() as { transform: Transform }).transform[2];
+      const { transform, snapToGrid, snapGrid } = store.getState() as { transform: Transform; snapToGrid: boolean; snapGrid: [number, number] };
+      const zoom = transform[2];
+      // Snapped as React Flow snaps a dragged DOM node.
+      const snap = (v: number, i: 0 | 1) => (snapToGrid ? Math.round(v / snapGrid[i]) * snapGrid[i] : v);
       const { nodes } = propsRef.current;
       const moving = box.node.selected ? nodes.filter(n => n.selected) : [box.node];
       const origins = moving.map(n => ({ id: n.id, x: n.position.x, y: n.position.y }));
@@ -517,8 +501,7 @@ export function FarView(props: FarViewProps): JSX.Element {
           return;
         }
         dragged = true;
-        const snap = (v: number) => Math.round(v / 10) * 10; // the canvas's snap grid
-        propsRef.current.onMove(origins.map(o => ({ id: o.id, x: snap(o.x + dx / zoom), y: snap(o.y + dy / zoom) })));
+        propsRef.current.onMove(origins.map(o => ({ id: o.id, x: snap(o.x + dx / zoom, 0), y: snap(o.y + dy / zoom, 1) })));
       };
       const up = (e: PointerEvent) => {
         if (dragged) {
@@ -544,13 +527,9 @@ export function FarView(props: FarViewProps): JSX.Element {
       flowEl.removeEventListener('pointerdown', onDown, true);
       flowEl.removeEventListener('pointermove', onHover);
     };
-  }, [store]);
+  }, [store, flow]);
 
-  return (
-    <>
-      <canvas ref={canvas} className="fo-farview" data-testid="far-view" data-drawn={scene.drawn.length} />
-    </>
-  );
+  return <canvas ref={canvas} className="fo-farview" data-testid="far-view" data-drawn={scene.drawn.length} />;
 }
 
 /** The label cut to the room it has, with an ellipsis; widths measured once per label. */

@@ -6,24 +6,31 @@
 import * as React from 'react';
 import { Panel, useReactFlow, useStoreApi } from '@xyflow/react';
 import type { CanvasNode } from './FlowNodeView';
-import { DEFAULT_NODE_SIZE } from './FarView';
+import { sizeOf, useViewChange, viewOf } from './viewport';
 
 const WIDTH = 200;
 const HEIGHT = 150;
 const PAD = 6; // pixels round the drawing
 
-type Transform = [number, number, number];
-
 export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JSX.Element {
   const store = useStoreApi();
   const flow = useReactFlow();
   const canvas = React.useRef<HTMLCanvasElement>(null);
-  const nodesRef = React.useRef(props.nodes);
-  nodesRef.current = props.nodes;
   // flow -> minimap pixels, as last drawn: what a press on the minimap is read with
   const mapping = React.useRef({ scale: 1, ox: 0, oy: 0 });
-  const colours = React.useRef<{ muted: string; accent: string } | null>(null);
-  React.useMemo(() => (colours.current = null), [props.dark]); // the theme changed: read them again
+  const colours = React.useRef<{ dark: boolean; muted: string; accent: string } | null>(null);
+  // The nodes' boxes and their bounds: with the nodes, not with every frame of a pan.
+  const boxes = React.useMemo(() => {
+    const list = props.nodes.map(n => ({ x: n.position.x, y: n.position.y, ...sizeOf(n), selected: !!n.selected }));
+    const bounds = { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
+    for (const b of list) {
+      bounds.x0 = Math.min(bounds.x0, b.x);
+      bounds.y0 = Math.min(bounds.y0, b.y);
+      bounds.x1 = Math.max(bounds.x1, b.x + b.width);
+      bounds.y1 = Math.max(bounds.y1, b.y + b.height);
+    }
+    return { list, bounds };
+  }, [props.nodes]);
 
   const draw = React.useCallback(() => {
     const el = canvas.current;
@@ -36,43 +43,32 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
       el.width = WIDTH * dpr;
       el.height = HEIGHT * dpr;
     }
-    const { transform, width, height } = store.getState() as { transform: Transform; width: number; height: number };
-    const [tx, ty, zoom] = transform;
-    const view = { x: -tx / zoom, y: -ty / zoom, w: width / zoom, h: height / zoom };
     // The drawing covers the nodes and the view.
-    let x0 = view.x;
-    let y0 = view.y;
-    let x1 = view.x + view.w;
-    let y1 = view.y + view.h;
-    const nodes = nodesRef.current;
-    for (const n of nodes) {
-      const w = n.measured?.width || DEFAULT_NODE_SIZE.width;
-      const h = n.measured?.height || DEFAULT_NODE_SIZE.height;
-      x0 = Math.min(x0, n.position.x);
-      y0 = Math.min(y0, n.position.y);
-      x1 = Math.max(x1, n.position.x + w);
-      y1 = Math.max(y1, n.position.y + h);
-    }
+    const v = viewOf(store.getState());
+    const view = { x: v.x0, y: v.y0, w: v.x1 - v.x0, h: v.y1 - v.y0 };
+    const { list, bounds } = boxes;
+    const x0 = Math.min(v.x0, bounds.x0);
+    const y0 = Math.min(v.y0, bounds.y0);
+    const x1 = Math.max(v.x1, bounds.x1);
+    const y1 = Math.max(v.y1, bounds.y1);
     const scale = Math.min((WIDTH - 2 * PAD) / (x1 - x0 || 1), (HEIGHT - 2 * PAD) / (y1 - y0 || 1));
     const ox = PAD + ((WIDTH - 2 * PAD) - (x1 - x0) * scale) / 2 - x0 * scale;
     const oy = PAD + ((HEIGHT - 2 * PAD) - (y1 - y0) * scale) / 2 - y0 * scale;
     mapping.current = { scale, ox, oy };
 
-    if (!colours.current) {
+    if (colours.current?.dark !== props.dark) {
       // Read once per theme: reading styles on every frame would force a style update first.
       const css = getComputedStyle(el);
       const colour = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
-      colours.current = { muted: colour('--fo-muted', '#888'), accent: colour('--fo-accent', '#1976d2') };
+      colours.current = { dark: props.dark, muted: colour('--fo-muted', '#888'), accent: colour('--fo-accent', '#1976d2') };
     }
     const { muted, accent } = colours.current;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, WIDTH, HEIGHT);
     const plain = new Path2D();
     const selected = new Path2D();
-    for (const n of nodes) {
-      const w = Math.max(1.5, (n.measured?.width || DEFAULT_NODE_SIZE.width) * scale);
-      const h = Math.max(1.5, (n.measured?.height || DEFAULT_NODE_SIZE.height) * scale);
-      (n.selected ? selected : plain).rect(n.position.x * scale + ox, n.position.y * scale + oy, w, h);
+    for (const b of list) {
+      (b.selected ? selected : plain).rect(b.x * scale + ox, b.y * scale + oy, Math.max(1.5, b.width * scale), Math.max(1.5, b.height * scale));
     }
     ctx.fillStyle = muted;
     ctx.globalAlpha = 0.6;
@@ -91,17 +87,10 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
     ctx.strokeStyle = accent;
     ctx.lineWidth = 1;
     ctx.strokeRect(vx, vy, view.w * scale, view.h * scale);
-  }, [store, props.dark]);
+  }, [store, props.dark, boxes]);
 
-  React.useEffect(() => {
-    draw();
-    return store.subscribe((s: any, prev: any) => {
-      if (s.transform !== prev.transform || s.width !== prev.width || s.height !== prev.height) {
-        draw();
-      }
-    });
-  }, [store, draw]);
-  React.useEffect(draw, [props.nodes, draw]);
+  useViewChange(store, draw);
+  React.useEffect(draw, [draw]);
 
   const centreOn = (ev: React.PointerEvent | PointerEvent) => {
     const el = canvas.current;
