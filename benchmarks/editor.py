@@ -26,11 +26,15 @@ starting from that view:
 
 What is drawn how: below a zoom of 0.4 the canvas draws every node and edge on one <canvas>,
 its far view (``labextension/src/FarView.tsx``), and renders none of them as DOM; from 0.5 the
-nodes in and near the view are DOM nodes again, joining a few a frame. With the whole flow in
+nodes in and near the view are DOM nodes again, joining a few a frame once the view has rested
+(150 ms without a pan or zoom; until then the far view draws them). With the whole flow in
 view both flows are below 0.4 (about 0.29 and 0.09): pan and drag measure the far view (a
 drawn node is dragged: the press is hit-tested on the canvas), and the zoom blocks of the
-100-node flow go up to about 0.64, so they cross into DOM nodes and back every block; the
-1,000-node flow stays far. How many nodes were DOM and how many drawn is printed.
+100-node flow go up to about 0.64, past 0.5, but its nodes stay drawn through a block: the
+steady wheel steps never let the view rest (they become DOM in the pause after the gesture,
+unmeasured); the 1,000-node flow stays far. While the zoom changes or a drawn node is
+dragged the far view draws at half resolution, sharp again once that rests. How many nodes
+were DOM and how many drawn is printed.
 A drawn node has no DOM to find or watch: the drag starts at the node of the saved file
 nearest the middle (where the rehearsal left it, once the file has stopped changing), and
 that the gesture moved it is read from the file the room saves.

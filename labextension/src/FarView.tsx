@@ -23,11 +23,18 @@ import { DEFAULT_NODE_SIZE, sizeOf, useViewChange, viewOf } from './viewport';
 export const FAR_BELOW = 0.4;
 /** ...until zooming in to this (apart, so that a zoom held near one of them does not flip). */
 export const NEAR_FROM = 0.5;
-// Nodes that come into view as DOM join a few a frame, nearest the middle first (drawn on the
-// canvas until then); those that leave go a larger batch a frame.
+// Nodes that come into view as DOM join a few a frame, nearest the middle first, once the view
+// has rested (drawn on the canvas until then: a node joining the DOM costs far more than a
+// frame of zooming or panning); those that leave go at once, a larger batch a frame.
 const SHOW_PER_FRAME = 12;
 const HIDE_PER_FRAME = 60;
 const GRID = 20; // flow units between dots
+// While the zoom changes or a drawn node is dragged, the canvas is drawn at half the device's
+// resolution, then sharp again once that has stopped for a moment: every such step redraws the
+// whole canvas, and handing its pixels to the compositor (software rendering) costs in
+// proportion to their number.
+const MOVING_RESOLUTION = 0.5;
+const REST_MS = 150; // the view or a drag has stopped for this long: it rests
 const DRAG_SLOP = 3; // screen pixels a press may move and still be a click
 
 type Transform = [number, number, number];
@@ -163,7 +170,7 @@ function farAt(zoom: number, was: boolean | null): boolean {
 export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<string, { width: number; height: number }>, selected: Set<string>): Set<string> {
   const store = useStoreApi();
   const [shown, setShown] = React.useState<Set<string>>(() => new Set());
-  const st = React.useRef({ far: null as boolean | null, covered: null as Rect | null, target: new Set<string>(), raf: 0 });
+  const st = React.useRef({ far: null as boolean | null, covered: null as Rect | null, target: new Set<string>(), raf: 0, moved: 0, later: 0 });
   const input = React.useRef({ nodes, measured, selected });
   input.current = { nodes, measured, selected };
 
@@ -181,7 +188,12 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
         }
       }
       let missing = [...target].filter(id => !prev.has(id));
-      if (missing.length > SHOW_PER_FRAME) {
+      const resting = performance.now() - st.current.moved >= REST_MS;
+      if (missing.length && !resting) {
+        window.clearTimeout(st.current.later);
+        st.current.later = window.setTimeout(pump, REST_MS);
+        missing = [];
+      } else if (missing.length > SHOW_PER_FRAME) {
         const v = view();
         const cx = (v.x0 + v.x1) / 2;
         const cy = (v.y0 + v.y1) / 2;
@@ -193,8 +205,9 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
         missing = missing.sort((a, b) => d(a) - d(b)).slice(0, SHOW_PER_FRAME);
       }
       missing.forEach(id => next.add(id));
-      const settled = next.size === target.size && [...next].every(id => target.has(id));
-      if (!settled && !st.current.raf) {
+      const hidesLeft = [...next].some(id => !target.has(id));
+      const showsLeft = resting && [...target].some(id => !next.has(id));
+      if ((hidesLeft || showsLeft) && !st.current.raf) {
         st.current.raf = requestAnimationFrame(pump);
       }
       return next.size === prev.size && [...next].every(id => prev.has(id)) ? prev : next;
@@ -234,6 +247,7 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
   const onView = React.useCallback(() => {
     const v = view();
     const s = st.current;
+    s.moved = performance.now();
     const far = farAt(v.zoom, s.far);
     const c = s.covered;
     if (far !== s.far || (!far && (!c || v.x0 < c.x0 || v.y0 < c.y0 || v.x1 > c.x1 || v.y1 > c.y1))) {
@@ -242,7 +256,13 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
   }, [view, retarget]);
   useViewChange(store, onView);
   React.useEffect(retarget, [nodes, selected, retarget]);
-  React.useEffect(() => () => cancelAnimationFrame(st.current.raf), []);
+  React.useEffect(
+    () => () => {
+      cancelAnimationFrame(st.current.raf);
+      window.clearTimeout(st.current.later);
+    },
+    []
+  );
   return shown;
 }
 
@@ -285,7 +305,9 @@ export function FarView(props: FarViewProps): JSX.Element {
   // The canvas overhangs the pane by a margin each way: a pan moves it (no redraw, no new
   // pixels to hand to the compositor) until it has moved by the margin, or the zoom changes.
   const drawnFor = React.useRef<{ tx: number; ty: number; zoom: number; width: number; height: number } | null>(null);
-  const draw = React.useCallback((force = true) => {
+  const sharpLater = React.useRef(0);
+  const dragging = React.useRef(false); // a drawn node, by this canvas's pointer handlers
+  const draw = React.useCallback((force = true): void => {
     const el = canvas.current;
     const ctx = el?.getContext('2d');
     if (!el || !ctx) {
@@ -310,9 +332,14 @@ export function FarView(props: FarViewProps): JSX.Element {
       el.style.transform = `translate(${tx - at.tx - margin}px, ${ty - at.ty - margin}px)`;
       return;
     }
+    const moving = dragging.current || (!force && !!at && at.zoom !== zoom);
+    window.clearTimeout(sharpLater.current);
+    if (moving) {
+      sharpLater.current = window.setTimeout(() => draw(), REST_MS);
+    }
     drawnFor.current = { tx, ty, zoom, width, height };
     blank.current = false;
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = (window.devicePixelRatio || 1) * (moving ? MOVING_RESOLUTION : 1); // canvas pixels per CSS pixel
     const cw = width + 2 * margin;
     const ch = height + 2 * margin;
     if (el.width !== Math.round(cw * dpr) || el.height !== Math.round(ch * dpr)) {
@@ -437,6 +464,7 @@ export function FarView(props: FarViewProps): JSX.Element {
   // Redrawn with the view (in the same frame React Flow moves its viewport), the scene and the theme.
   useViewChange(store, React.useCallback(() => draw(false), [draw]));
   React.useEffect(() => draw(), [scene, draw]);
+  React.useEffect(() => () => window.clearTimeout(sharpLater.current), []);
 
   // Pointer events on the pane: a press on a drawn node drags or clicks it instead of panning.
   const propsRef = React.useRef(props);
@@ -500,12 +528,13 @@ export function FarView(props: FarViewProps): JSX.Element {
         if (!dragged && Math.hypot(dx, dy) < DRAG_SLOP) {
           return;
         }
-        dragged = true;
+        dragged = dragging.current = true;
         propsRef.current.onMove(origins.map(o => ({ id: o.id, x: snap(o.x + dx / zoom, 0), y: snap(o.y + dy / zoom, 1) })));
       };
       const up = (e: PointerEvent) => {
         if (dragged) {
           move(e); // where it was let go (the last move may not have been sent)
+          dragging.current = false; // so the redraw of that move is sharp
         }
         window.removeEventListener('pointermove', move, true);
         window.removeEventListener('pointerup', up, true);

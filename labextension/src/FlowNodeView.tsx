@@ -71,9 +71,17 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
   const outputs = outputPorts(spec, node);
   // React Flow measures handles with the node's size: ports that appear later (the catalogue
   // arriving, a switch case added) must be measured again, or edges to them are not drawn.
+  // Not on mount: React Flow measures a new node itself, and a second measurement of each
+  // node joining the DOM (a forced layout and a store update apiece) made zooming in stutter.
   const updateNodeInternals = useUpdateNodeInternals();
   const ports = [...inputs, ...outputs].map(p => p.name).join(',');
-  React.useEffect(() => updateNodeInternals(node.id), [node.id, ports, updateNodeInternals]);
+  const measuredPorts = React.useRef(ports);
+  React.useEffect(() => {
+    if (measuredPorts.current !== ports) {
+      measuredPorts.current = ports;
+      updateNodeInternals(node.id);
+    }
+  }, [node.id, ports, updateNodeInternals]);
   return (
     <div
       className={`fo-node fo-cat-${category.replace(/\s+/g, '-').toLowerCase()} fo-status-${status}${selected ? ' fo-selected' : ''}${

@@ -2,7 +2,8 @@
 
 Below a zoom of 0.4 every node is drawn by the far view (``[data-testid=far-view]``, its
 ``data-drawn`` the number of nodes it draws); from 0.5 the nodes in and near the view are DOM
-nodes again and the rest stay drawn. Drawn nodes are still clicked (the properties open) and
+nodes again once the view rests, and the rest stay drawn. While the zoom changes the far view
+draws at half resolution: sharp again once it rests. Drawn nodes are still clicked (the properties open) and
 dragged (the file the room saves has the new position); the minimap moves the view.
 """
 
@@ -15,6 +16,12 @@ from playwright.async_api import expect
 from .canvas import canvas, edge, flow, node, rf_node, until, wait_for_file
 from .harness import goto, shot
 
+# Whether the far view's canvas has a pixel for each of the screen's (not the half it has while
+# the zoom changes).
+SHARP_JS = """() => {
+  const c = document.querySelector('[data-testid="far-view"]');
+  return c.width === Math.round(c.getBoundingClientRect().width * devicePixelRatio);
+}"""
 COLS, ROWS = 12, 5  # 60 nodes, 3,120 x 700 flow units: fitting them needs a zoom of about 0.3
 
 
@@ -54,6 +61,13 @@ async def test_zoomed_out_nodes_are_drawn_clicked_dragged_and_become_dom_when_zo
     await expect(root.locator(".react-flow__node")).to_have_count(0)
     assert (await view(page))[2] < 0.4
     await shot(page, "far-view")
+
+    # Zoomed out a step (still far): drawn at half resolution while zooming, sharp once it rests.
+    pane = await root.locator(".react-flow__pane").bounding_box()
+    await page.mouse.move(pane["x"] + pane["width"] / 2, pane["y"] + pane["height"] / 2)
+    await page.mouse.wheel(0, 100)
+    await until(lambda: page.evaluate(SHARP_JS), what="the far view drawn sharp again after the zoom")
+    assert (await view(page))[2] < 0.4
 
     # A click on a drawn node selects it: its properties open.
     x, y = await on_screen(page, 260 * 5 + 60, 140 * 2 + 25)  # t29: row 2, column 5
