@@ -53,6 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from unittest.mock import patch
 
 from floworch_server.flowdoc import dumps
 
@@ -221,22 +222,17 @@ def _drive(editor: str, count: int, interval: float, recorder: Recorder, write, 
 
 @contextmanager
 def product_server(workdir: Path) -> Iterator[dict[str, Any]]:
-    """The server as `make run` has it: FlowOrchestrator's extension loaded, its services up."""
+    """The server as `make run` has it: FlowOrchestrator's extension loaded, its services up
+    (a `Supervisor` with no workers). Its connection info also holds the services' ``settings``;
+    this process sees the same data directory, as the server's kernels do."""
     from floworch_server.settings import Settings
     from floworch_server.supervisor import Supervisor
 
     settings = Settings(data_dir=str(workdir / "data"), workers=0)
     (workdir / "jupyter").mkdir()
-    previous = os.environ.get("FLOWORCH_DATA_DIR")
-    os.environ["FLOWORCH_DATA_DIR"] = settings.data_dir  # the kernel's, as the server's kernels have it
-    try:
-        with Supervisor(settings), jupyter_server(workdir / "jupyter", floworch=True, env={"FLOWORCH_DATA_DIR": settings.data_dir}) as info:
-            yield info
-    finally:
-        if previous is None:
-            os.environ.pop("FLOWORCH_DATA_DIR", None)
-        else:
-            os.environ["FLOWORCH_DATA_DIR"] = previous
+    data_dir = {"FLOWORCH_DATA_DIR": settings.data_dir}
+    with patch.dict(os.environ, data_dir), Supervisor(settings), jupyter_server(workdir / "jupyter", floworch=True, env=data_dir) as info:
+        yield {**info, "settings": settings}
 
 
 SERVERS = {"product": product_server, "collaboration only": jupyter_server}

@@ -249,14 +249,12 @@ def run_dashboards(counts: Counts, log: Callable[[str], None]) -> dict[str, Any]
 def run_log_tail(counts: Counts, log: Callable[[str], None]) -> dict[str, Any]:
     """Log lines written to the store (as a worker writes them) until they arrive through
     `WS /floworch/api/runs/{id}/logs` of a real Jupyter server: the delay of each line."""
-    from .collab import jupyter_server
+    from .collab import product_server
 
     with tempfile.TemporaryDirectory(prefix="floworch-bench-tail-") as tmp:
-        settings = Settings(data_dir=os.path.join(tmp, "data"), workers=0)
-        (Path(tmp) / "jupyter").mkdir()
         log("starting the services and a Jupyter server with FlowOrchestrator's extension")
-        with Supervisor(settings), jupyter_server(Path(tmp) / "jupyter", floworch=True, env={"FLOWORCH_DATA_DIR": settings.data_dir}) as server:
-            store = Store(settings.store_url)
+        with product_server(Path(tmp)) as server:
+            store = Store(server["settings"].store_url)
             run_id = f"run-bench-tail-{uuid.uuid4().hex}"
             store.upsert_run({"run_id": run_id, "status": "running", "start_time": datetime.now(timezone.utc)})
             log(f"tailing {counts.log_lines} log lines")

@@ -178,6 +178,13 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
 
   const pump = React.useCallback(() => {
     st.current.raf = 0;
+    // Nodes join only once the view has rested: until then, come back when it will have.
+    const still = performance.now() - st.current.moved;
+    const resting = still >= REST_MS;
+    if (!resting) {
+      window.clearTimeout(st.current.later);
+      st.current.later = window.setTimeout(pump, REST_MS - still);
+    }
     setShown(prev => {
       const { target } = st.current;
       const next = new Set(prev);
@@ -187,13 +194,8 @@ export function useDomNodes(nodes: Map<string, FlowNodeData>, measured: Map<stri
           next.delete(id);
         }
       }
-      let missing = [...target].filter(id => !prev.has(id));
-      const resting = performance.now() - st.current.moved >= REST_MS;
-      if (missing.length && !resting) {
-        window.clearTimeout(st.current.later);
-        st.current.later = window.setTimeout(pump, REST_MS);
-        missing = [];
-      } else if (missing.length > SHOW_PER_FRAME) {
+      let missing = resting ? [...target].filter(id => !prev.has(id)) : [];
+      if (missing.length > SHOW_PER_FRAME) {
         const v = view();
         const cx = (v.x0 + v.x1) / 2;
         const cy = (v.y0 + v.y1) / 2;

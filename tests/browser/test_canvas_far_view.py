@@ -3,8 +3,9 @@
 Below a zoom of 0.4 every node is drawn by the far view (``[data-testid=far-view]``, its
 ``data-drawn`` the number of nodes it draws); from 0.5 the nodes in and near the view are DOM
 nodes again once the view rests, and the rest stay drawn. While the zoom changes the far view
-draws at half resolution: sharp again once it rests. Drawn nodes are still clicked (the properties open) and
-dragged (the file the room saves has the new position); the minimap moves the view.
+draws at half resolution: sharp again once it rests. Drawn nodes are still clicked (the
+properties open) and dragged (the file the room saves has the new position); the minimap
+moves the view.
 """
 
 from __future__ import annotations
