@@ -17,6 +17,7 @@ import { useReactFlow, useStoreApi, type Edge } from '@xyflow/react';
 import type { CanvasNode } from './FlowNodeView';
 import type { FlowNodeData } from './sharedflow';
 import { outputPorts } from './rules';
+import { surfaceOf, type Context2D } from './surface';
 import { DEFAULT_NODE_SIZE, sizeOf, useViewChange, viewOf } from './viewport';
 
 /** Zooming out below this, nodes are drawn on the canvas, not as DOM... */
@@ -30,9 +31,9 @@ const SHOW_PER_FRAME = 12;
 const HIDE_PER_FRAME = 60;
 const GRID = 20; // flow units between dots
 // While the zoom changes or a drawn node is dragged, the canvas is drawn at half the device's
-// resolution, then sharp again once that has stopped for a moment: every such step redraws the
-// whole canvas, and handing its pixels to the compositor (software rendering) costs in
-// proportion to their number.
+// resolution and without its margin, then sharp again once that has stopped for a moment:
+// every such step redraws the whole canvas, and handing its pixels to the compositor
+// (software rendering) costs in proportion to their number.
 const MOVING_RESOLUTION = 0.5;
 const REST_MS = 150; // the view or a drag has stopped for this long: it rests
 const DRAG_SLOP = 3; // screen pixels a press may move and still be a click
@@ -306,13 +307,14 @@ export function FarView(props: FarViewProps): JSX.Element {
 
   // The canvas overhangs the pane by a margin each way: a pan moves it (no redraw, no new
   // pixels to hand to the compositor) until it has moved by the margin, or the zoom changes.
-  const drawnFor = React.useRef<{ tx: number; ty: number; zoom: number; width: number; height: number } | null>(null);
+  // A redraw moves it back in the same frame as its new picture (see surface.ts).
+  const drawnFor = React.useRef<{ tx: number; ty: number; zoom: number; width: number; height: number; margin: number } | null>(null);
   const sharpLater = React.useRef(0);
   const dragging = React.useRef(false); // a drawn node, by this canvas's pointer handlers
   const draw = React.useCallback((force = true): void => {
     const el = canvas.current;
-    const ctx = el?.getContext('2d');
-    if (!el || !ctx) {
+    const surface = el && surfaceOf(el);
+    if (!el || !surface) {
       return;
     }
     const { transform, width, height } = store.getState() as { transform: Transform; width: number; height: number };
@@ -322,16 +324,14 @@ export function FarView(props: FarViewProps): JSX.Element {
     const grid = cell >= 6; // too dense to read below 6 pixels apart: not drawn there
     if (!drawn.length && !lines.length && !grid) {
       if (!blank.current) {
-        ctx.setTransform(1, 0, 0, 1, 0, 0);
-        ctx.clearRect(0, 0, el.width, el.height);
+        surface.clear();
         blank.current = true; // and left so: an unchanged canvas costs nothing
       }
       return;
     }
-    const margin = Math.round(Math.max(width, height) / 4);
     const at = drawnFor.current;
-    if (!force && !blank.current && at && at.zoom === zoom && at.width === width && at.height === height && Math.abs(tx - at.tx) < margin && Math.abs(ty - at.ty) < margin) {
-      el.style.transform = `translate(${tx - at.tx - margin}px, ${ty - at.ty - margin}px)`;
+    if (!force && !blank.current && at && at.zoom === zoom && at.width === width && at.height === height && Math.abs(tx - at.tx) < at.margin && Math.abs(ty - at.ty) < at.margin) {
+      el.style.transform = `translate(${tx - at.tx - at.margin}px, ${ty - at.ty - at.margin}px)`;
       return;
     }
     const moving = dragging.current || (!force && !!at && at.zoom !== zoom);
@@ -339,74 +339,71 @@ export function FarView(props: FarViewProps): JSX.Element {
     if (moving) {
       sharpLater.current = window.setTimeout(() => draw(), REST_MS);
     }
-    drawnFor.current = { tx, ty, zoom, width, height };
+    // No margin while moving: the next step redraws anyway.
+    const margin = moving ? 0 : Math.round(Math.max(width, height) / 4);
+    drawnFor.current = { tx, ty, zoom, width, height, margin };
     blank.current = false;
     const dpr = (window.devicePixelRatio || 1) * (moving ? MOVING_RESOLUTION : 1); // canvas pixels per CSS pixel
     const cw = width + 2 * margin;
     const ch = height + 2 * margin;
-    if (el.width !== Math.round(cw * dpr) || el.height !== Math.round(ch * dpr)) {
-      el.width = Math.max(1, Math.round(cw * dpr));
-      el.height = Math.max(1, Math.round(ch * dpr));
-      el.style.width = `${cw}px`;
-      el.style.height = `${ch}px`;
-    }
+    el.style.width = `${cw}px`;
+    el.style.height = `${ch}px`;
     el.style.transform = `translate(${-margin}px, ${-margin}px)`;
     if (palette.current?.dark !== props.dark) {
       palette.current = { dark: props.dark, colours: readPalette(el) };
     }
     const p = palette.current.colours;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.clearRect(0, 0, el.width, el.height);
-    const ox = tx + margin; // where the flow's origin is on the canvas
-    const oy = ty + margin;
-    if (grid) {
-      // One fill with a tile of one dot, scaled and moved with the flow.
-      if (!dotTile.current || dotTile.current.colour !== p.dots) {
-        const tile = document.createElement('canvas');
-        tile.width = tile.height = GRID * 2; // twice the grid in pixels: a round dot when scaled
-        const t = tile.getContext('2d')!;
-        t.fillStyle = p.dots;
-        t.beginPath();
-        t.arc(GRID, GRID, 1, 0, Math.PI * 2); // React Flow's dots: radius 0.5 flow units
-        t.fill();
-        dotTile.current = { colour: p.dots, pattern: ctx.createPattern(tile, 'repeat') };
+    surface.draw(cw * dpr, ch * dpr, ctx => {
+      const ox = tx + margin; // where the flow's origin is on the canvas
+      const oy = ty + margin;
+      if (grid) {
+        // One fill with a tile of one dot, scaled and moved with the flow.
+        if (!dotTile.current || dotTile.current.colour !== p.dots) {
+          const tile = document.createElement('canvas');
+          tile.width = tile.height = GRID * 2; // twice the grid in pixels: a round dot when scaled
+          const t = tile.getContext('2d')!;
+          t.fillStyle = p.dots;
+          t.beginPath();
+          t.arc(GRID, GRID, 1, 0, Math.PI * 2); // React Flow's dots: radius 0.5 flow units
+          t.fill();
+          dotTile.current = { colour: p.dots, pattern: ctx.createPattern(tile, 'repeat') };
+        }
+        const pattern = dotTile.current.pattern;
+        if (pattern) {
+          // The tile's dot is in its middle: half a cell back puts the dots on the grid's lines.
+          const k = (zoom * dpr) / 2;
+          pattern.setTransform(new DOMMatrix([k, 0, 0, k, (ox - cell / 2) * dpr, (oy - cell / 2) * dpr]));
+          ctx.fillStyle = pattern;
+          ctx.fillRect(0, 0, cw * dpr, ch * dpr);
+        }
       }
-      const pattern = dotTile.current.pattern;
-      if (pattern) {
-        // The tile's dot is in its middle: half a cell back puts the dots on the grid's lines.
-        const k = (zoom * dpr) / 2;
-        pattern.setTransform(new DOMMatrix([k, 0, 0, k, (ox - cell / 2) * dpr, (oy - cell / 2) * dpr]));
-        ctx.fillStyle = pattern;
-        ctx.fillRect(0, 0, el.width, el.height);
+      if (!drawn.length && !lines.length) {
+        return;
       }
-    }
-    if (!drawn.length && !lines.length) {
-      return;
-    }
-    // Flow coordinates from here on; what is outside the canvas is skipped.
-    ctx.setTransform(zoom * dpr, 0, 0, zoom * dpr, ox * dpr, oy * dpr);
-    const px = 1 / zoom; // one screen pixel, in flow units
-    const left = -ox / zoom;
-    const top = -oy / zoom;
-    const right = left + cw / zoom;
-    const bottom = top + ch / zoom;
-    const inView = (x0: number, y0: number, x1: number, y1: number) => x1 >= left && x0 <= right && y1 >= top && y0 <= bottom;
+      // Flow coordinates from here on; what is outside the canvas is skipped.
+      ctx.setTransform(zoom * dpr, 0, 0, zoom * dpr, ox * dpr, oy * dpr);
+      const px = 1 / zoom; // one screen pixel, in flow units
+      const left = -ox / zoom;
+      const top = -oy / zoom;
+      const right = left + cw / zoom;
+      const bottom = top + ch / zoom;
+      const inView = (x0: number, y0: number, x1: number, y1: number) => x1 >= left && x0 <= right && y1 >= top && y0 <= bottom;
 
-    // Edges, one path per stroke colour.
-    const strokes = new Map<string, Path2D>();
-    for (const l of lines) {
-      if (!inView(Math.min(l.sx, l.tx), Math.min(l.sy, l.ty), Math.max(l.sx, l.tx), Math.max(l.sy, l.ty))) {
-        continue;
+      // Edges, one path per stroke colour.
+      const strokes = new Map<string, Path2D>();
+      for (const l of lines) {
+        if (!inView(Math.min(l.sx, l.tx), Math.min(l.sy, l.ty), Math.max(l.sx, l.tx), Math.max(l.sy, l.ty))) {
+          continue;
+        }
+        const path = pathIn(strokes, l.kind);
+        const bend = Math.max(Math.abs(l.tx - l.sx) / 2, 20);
+        path.moveTo(l.sx, l.sy);
+        path.bezierCurveTo(l.sx + bend, l.sy, l.tx - bend, l.ty, l.tx, l.ty);
       }
-      const path = pathIn(strokes, l.kind);
-      const bend = Math.max(Math.abs(l.tx - l.sx) / 2, 20);
-      path.moveTo(l.sx, l.sy);
-      path.bezierCurveTo(l.sx + bend, l.sy, l.tx - bend, l.ty, l.tx, l.ty);
-    }
-    ctx.lineWidth = px;
-    strokes.forEach((path, kind) => {
-      ctx.strokeStyle = kind === 'problem' ? p.err : statusColour(p, kind) ?? p.edge;
-      ctx.stroke(path);
+      ctx.lineWidth = px;
+      strokes.forEach((path, kind) => {
+        ctx.strokeStyle = kind === 'problem' ? p.err : statusColour(p, kind) ?? p.edge;
+        ctx.stroke(path);
     });
 
     // Nodes: bodies, then the category stripe, then outlines, each grouped by colour.
@@ -461,6 +458,7 @@ export function FarView(props: FarViewProps): JSX.Element {
         ctx.fillText(fit(ctx, widths, label, room), x, y);
       }
     }
+    });
   }, [store, props.dark]);
 
   // Redrawn with the view (in the same frame React Flow moves its viewport), the scene and the theme.
@@ -564,7 +562,7 @@ export function FarView(props: FarViewProps): JSX.Element {
 }
 
 /** The label cut to the room it has, with an ellipsis; widths measured once per label. */
-function fit(ctx: CanvasRenderingContext2D, widths: Map<string, number>, text: string, room: number): string {
+function fit(ctx: Context2D, widths: Map<string, number>, text: string, room: number): string {
   let width = widths.get(text);
   if (width === undefined) {
     width = ctx.measureText(text).width;

@@ -6,6 +6,7 @@
 import * as React from 'react';
 import { Panel, useReactFlow, useStoreApi } from '@xyflow/react';
 import type { CanvasNode } from './FlowNodeView';
+import { surfaceOf } from './surface';
 import { sizeOf, useViewChange, viewOf } from './viewport';
 
 const WIDTH = 200;
@@ -34,15 +35,11 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
 
   const draw = React.useCallback(() => {
     const el = canvas.current;
-    const ctx = el?.getContext('2d');
-    if (!el || !ctx) {
+    const surface = el && surfaceOf(el);
+    if (!el || !surface) {
       return;
     }
     const dpr = window.devicePixelRatio || 1;
-    if (el.width !== WIDTH * dpr) {
-      el.width = WIDTH * dpr;
-      el.height = HEIGHT * dpr;
-    }
     // The drawing covers the nodes and the view.
     const v = viewOf(store.getState());
     const view = { x: v.x0, y: v.y0, w: v.x1 - v.x0, h: v.y1 - v.y0 };
@@ -63,30 +60,31 @@ export function MiniMapCanvas(props: { nodes: CanvasNode[]; dark: boolean }): JS
       colours.current = { dark: props.dark, muted: colour('--fo-muted', '#888'), accent: colour('--fo-accent', '#1976d2') };
     }
     const { muted, accent } = colours.current;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, WIDTH, HEIGHT);
-    const plain = new Path2D();
-    const selected = new Path2D();
-    for (const b of list) {
-      (b.selected ? selected : plain).rect(b.x * scale + ox, b.y * scale + oy, Math.max(1.5, b.width * scale), Math.max(1.5, b.height * scale));
-    }
-    ctx.fillStyle = muted;
-    ctx.globalAlpha = 0.6;
-    ctx.fill(plain);
-    ctx.globalAlpha = 1;
-    ctx.fillStyle = accent;
-    ctx.fill(selected);
-    // Shade what is out of view, outline the view.
-    const vx = view.x * scale + ox;
-    const vy = view.y * scale + oy;
-    const mask = new Path2D();
-    mask.rect(0, 0, WIDTH, HEIGHT);
-    mask.rect(vx, vy, view.w * scale, view.h * scale);
-    ctx.fillStyle = props.dark ? 'rgba(0, 0, 0, 0.45)' : 'rgba(240, 240, 240, 0.6)';
-    ctx.fill(mask, 'evenodd');
-    ctx.strokeStyle = accent;
-    ctx.lineWidth = 1;
-    ctx.strokeRect(vx, vy, view.w * scale, view.h * scale);
+    surface.draw(WIDTH * dpr, HEIGHT * dpr, ctx => {
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      const plain = new Path2D();
+      const selected = new Path2D();
+      for (const b of list) {
+        (b.selected ? selected : plain).rect(b.x * scale + ox, b.y * scale + oy, Math.max(1.5, b.width * scale), Math.max(1.5, b.height * scale));
+      }
+      ctx.fillStyle = muted;
+      ctx.globalAlpha = 0.6;
+      ctx.fill(plain);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = accent;
+      ctx.fill(selected);
+      // Shade what is out of view, outline the view.
+      const vx = view.x * scale + ox;
+      const vy = view.y * scale + oy;
+      const mask = new Path2D();
+      mask.rect(0, 0, WIDTH, HEIGHT);
+      mask.rect(vx, vy, view.w * scale, view.h * scale);
+      ctx.fillStyle = props.dark ? 'rgba(0, 0, 0, 0.45)' : 'rgba(240, 240, 240, 0.6)';
+      ctx.fill(mask, 'evenodd');
+      ctx.strokeStyle = accent;
+      ctx.lineWidth = 1;
+      ctx.strokeRect(vx, vy, view.w * scale, view.h * scale);
+    });
   }, [store, props.dark, boxes]);
 
   useViewChange(store, draw);

@@ -5,13 +5,18 @@ Below a zoom of 0.4 every node is drawn by the far view (``[data-testid=far-view
 nodes again once the view rests, and the rest stay drawn. While the zoom changes the far view
 draws at half resolution: sharp again once it rests. Drawn nodes are still clicked (the
 properties open) and dragged (the file the room saves has the new position); the minimap
-moves the view.
+moves the view. A long pan moves the drawn nodes smoothly, also each time the far view redraws
+(its canvas overhangs the pane and is moved back with its new picture: both in one frame).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
 import re
 
+from PIL import Image
 from playwright.async_api import expect
 
 from .canvas import canvas, edge, flow, node, rf_node, until, wait_for_file
@@ -23,6 +28,7 @@ SHARP_JS = """() => {
   const c = document.querySelector('[data-testid="far-view"]');
   return c.width === Math.round(c.getBoundingClientRect().width * devicePixelRatio);
 }"""
+TRIGGER_STRIPE = (0xF9, 0xA8, 0x25)  # the far view's stripe of a Triggers node (light theme)
 COLS, ROWS = 12, 5  # 60 nodes, 3,120 x 700 flow units: fitting them needs a zoom of about 0.3
 
 
@@ -122,3 +128,55 @@ async def test_zoomed_out_nodes_are_drawn_clicked_dragged_and_become_dom_when_zo
 async def _moved(page, before) -> bool:
     now = await view(page)
     return abs(now[0] - before[0]) > 50 and now[2] == before[2]
+
+
+def stripe_x(png: bytes, box: dict) -> float | None:
+    """The mean x (page pixels) of the trigger's stripe in a frame of the page, within ``box``."""
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+    px = im.load()
+    xs = [
+        i
+        for i in range(int(box["x"]), min(im.width, int(box["x"] + box["width"])))
+        for j in range(int(box["y"]), min(im.height, int(box["y"] + box["height"])), 2)
+        if all(abs(c - t) < 14 for c, t in zip(px[i, j], TRIGGER_STRIPE))
+    ]
+    return sum(xs) / len(xs) if xs else None
+
+
+async def test_a_long_pan_moves_the_far_view_smoothly_every_frame(lab, page):
+    lab.write_json("wide.flow", wide_flow())
+    await goto(page, lab, "wide.flow")
+    root = canvas(page)
+    await page.locator(".react-flow__controls-fitview").click()
+    await expect(root.get_by_test_id("far-view")).to_have_attribute("data-drawn", str(COLS * ROWS), timeout=30_000)
+    pane = await root.locator(".react-flow__pane").bounding_box()
+
+    # Every frame the page shows, while the pane is dragged 500 px right, left, right, ...: the
+    # far view redraws each time the pan has gone past its canvas's overhang.
+    cdp = await page.context.new_cdp_session(page)
+    frames: list[bytes] = []
+
+    async def keep(frame: dict) -> None:
+        frames.append(base64.b64decode(frame["data"]))
+        await cdp.send("Page.screencastFrameAck", {"sessionId": frame["sessionId"]})
+
+    cdp.on("Page.screencastFrame", lambda frame: asyncio.ensure_future(keep(frame)))
+    x, y = pane["x"] + 100, pane["y"] + 30  # above the flow: an empty spot
+    await page.mouse.move(x, y)
+    await cdp.send("Page.startScreencast", {"format": "png", "everyNthFrame": 1})
+    await page.mouse.down()
+    for stroke in range(10):
+        for _ in range(50):
+            x += 10 if stroke % 2 == 0 else -10
+            await page.mouse.move(x, y)
+    await page.mouse.up()
+    await asyncio.sleep(0.5)
+    await cdp.send("Page.stopScreencast")
+    await shot(page, "panned")
+
+    # The trigger moves with the mouse, 10 px a step: never a jump of the whole picture.
+    track = [stripe_x(png, pane) for png in frames]
+    seen = [t for t in track if t is not None]
+    assert len(seen) >= 100 and max(seen) - min(seen) >= 400, f"the trigger was not followed through the pan: {len(seen)} of {len(frames)} frames"
+    jumps = [(k, round(a), round(b)) for k, (a, b) in enumerate(zip(track, track[1:])) if a is not None and b is not None and abs(b - a) > 100]
+    assert not jumps, f"the far view's picture jumped between frames (frame, x before, x after): {jumps}"
