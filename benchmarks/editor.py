@@ -33,9 +33,8 @@ drawn node is dragged: the press is hit-tested on the canvas), and the zoom bloc
 100-node flow go up to about 0.64, past 0.5, but its nodes stay drawn through a block: the
 steady wheel steps never let the view rest (they become DOM in the pause after the gesture,
 unmeasured); the 1,000-node flow stays far. While the zoom changes or a drawn node is
-dragged the far view draws at half resolution and only the pane (no overhang), sharp again once
-that rests. How many nodes
-were DOM and how many drawn is printed.
+dragged the far view draws at half resolution and only the pane (no overhang), sharp again
+once that rests. How many nodes were DOM and how many drawn is printed.
 A drawn node has no DOM to find or watch: the drag starts at the node of the saved file
 nearest the middle (where the rehearsal left it, once the file has stopped changing), and
 that the gesture moved it is read from the file the room saves.

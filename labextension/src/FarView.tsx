@@ -404,60 +404,60 @@ export function FarView(props: FarViewProps): JSX.Element {
       strokes.forEach((path, kind) => {
         ctx.strokeStyle = kind === 'problem' ? p.err : statusColour(p, kind) ?? p.edge;
         ctx.stroke(path);
-    });
+      });
 
-    // Nodes: bodies, then the category stripe, then outlines, each grouped by colour.
-    const visible = drawn.filter(b => inView(b.x, b.y, b.x + b.w, b.y + b.h));
-    const bodies = new Path2D();
-    const stripes = new Map<string, Path2D>();
-    const outlines = new Map<string, Path2D>();
-    const stripe = Math.max(4, 2 * px);
-    for (const b of visible) {
-      bodies.rect(b.x, b.y, b.w, b.h);
-      pathIn(stripes, b.node.data.spec?.category ?? '').rect(b.x, b.y, stripe, b.h);
-      const d = b.node.data;
-      const status = statusColour(p, d.run?.status);
-      const outline = b.node.selected
-        ? p.accent
-        : d.lock?.user.color ?? d.remoteSelection?.[0]?.color ?? (d.problems?.length ? p.err : status ?? p.border);
-      pathIn(outlines, outline).rect(b.x, b.y, b.w, b.h);
-    }
-    ctx.fillStyle = p.node;
-    ctx.fill(bodies);
-    stripes.forEach((path, category) => {
-      ctx.fillStyle = p.categories[category] ?? p.muted;
-      ctx.fill(path);
-    });
-    outlines.forEach((path, colour) => {
-      ctx.strokeStyle = colour;
-      ctx.lineWidth = colour === p.border ? px : Math.max(2 * px, 2);
-      ctx.stroke(path);
-    });
-    // Skipped nodes are faded, as on the DOM node.
-    const skipped = visible.filter(b => b.node.data.run?.status === 'skipped');
-    if (skipped.length) {
-      ctx.fillStyle = p.node;
-      ctx.globalAlpha = 0.45;
-      skipped.forEach(b => ctx.fillRect(b.x, b.y, b.w, b.h));
-      ctx.globalAlpha = 1;
-    }
-
-    // Labels, in screen pixels, where a node is wide enough for a few letters.
-    if (zoom * DEFAULT_NODE_SIZE.width >= 48) {
-      const size = 11;
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      ctx.font = `600 ${size}px ${p.font}`;
-      ctx.fillStyle = p.fg;
-      ctx.textBaseline = 'middle';
+      // Nodes: bodies, then the category stripe, then outlines, each grouped by colour.
+      const visible = drawn.filter(b => inView(b.x, b.y, b.x + b.w, b.y + b.h));
+      const bodies = new Path2D();
+      const stripes = new Map<string, Path2D>();
+      const outlines = new Map<string, Path2D>();
+      const stripe = Math.max(4, 2 * px);
       for (const b of visible) {
+        bodies.rect(b.x, b.y, b.w, b.h);
+        pathIn(stripes, b.node.data.spec?.category ?? '').rect(b.x, b.y, stripe, b.h);
         const d = b.node.data;
-        const label = d.node.label || d.spec?.title || d.node.type;
-        const x = b.x * zoom + ox + 6;
-        const room = b.w * zoom - 10;
-        const y = b.y * zoom + oy + Math.min(b.h * zoom, 2 * size) / 2 + 1;
-        ctx.fillText(fit(ctx, widths, label, room), x, y);
+        const status = statusColour(p, d.run?.status);
+        const outline = b.node.selected
+          ? p.accent
+          : d.lock?.user.color ?? d.remoteSelection?.[0]?.color ?? (d.problems?.length ? p.err : status ?? p.border);
+        pathIn(outlines, outline).rect(b.x, b.y, b.w, b.h);
       }
-    }
+      ctx.fillStyle = p.node;
+      ctx.fill(bodies);
+      stripes.forEach((path, category) => {
+        ctx.fillStyle = p.categories[category] ?? p.muted;
+        ctx.fill(path);
+      });
+      outlines.forEach((path, colour) => {
+        ctx.strokeStyle = colour;
+        ctx.lineWidth = colour === p.border ? px : Math.max(2 * px, 2);
+        ctx.stroke(path);
+      });
+      // Skipped nodes are faded, as on the DOM node.
+      const skipped = visible.filter(b => b.node.data.run?.status === 'skipped');
+      if (skipped.length) {
+        ctx.fillStyle = p.node;
+        ctx.globalAlpha = 0.45;
+        skipped.forEach(b => ctx.fillRect(b.x, b.y, b.w, b.h));
+        ctx.globalAlpha = 1;
+      }
+
+      // Labels, in screen pixels, where a node is wide enough for a few letters.
+      if (zoom * DEFAULT_NODE_SIZE.width >= 48) {
+        const size = 11;
+        ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+        ctx.font = `600 ${size}px ${p.font}`;
+        ctx.fillStyle = p.fg;
+        ctx.textBaseline = 'middle';
+        for (const b of visible) {
+          const d = b.node.data;
+          const label = d.node.label || d.spec?.title || d.node.type;
+          const x = b.x * zoom + ox + 6;
+          const room = b.w * zoom - 10;
+          const y = b.y * zoom + oy + Math.min(b.h * zoom, 2 * size) / 2 + 1;
+          ctx.fillText(fit(ctx, widths, label, room), x, y);
+        }
+      }
     });
   }, [store, props.dark]);
 

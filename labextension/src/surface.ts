@@ -77,6 +77,7 @@ function directSurface(el: HTMLCanvasElement): Surface | null {
       paint(ctx);
     },
     clear() {
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.clearRect(0, 0, el.width, el.height);
     }
   };

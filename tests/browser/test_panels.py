@@ -150,15 +150,9 @@ def bars_of(segments: list[dict]) -> list[tuple]:
 
 
 async def final_trace(lab: Lab, panel: Locator, run_id: str) -> list[dict]:
-    """The run's trace from the API once no segment of it is still running (the history can
-    have the last activity's completion a moment after the run's status is final), once the
-    panel has drawn those segments."""
-
-    async def settled():
-        segments = (await api_json(lab, "GET", f"runs/{run_id}/trace"))["segments"]
-        return None if any(s["status"] == "running" for s in segments) else segments
-
-    segments = await until(settled, timeout=PANEL_TIMEOUT / 1000, what="the trace with no segment running")
+    """The run's trace from the API, once the panel's Gantt shows it (the panel reads the trace
+    once more after the run is final: until then it may show a segment still running)."""
+    segments = (await api_json(lab, "GET", f"runs/{run_id}/trace"))["segments"]
     await until(lambda: _bars_are(panel, bars_of(segments)), timeout=PANEL_TIMEOUT / 1000, what="the panel's Gantt showing the final trace")
     return segments
 

@@ -8,7 +8,6 @@ import { api, ApiError, isFinal, type NodeRun, type RunRecord } from '../api';
 import { errorText } from './format';
 
 const POLL_MS = 1000; // status (without the socket) and trace refresh while a run runs
-const FINAL_READS = 5; // reads of the trace once the run is final, at most, until none is running
 const MAX_LOGS = 50_000; // kept in memory per panel; older lines are dropped first
 
 /** One row of `GET /runs/{id}/trace` (server/floworch_server/trace.py `segments`). */
@@ -324,12 +323,9 @@ export class RunSession {
   }
 
   private async traceLoop(): Promise<void> {
-    let settling = 0;
     while (!this.disposed) {
-      // A read that starts once the run is final is the last one, once it has no segment still
-      // running (the run's status can be told a moment before the history has the last
-      // activity's completion): read again a few times until then.
-      const last = this.notFound || (this.final && ++settling >= FINAL_READS);
+      // A read that starts once the run is final is complete: it is the last one.
+      const last = this.final || this.notFound;
       try {
         const data = await api.trace(this.runId);
         if (this.disposed) {
@@ -345,7 +341,7 @@ export class RunSession {
         this.traceError = errorText(e);
       }
       this.emit(true);
-      if (last || (this.final && !this.traceError && !this.segments.some(seg => seg.status === 'running'))) {
+      if (last) {
         return;
       }
       await this.sleep(POLL_MS);
