@@ -10,6 +10,8 @@ export FLOWORCH_DATA_DIR ?= $(CURDIR)/.floworch
 # outbound requests to any other private or loopback address stay refused.
 export FLOWORCH_HTTP_ALLOW ?= 127.0.0.1
 PORT ?= 8888
+TLS ?= 0
+TLS_DIR = $(FLOWORCH_DATA_DIR)/tls
 
 # The browser side (labextension/) is built by the install; a change to it rebuilds.
 LABEXT_SOURCES := labextension/package.json labextension/tsconfig.json labextension/build-widget.mjs \
@@ -34,9 +36,13 @@ $(STAMP): pyproject.toml $(LABEXT_SOURCES)
 # JupyterLab with real-time collaboration; its FlowOrchestrator extension starts the embedded
 # Temporal dev server and a worker (data in $(FLOWORCH_DATA_DIR)), and stops them on Ctrl-C.
 # (Containers often run as root, which Jupyter refuses unless told.)
+# TLS=1 serves HTTPS with a self-signed certificate made once in $(FLOWORCH_DATA_DIR)/tls; kernels
+# started by this server trust it (FLOWORCH_JUPYTER_CA). For a real certificate see docs/security.md.
 run: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) --no-browser --collaborative \
+	$(if $(filter 1,$(TLS)),$(PY) -m floworch_server.tls $(TLS_DIR) >/dev/null)
+	$(if $(filter 1,$(TLS)),FLOWORCH_JUPYTER_CA=$(TLS_DIR)/cert.pem) $(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR) --no-browser --collaborative \
 	  --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb \
+	  $(if $(filter 1,$(TLS)),--ServerApp.certfile=$(TLS_DIR)/cert.pem --ServerApp.keyfile=$(TLS_DIR)/key.pem) \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Unit, integration (real Temporal dev server, real Jupyter server, real SQLite and PostgreSQL),

@@ -29,6 +29,9 @@ def pytest_sessionstart(session) -> None:
     os.environ.pop("FLOWORCH_TEMPORAL_ADDRESS", None)
     os.environ.pop("FLOWORCH_DATABASE_URL", None)
     os.environ.setdefault("FLOWORCH_USER", "tester")
+    # Every in-process Jupyter server of the session shares one in-memory count per user:
+    # tests that are about rate limits set their own.
+    os.environ.setdefault("FLOWORCH_RATE_LIMIT_USER", "100000/minute")
     # Kernels of the example notebooks edit their files, never the room of a server a developer runs.
     os.environ["FLOWORCH_JUPYTER_URL"] = "off"
     os.environ["FLOWORCH_HTTP_ALLOW"] = "127.0.0.1"  # tests' HTTP servers listen on loopback

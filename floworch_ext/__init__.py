@@ -22,9 +22,12 @@ from traitlets import Unicode
 from traitlets.config import Configurable
 
 from floworch_server import logging_json, tracing
+from floworch_server.auth import Roles, SigningKeys, Tokens
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
+
+from .room_audit import RoomEdits
 from floworch_server.temporal import port_open
 
 SYNC_INTERVAL = 2.0  # seconds between copies of Temporal's run states into the store
@@ -85,12 +88,25 @@ class Runtime:
         self._sync_task: asyncio.Task | None = None
         self._ops_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        # Access tokens verify from the signing keys alone; refresh tokens and roles need the store.
+        self.tokens = Tokens(SigningKeys.for_settings(settings), store=None, refresh_days=settings.refresh_token_days)
+        self._roles: Roles | None = None
+        self.room_edits = RoomEdits(lambda: self._service.store)
+
+    @property
+    def roles(self) -> Roles:
+        if self._roles is None:
+            raise RuntimeError("FlowOrchestrator services are not connected yet")
+        return self._roles
 
     async def service(self) -> FlowService:
         if self._service is None:
             async with self._lock:  # concurrent first requests share one connection
                 if self._service is None:
-                    self._service = await self._connect()
+                    service = await self._connect()
+                    self.tokens.store = service.store
+                    self._roles = Roles(self.settings, service.store)
+                    self._service = service
                     self._sync_task = asyncio.create_task(self._sync_forever(self._service))
                     self._ops_task = asyncio.create_task(self._operate_forever(self._service))
         return self._service
@@ -152,6 +168,7 @@ class Runtime:
                 pass
             self._sync_task = None
         if self._service is not None:
+            self.room_edits.flush_all()
             self._service.store.close()
             self._service = None
         if self.supervisor is not None:
@@ -165,6 +182,7 @@ def _jupyter_server_extension_points() -> list[dict]:
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    from . import collab_guard, identity
     from .handlers import handlers
     from .hooks import HOOK_PATTERN, WebhookHandler
     from .prometheus import METRICS_PATH, MetricsHandler
@@ -174,6 +192,10 @@ def _load_jupyter_server_extension(serverapp) -> None:
     detach_logs = _attach_logs(serverapp, settings)
     runtime = Runtime(settings, logging.getLogger("floworch_ext"))
     serverapp.web_app.settings["floworch"] = runtime
+    # FlowOrchestrator access tokens are accepted wherever Jupyter authenticates a user.
+    identity.install(serverapp.identity_provider, runtime)
+    # Viewers watch flows' collaboration rooms; their document updates are dropped.
+    collab_guard.install()
     base_url = serverapp.web_app.settings["base_url"]
     # The API needs Jupyter authentication; the hook route is signed by its sender instead.
     serverapp.web_app.add_handlers(

@@ -8,8 +8,12 @@ Errors are JSON ``{"error": message, "field": where, "problems": [...]}`` with t
 service error (400 BadRequest / invalid flow, 404 NotFound, 409 Conflict; 503 when Temporal or
 the store cannot be reached).
 
-Every route here needs Jupyter authentication. The webhook receiver, the one route that does not,
-lives in :mod:`floworch_ext.hooks`.
+Every route here needs a signed-in user (Jupyter's identity, or a FlowOrchestrator access token)
+whose role in the request's tenant allows it: each handler's ``permissions`` say what each method
+needs (auth.PERMISSIONS; GET reads, the rest edit, unless a handler says otherwise), checked once
+in ``prepare``. The handler then works on the service of that tenant only. Refreshing a token
+needs no sign-in (the refresh token is the credential); the webhook receiver, signed by its
+sender, lives in :mod:`floworch_ext.hooks`.
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from floworch_server import metrics
+from jupyter_server.auth.decorator import allow_unauthenticated
+
+from floworch_server import members, metrics, ratelimit
+from floworch_server.auth import Principal
 from floworch_server.errors import BadRequest, FloworchError
 from floworch_server.flowdoc import SCHEMA_PATH as FLOW_SCHEMA_PATH
 from floworch_server.nodes.event import EVENT
 from floworch_server.service import FlowService
 from floworch_server.store import RUN_STATUSES
 
+from . import identity
 from .logs import RunLogsSocket
 from .replies import dumps, error_body, error_status
 from .status import RunStatusSocket
@@ -39,6 +47,7 @@ API_PREFIX = "/floworch/api"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_RUNS = 1000
 MAX_ALERTS = 1000
+MAX_AUDIT = 1000
 # Version numbers are small positive integers; nine digits keep a typo off the database's int column.
 VERSION = re.compile(r"[0-9]{1,9}")
 # The same rule the trigger.event node applies to its topic, so a typo is a 400, not a silent no-op.
@@ -92,16 +101,50 @@ def whole_number(raw: str, name: str, low: int, high: int) -> int:
 
 # ---------------------------------------------------------------------- base handler
 class FlowOrchHandler(APIHandler):
-    async def service(self) -> FlowService:
+    # What a method needs: "read", "edit", "admin" (auth.PERMISSIONS), or None when the handler
+    # checks the caller itself. Methods not listed: GET reads, every other method edits.
+    permissions: dict[str, str | None] = {}
+    principal: Principal | None = None
+
+    def permission(self) -> str | None:
+        method = (self.request.method or "").lower()
+        if method in self.permissions:
+            return self.permissions[method]
+        return "read" if method in ("get", "head") else "edit"
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        # A token that did not verify says why (401), before Jupyter's own bare refusal.
+        identity.refuse_bad_token(self)
+        await super().prepare()
+        if self._finished:
+            return
+        permission = self.permission()
+        if permission is not None:
+            await self.root_service()  # roles live in the store: 503 first if it is not there
+            self.principal = identity.authorize(self, self.settings["floworch"], permission)
+            # Per user, then per tenant (ratelimit.py); refused requests get 429 and when to come back.
+            limits = ratelimit.RateLimits.from_settings(self.settings["floworch"].settings)
+            refusal = limits.refuse_request(self.principal.tenant, self.principal.user)
+            if refusal is not None:
+                self.set_header("Retry-After", ratelimit.retry_after_header(refusal.wait))
+                self.reply({"error": refusal.message(), "field": None, "problems": []}, 429)
+
+    async def root_service(self) -> FlowService:
         try:
             return await self.settings["floworch"].service()
         except Exception as exc:
             raise Unavailable(f"FlowOrchestrator services are not available: {exc}") from exc
 
+    async def service(self) -> FlowService:
+        """The service of the request's tenant."""
+        root = await self.root_service()
+        return root.for_tenant(self.principal.tenant) if self.principal is not None else root
+
     @property
     def user_name(self) -> str:
-        user = self.current_user
-        return getattr(user, "username", None) or getattr(user, "name", None) or str(user)
+        if self.principal is not None:
+            return self.principal.user
+        return identity.user_name(self.current_user)
 
     def json_body(self) -> dict:
         """The request body as a JSON object; an empty body is ``{}``."""
@@ -209,6 +252,8 @@ class VersionHandler(FlowOrchHandler):
 
 
 class ValidateHandler(FlowOrchHandler):
+    permissions = {"post": "read"}  # checks a document, stores nothing
+
     @web.authenticated
     async def post(self) -> None:
         # An invalid flow is the answer here, not a bad request: the canvas draws its problems.
@@ -268,6 +313,8 @@ class ResumeSchedulesHandler(PauseSchedulesHandler):
 
 
 class WebhooksHandler(FlowOrchHandler):
+    permissions = {"get": "edit"}  # the answer holds the signing secrets
+
     @web.authenticated
     async def get(self, workflow_id: str) -> None:
         # The engine knows paths under the server root; senders need them under this base URL.
@@ -348,6 +395,112 @@ class AlertsHandler(FlowOrchHandler):
         self.reply(service.list_alerts(open_only=state == "true", cleared_only=state == "false", limit=limit))
 
 
+# ---------------------------------------------------------------------- identity, members, audit
+class MeHandler(FlowOrchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        p = self.principal
+        self.reply({"user": p.user, "tenant": p.tenant, "role": p.role, "via": p.via})
+
+
+class LoginHandler(FlowOrchHandler):
+    """Tokens for the signed-in Jupyter user, for clients outside JupyterLab (fo.login)."""
+
+    permissions = {"post": "read"}
+
+    @web.authenticated
+    async def post(self) -> None:
+        if self.principal.via != "jupyter":
+            raise BadRequest("log in with your Jupyter credentials; an access token is refreshed, not logged in with", field="Authorization")
+        runtime = self.settings["floworch"]
+        store = (await self.service()).store
+        if store.get_member(self.principal.user) is None:
+            # A role that came from being this server's Jupyter user (settings.jupyter_role)
+            # becomes a membership: tokens act by membership, which admins can see and revoke.
+            members.set_member(store, self.principal.user, self.principal.role, by=self.principal.user)
+            runtime.roles.forget()
+        store.audit(self.principal.user, "token.login", self.principal.user, None)
+        self.reply(runtime.tokens.login(self.principal.user, self.principal.tenant), 201)
+
+
+class RefreshHandler(FlowOrchHandler):
+    """A new token pair for a refresh token, which is the only credential this route takes."""
+
+    permissions = {"post": None}
+
+    # No cookie authenticates this route, so there is nothing for a cross-site request to forge.
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    @allow_unauthenticated
+    async def post(self) -> None:
+        token = required(self.json_body(), "refresh_token", (str,), "the refresh token of your last login or refresh")
+        await self.root_service()
+        self.reply(self.settings["floworch"].tokens.refresh(token), 201)
+
+
+class TokensHandler(FlowOrchHandler):
+    """An admin issues a login for a member (a service account, a colleague's script)."""
+
+    permissions = {"post": "admin"}
+
+    @web.authenticated
+    async def post(self) -> None:
+        user = required(self.json_body(), "user", (str,), "the member's user name")
+        service = await self.service()
+        if service.store.get_member(user) is None:
+            raise BadRequest(f"'{user}' is not a member of tenant '{service.tenant}': add them first", field="user")
+        service.store.audit(self.user_name, "token.issue", user, None)
+        self.reply(self.settings["floworch"].tokens.login(user, service.tenant), 201)
+
+
+class MembersHandler(FlowOrchHandler):
+    permissions = {"get": "admin"}
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(members.list_members((await self.service()).store))
+
+
+class MemberHandler(FlowOrchHandler):
+    permissions = {"put": "admin", "delete": "admin"}
+
+    @web.authenticated
+    async def put(self, user: str) -> None:
+        role = required(self.json_body(), "role", (str,), "admin, editor or viewer")
+        record = members.set_member((await self.service()).store, user, role, by=self.user_name)
+        self.settings["floworch"].roles.forget()
+        self.reply(record)
+
+    @web.authenticated
+    async def delete(self, user: str) -> None:
+        members.remove_member((await self.service()).store, user, by=self.user_name)
+        self.settings["floworch"].roles.forget()
+        self.set_status(204)
+        self.finish()
+
+
+class AuditHandler(FlowOrchHandler):
+    permissions = {"get": "admin"}
+
+    @web.authenticated
+    async def get(self) -> None:
+        args = {name: self.get_query_argument(name, None) for name in ("actor", "action", "target")}
+        since, until = (self._time(name) for name in ("since", "until"))
+        limit = whole_number(self.get_query_argument("limit", "100"), "limit", 1, MAX_AUDIT)
+        store = (await self.service()).store
+        self.reply(store.list_audit(**args, since=since, until=until, limit=limit))
+
+    def _time(self, name: str):
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return None
+        try:
+            return metrics.as_utc(raw)
+        except (TypeError, ValueError):
+            raise BadRequest(f"must be an ISO 8601 date-time, got {raw!r}", field=name) from None
+
+
 # ---------------------------------------------------------------------- catalogue, description
 class NodesHandler(FlowOrchHandler):
     @web.authenticated
@@ -406,8 +559,20 @@ ROUTES: list[tuple[str, type]] = [
     ("/dashboard", DashboardHandler),
     ("/alerts", AlertsHandler),
     ("/nodes", NodesHandler),
+    ("/me", MeHandler),
+    ("/auth/login", LoginHandler),
+    ("/auth/refresh", RefreshHandler),
+    ("/auth/tokens", TokensHandler),
+    ("/members", MembersHandler),
+    ("/members/{user}", MemberHandler),
+    ("/audit", AuditHandler),
     ("/openapi.json", OpenAPIHandler),
 ]
+
+# OAuth "Connect" (start and callback); its handlers build on FlowOrchHandler above.
+from .oauth import OAUTH_ROUTES  # noqa: E402
+
+ROUTES += OAUTH_ROUTES
 
 
 def route_pattern(template: str) -> str:

@@ -25,7 +25,7 @@ from .handlers import dumps
 # The OpenAPI path template and the tornado pattern of the route (relative to the base URL).
 # Hook ids are URL-safe tokens; anything else cannot be a hook and never reaches the handler.
 HOOK_PATH = "/floworch/hooks/{hook_id}"
-HOOK_PATTERN = "/floworch/hooks/(?P<hook_id>[A-Za-z0-9_-]+)"
+HOOK_PATTERN = "/floworch/hooks/(?P<hook_id>[A-Za-z0-9_.-]+)"
 
 
 @web.stream_request_body

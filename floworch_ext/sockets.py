@@ -14,7 +14,10 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketHandler
 
+from floworch_server.errors import FloworchError
 from floworch_server.service import FlowService
+
+from . import identity
 
 
 class RunSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -22,10 +25,19 @@ class RunSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         """JupyterHandler's headers make no sense on a websocket."""
 
     async def flow_service(self) -> FlowService:
+        """The service of the caller's tenant, once the caller may read there: runs of other
+        tenants are unknown to it, as unknown ids are."""
+        runtime = self.settings["floworch"]
         try:
-            return await self.settings["floworch"].service()
+            root = await runtime.service()
         except Exception as exc:  # noqa: BLE001 - Temporal or the store is not up (yet)
             raise web.HTTPError(503, f"FlowOrchestrator services are not available: {exc}") from exc
+        try:
+            principal = identity.authorize(self, runtime, "read")
+            service = root.for_tenant(principal.tenant)
+        except FloworchError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
+        return service
 
     def open(self, *args, **kwargs) -> None:  # type: ignore[override]
         super().open()

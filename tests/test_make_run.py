@@ -41,7 +41,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_make_run_serves_jupyterlab_with_the_services_and_ctrl_c_stops_them_all(tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https-self-signed"])
+def test_make_run_serves_jupyterlab_with_the_services_and_ctrl_c_stops_them_all(tmp_path, tls):
     data = tmp_path / "data"
     port = free_port()
     env = {**os.environ, "FLOWORCH_DATA_DIR": str(data)}
@@ -52,16 +53,19 @@ def test_make_run_serves_jupyterlab_with_the_services_and_ctrl_c_stops_them_all(
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a foreground job receives Ctrl-C
         os.setpgrp()
 
-    make = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=as_a_terminal_would)
+    scheme = "https" if tls else "http"
+    make = subprocess.Popen(["make", "run", f"PORT={port}", f"TLS={int(tls)}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=as_a_terminal_would)
     try:
         deadline = time.monotonic() + 120
-        while not (data / "runtime.json").exists() or f"127.0.0.1:{port}/lab" not in (tmp_path / "make-run.log").read_text():
+        while not (data / "runtime.json").exists() or f"{scheme}://127.0.0.1:{port}/lab" not in (tmp_path / "make-run.log").read_text():
             assert make.poll() is None, (tmp_path / "make-run.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "make run did not come up"
             time.sleep(0.5)
         text = (tmp_path / "make-run.log").read_text()
         token = text.split(f"127.0.0.1:{port}/lab/tree/notebooks/01-quickstart.ipynb?token=")[1].split()[0]
-        nodes = httpx.get(f"http://127.0.0.1:{port}/floworch/api/nodes", headers={"Authorization": f"token {token}"}, timeout=30)
+        # Over HTTPS the certificate make run made is the one to trust, and it verifies.
+        verify = str(data / "tls" / "cert.pem") if tls else True
+        nodes = httpx.get(f"{scheme}://127.0.0.1:{port}/floworch/api/nodes", headers={"Authorization": f"token {token}"}, timeout=30, verify=verify)
         assert nodes.status_code == 200 and any(n["type"] == "trigger.manual" for n in nodes.json())
         started = _descendants(make.pid)
         commands = " ".join(Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ") for p in started if Path(f"/proc/{p}/cmdline").exists())

@@ -110,6 +110,7 @@ def test_the_dashboard_figure_shows_the_hand_computed_values(store):
 
 
 def test_node_timings_are_stored_once_per_run_and_validated(store):
+    store = store.for_tenant("acme")
     store.upsert_run({"run_id": "r", "workflow_id": "wf-1", "tenant": "acme", "status": "success", "start_time": T0 - H, "end_time": T0})
     assert store.runs_needing_timings(["r", "unknown"]) == ["r"]
     timings = [{"node": "a", "node_type": "http", "kind": "activity", "started": T0 - H, "ended": T0 - H + 250 * MS, "status": "success"}]

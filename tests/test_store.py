@@ -60,7 +60,8 @@ def test_migrations_create_exactly_the_models(store):
 
 
 def test_workflow_round_trip(store):
-    created = store.create_workflow(
+    acme = store.for_tenant("acme")
+    created = acme.create_workflow(
         name="Invoices", document=FLOW, created_by="ada", tenant="acme", path="flows/invoices.flow"
     )
     assert created["version"] is None and created["draft_version"] == 1
@@ -68,20 +69,20 @@ def test_workflow_round_trip(store):
     assert is_utc(created["created_at"]) and created["updated_at"] == created["created_at"]
     assert "y_document_state" not in created
 
-    assert store.get_workflow(created["id"]) == created
-    assert store.find_workflow_by_path("flows/invoices.flow") == created
-    assert store.find_workflow_by_path("flows/other.flow") is None
-    assert store.get_workflow("no-such-id") is None
+    assert acme.get_workflow(created["id"]) == created
+    assert acme.find_workflow_by_path("flows/invoices.flow") == created
+    assert acme.find_workflow_by_path("flows/other.flow") is None
+    assert acme.get_workflow("no-such-id") is None
 
     edited = {**FLOW, "nodes": {**FLOW["nodes"], "b": {"type": "if"}}}
-    saved = store.update_draft(created["id"], document=edited, by="grace", name="Invoices v2")
+    saved = acme.update_draft(created["id"], document=edited, by="grace", name="Invoices v2")
     assert saved["draft_version"] == 2 and saved["document"] == edited and saved["name"] == "Invoices v2"
     assert saved["updated_at"] >= created["updated_at"] and saved["created_at"] == created["created_at"]
-    assert store.update_draft(created["id"], document=edited, by="grace")["draft_version"] == 3
+    assert acme.update_draft(created["id"], document=edited, by="grace")["draft_version"] == 3
 
     store.create_workflow(name="Other tenant", document=FLOW, created_by="ada", id="fixed-id")
-    assert [w["id"] for w in store.list_workflows(tenant="acme")] == [created["id"]]
-    assert {w["id"] for w in store.list_workflows()} == {created["id"], "fixed-id"}
+    assert [w["id"] for w in acme.list_workflows(tenant="acme")] == [created["id"]]
+    assert [w["id"] for w in store.list_workflows()] == ["fixed-id"]
 
     assert store.get_document_state("fixed-id") is None
     store.save_document_state("fixed-id", b"\x01\x02yjs")
@@ -158,9 +159,10 @@ def test_run_upsert_merges_fields_and_never_regresses_a_final_status(store):
 
 def test_run_reports_arriving_out_of_order(store):
     # The worker's "success" lands before the starter's "queued" row; a run not known to any workflow.
-    store.upsert_run({"run_id": "r2", "status": "success", "end_time": T0 + timedelta(seconds=1)})
-    store.upsert_run({"run_id": "r2", "status": "queued", "start_time": T0, "trigger": "webhook", "tenant": "acme"})
-    run = store.get_run("r2")
+    acme = store.for_tenant("acme")
+    acme.upsert_run({"run_id": "r2", "status": "success", "end_time": T0 + timedelta(seconds=1)})
+    acme.upsert_run({"run_id": "r2", "status": "queued", "start_time": T0, "trigger": "webhook", "tenant": "acme"})
+    run = acme.get_run("r2")
     assert (run["status"], run["start_time"], run["trigger"], run["tenant"]) == ("success", T0, "webhook", "acme")
     assert run["workflow_id"] is None
 

@@ -24,15 +24,17 @@ from ._loop import run_async, run_sync
 from ._service import connect, service
 from .canvas import Canvas
 from .flow import Flow, Problems, Version
+from .session import login
 from .run import Run, RunFailed
 
 # After this line ``floworch.dashboard`` is the function; the module stays importable by name
 # (``from floworch.dashboard import figure``).
 from .dashboard import dashboard
 
-__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules"]
+__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules", "audit", "login"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
+AUDIT_COLUMNS = ["timestamp", "actor", "action", "target", "detail", "tenant", "id"]
 ALERT_COLUMNS = ["id", "open", "rule", "kind", "value", "threshold", "message", "opened_at", "cleared_at", "action_run_id"]
 
 
@@ -64,6 +66,15 @@ def alerts(open_only: bool = False, limit: int = 100) -> pd.DataFrame:
     frame = pd.DataFrame(service().list_alerts(open_only=open_only, limit=limit), columns=ALERT_COLUMNS)
     for col in ("opened_at", "cleared_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def audit(actor: str | None = None, action: str | None = None, target: str | None = None, since: Any = None, until: Any = None, limit: int = 100) -> pd.DataFrame:
+    """The tenant's audit log, newest first: who did what, when, to what. ``action`` is one
+    (``workflow.publish``) or a family ending in a dot (``workflow.``, ``member.``, ``run.``)."""
+    rows = service().store.list_audit(actor=actor, action=action, target=target, since=since, until=until, limit=limit)
+    frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame
 
 

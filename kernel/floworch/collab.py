@@ -69,7 +69,7 @@ DOC_TYPE = "flow"
 FILE_FORMAT = "text"
 RECONNECT_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)  # seconds, then 2 s between attempts
 # A first connection that fails like this will not work by retrying: report it at once.
-_PERMANENT_CLOSE_CODES = {1003, 4400, 4404, 4500}
+_PERMANENT_CLOSE_CODES = {1003, 4400, 4403, 4404, 4500}  # 4403: not a member of the tenant
 
 
 class CollaborationUnavailable(RuntimeError):
@@ -96,6 +96,8 @@ class Server:
     url: str
     token: str = ""
     root_dir: str | None = None
+    # A login (fo.login's Session) to act as instead of the token's user; default: this kernel's.
+    session: Any = None
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> "Server":
@@ -122,7 +124,18 @@ class Server:
         return urlunsplit(parts._replace(scheme="wss" if parts.scheme == "https" else "ws"))
 
     def headers(self) -> dict[str, str]:
+        # A kernel logged in to this server (fo.login) acts as its login's user, not the token's.
+        from .session import current
+
+        session = self.session or current()
+        if session is not None and session.url == self.url.rstrip("/") + "/":
+            return session.headers()
         return {"Authorization": f"token {self.token}"} if self.token else {}
+
+
+def _ca_certs() -> str | None:
+    # A server on a self-signed certificate (make run TLS=1) names it here, for its kernels.
+    return os.environ.get("FLOWORCH_JUPYTER_CA") or None
 
 
 def find_server(path: str | os.PathLike | None = None) -> Server | None:
@@ -456,6 +469,7 @@ class RoomClient:
             headers=self.server.headers(),
             connect_timeout=10,
             request_timeout=10,
+            ca_certs=_ca_certs(),
         )
         ws = await websocket_connect(request, max_message_size=1024**3)
         sock = ws.protocol.stream.socket
@@ -490,6 +504,7 @@ class RoomClient:
                 method="PUT",
                 body=json.dumps({"format": FILE_FORMAT, "type": DOC_TYPE}),
                 headers={**self.server.headers(), "Content-Type": "application/json"},
+                ca_certs=_ca_certs(),
                 connect_timeout=10,
                 request_timeout=10,
             ),

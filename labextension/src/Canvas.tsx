@@ -33,6 +33,7 @@ import type { FlowEdgeData, FlowNodeData, SharedFlow } from './sharedflow';
 import { Palette } from './Palette';
 import { Properties } from './Properties';
 import { PublishDialog, RunBar, RunDialog, VersionsPanel } from './RunControls';
+import { canEdit, useRole } from './role';
 
 export interface CanvasProps {
   shared: SharedFlow;
@@ -58,6 +59,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   const { problems, checked } = useProblems(shared, doc.tick);
   const { peers, locks } = usePresence(presence);
   const online = useOnline(shared);
+  // A viewer watches: every way of changing the document is off (the server would drop it anyway).
+  const { me, refresh: refreshRole } = useRole();
+  const viewOnly = !canEdit(me);
   const [selected, setSelected] = React.useState<Set<string>>(new Set());
   const [selectedEdges, setSelectedEdges] = React.useState<Set<string>>(new Set());
   const [refused, setRefused] = React.useState<string | null>(null);
@@ -73,6 +77,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     setToast({ text, error });
     window.setTimeout(() => setToast(t => (t?.text === text ? null : t)), error ? 8000 : 4000);
   }, []);
+  // A refusal for want of a role: the role may have changed since it was read.
+  const refused403 = React.useCallback((e: unknown) => e instanceof ApiError && e.status === 403 && refreshRole(), [refreshRole]);
 
   React.useEffect(() => {
     const um = shared.undoManager;
@@ -127,10 +133,11 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         await api.approve(run.run_id, node, decision);
         say(`${decision === 'approved' ? 'Approved' : 'Rejected'} '${node}'`);
       } catch (e) {
+        refused403(e);
         say(`Could not decide '${node}': ${(e as Error).message}`, true);
       }
     },
-    [run, say]
+    [run, say, refused403]
   );
 
   const remoteSelections = React.useMemo(() => {
@@ -249,13 +256,13 @@ function CanvasInner(props: CanvasProps): JSX.Element {
           }
         }
       }
-      if (moves.length) {
+      if (moves.length && !viewOnly) {
         shared.moveNodes(moves);
       }
       if (resized) {
         setMeasuredTick(t => t + 1);
       }
-      if (removed.length) {
+      if (removed.length && !viewOnly) {
         shared.remove(removed);
       }
       if (selection) {
@@ -263,13 +270,13 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         presence.set({ selection: [...selection] });
       }
     },
-    [shared, selected, presence]
+    [shared, selected, presence, viewOnly]
   );
 
   const onEdgesChange = React.useCallback(
     (changes: EdgeChange[]) => {
       const removed = changes.filter(c => c.type === 'remove').map(c => c.id);
-      if (removed.length) {
+      if (removed.length && !viewOnly) {
         shared.remove(removed);
       }
       let selection: Set<string> | null = null;
@@ -287,7 +294,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         setSelectedEdges(selection);
       }
     },
-    [shared, selectedEdges]
+    [shared, selectedEdges, viewOnly]
   );
 
   const isValidConnection = React.useCallback(
@@ -301,6 +308,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
 
   const onConnect = React.useCallback(
     (c: RFConnection) => {
+      if (viewOnly) {
+        return;
+      }
       const reason = refusal(c, doc.nodes, [...doc.edges.values()], specs);
       if (reason) {
         setRefused(reason);
@@ -314,7 +324,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       }
       shared.addEdge({ id, source: c.source, target: c.target, sourceHandle, targetHandle });
     },
-    [doc, specs, shared]
+    [doc, specs, shared, viewOnly]
   );
 
   const onConnectStart = React.useCallback((_: unknown, __: OnConnectStartParams) => setRefused(null), []);
@@ -330,6 +340,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
 
   const addNode = React.useCallback(
     (spec: NodeSpec, at?: { x: number; y: number }) => {
+      if (viewOnly) {
+        return;
+      }
       let position = at;
       if (!position) {
         const box = wrapper.current?.getBoundingClientRect();
@@ -344,7 +357,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       setSelectedEdges(new Set());
       presence.set({ selection: [id] });
     },
-    [flow, shared, presence, doc]
+    [flow, shared, presence, doc, viewOnly]
   );
 
   const onDrop = React.useCallback(
@@ -361,6 +374,9 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   );
 
   const layout = React.useCallback(async () => {
+    if (viewOnly) {
+      return;
+    }
     const sizes = (id: string) => {
       const n = flow.getInternalNode(id);
       return { width: n?.measured?.width ?? 200, height: n?.measured?.height ?? 80 };
@@ -371,7 +387,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     } catch (e) {
       say(`Auto-layout failed: ${(e as Error).message}`, true);
     }
-  }, [doc, flow, shared, say]);
+  }, [doc, flow, shared, say, viewOnly]);
 
   const copy = React.useCallback(() => {
     const nodes = [...selected].map(id => doc.nodes.get(id)).filter((n): n is FlowNodeData => !!n);
@@ -384,13 +400,13 @@ function CanvasInner(props: CanvasProps): JSX.Element {
   }, [selected, doc]);
 
   const paste = React.useCallback(() => {
-    if (!clipboard) {
+    if (!clipboard || viewOnly) {
       return;
     }
     const ids = shared.paste(clipboard.nodes, clipboard.edges, { x: 40, y: 40 });
     setSelected(new Set(ids));
     presence.set({ selection: ids });
-  }, [shared, presence]);
+  }, [shared, presence, viewOnly]);
 
   const onKeyDown = React.useCallback(
     (ev: React.KeyboardEvent) => {
@@ -402,9 +418,13 @@ function CanvasInner(props: CanvasProps): JSX.Element {
       const key = ev.key.toLowerCase();
       let handled = true;
       if (mod && key === 'z' && !ev.shiftKey) {
-        shared.undoManager.undo();
+        if (!viewOnly) {
+          shared.undoManager.undo();
+        }
       } else if (mod && (key === 'y' || (key === 'z' && ev.shiftKey))) {
-        shared.undoManager.redo();
+        if (!viewOnly) {
+          shared.undoManager.redo();
+        }
       } else if (mod && key === 'c') {
         copy();
       } else if (mod && key === 'v') {
@@ -421,7 +441,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         ev.stopPropagation();
       }
     },
-    [shared, copy, paste, doc, presence]
+    [shared, copy, paste, doc, presence, viewOnly]
   );
 
   // ------------------------------------------------------------------ presence
@@ -442,17 +462,22 @@ function CanvasInner(props: CanvasProps): JSX.Element {
 
   const only = selected.size === 1 ? [...selected][0] : null;
   React.useEffect(() => {
-    // Opening a node's properties claims it, unless someone else holds it.
+    // Opening a node's properties claims it, unless someone else holds it (or one only views:
+    // a viewer's claim would hold off the people who can edit it).
     const held = only ? locks.get(only) : undefined;
     const mine = presence.local().editing;
-    if (only && (!held || held.clientId === presence.clientId)) {
+    if (viewOnly) {
+      if (mine) {
+        presence.set({ editing: null });
+      }
+    } else if (only && (!held || held.clientId === presence.clientId)) {
       if (mine?.node !== only) {
         presence.set({ editing: { node: only, since: Date.now() } });
       }
     } else if (!only && mine) {
       presence.set({ editing: null });
     }
-  }, [only, locks, presence]);
+  }, [only, locks, presence, viewOnly]);
 
   React.useEffect(() => () => presence.set({ cursor: null, editing: null, selection: [] }), [presence]);
 
@@ -481,10 +506,11 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         say(`Published version ${v.version}`);
       } catch (e) {
         const err = e as ApiError;
+        refused403(err);
         say(`Publish refused: ${err.message}${err.problems?.length ? ` (${err.problems.length} problem(s), see the list)` : ''}`, true);
       }
     },
-    [ensureId, shared, say]
+    [ensureId, shared, say, refused403]
   );
 
   const startRun = React.useCallback(
@@ -501,10 +527,11 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         stopWatch.current?.();
         stopWatch.current = api.watchRun(started.run_id, setRun, message => say(message, true));
       } catch (e) {
+        refused403(e);
         say(`Run refused: ${(e as Error).message}`, true);
       }
     },
-    [ensureId, shared, say]
+    [ensureId, shared, say, refused403]
   );
 
   const clearRun = React.useCallback(() => {
@@ -543,7 +570,10 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     },
     [selected, presence, run]
   );
-  const onFarMove = React.useCallback((moves: { id: string; x: number; y: number }[]) => shared.moveNodes(moves), [shared]);
+  const onFarMove = React.useCallback(
+    (moves: { id: string; x: number; y: number }[]) => !viewOnly && shared.moveNodes(moves),
+    [shared, viewOnly]
+  );
 
   const onPaneClick = React.useCallback(() => {
     setSelected(new Set());
@@ -568,25 +598,33 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         <span className="fo-title" title={props.path}>
           {shared.name || props.path}
         </span>
-        <button className="fo-btn" data-testid="btn-undo" disabled={!shared.undoManager.canUndo()} onClick={() => shared.undoManager.undo()} title="Undo your last edit (Ctrl+Z)">
-          ↶ Undo
-        </button>
-        <button className="fo-btn" data-testid="btn-redo" disabled={!shared.undoManager.canRedo()} onClick={() => shared.undoManager.redo()} title="Redo (Ctrl+Shift+Z)">
-          ↷ Redo
-        </button>
-        <button className="fo-btn" data-testid="btn-layout" onClick={layout} title="Arrange the nodes left to right (layout only: what runs does not change)">
-          ⇶ Layout
-        </button>
+        {viewOnly ? null : (
+          <>
+            <button className="fo-btn" data-testid="btn-undo" disabled={!shared.undoManager.canUndo()} onClick={() => shared.undoManager.undo()} title="Undo your last edit (Ctrl+Z)">
+              ↶ Undo
+            </button>
+            <button className="fo-btn" data-testid="btn-redo" disabled={!shared.undoManager.canRedo()} onClick={() => shared.undoManager.redo()} title="Redo (Ctrl+Shift+Z)">
+              ↷ Redo
+            </button>
+            <button className="fo-btn" data-testid="btn-layout" onClick={layout} title="Arrange the nodes left to right (layout only: what runs does not change)">
+              ⇶ Layout
+            </button>
+          </>
+        )}
         <span className="fo-spacer" />
         <button className="fo-btn" data-testid="btn-versions" onClick={() => setDialog(dialog === 'versions' ? null : 'versions')}>
           Versions
         </button>
-        <button className="fo-btn" data-testid="btn-publish" onClick={() => setDialog('publish')} disabled={problems.length > 0} title={problems.length ? 'Fix the problems first' : 'Publish an immutable version'}>
-          Publish
-        </button>
-        <button className="fo-btn fo-btn-primary" data-testid="btn-run" onClick={() => setDialog('run')}>
-          ▶ Run
-        </button>
+        {viewOnly ? null : (
+          <>
+            <button className="fo-btn" data-testid="btn-publish" onClick={() => setDialog('publish')} disabled={problems.length > 0} title={problems.length ? 'Fix the problems first' : 'Publish an immutable version'}>
+              Publish
+            </button>
+            <button className="fo-btn fo-btn-primary" data-testid="btn-run" onClick={() => setDialog('run')}>
+              ▶ Run
+            </button>
+          </>
+        )}
         <span className={`fo-sync ${online ? 'fo-online' : 'fo-offline'}`} data-testid="sync-status" title={online ? 'Connected to the shared room' : 'Edits are kept and merged on reconnect'}>
           {online ? 'online' : `offline, ${shared.pending} ${shared.pending === 1 ? 'change' : 'changes'} pending`}
         </span>
@@ -599,17 +637,31 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         </span>
       </div>
       {catalogueError ? <div className="fo-banner fo-banner-error">{catalogueError}</div> : null}
+      {viewOnly && me ? (
+        <div className="fo-banner fo-banner-viewonly" data-testid="view-only" data-role={me.role ?? 'none'}>
+          {me.role === 'viewer'
+            ? `View only — you are a viewer of ${me.tenant}. You see every change live; an admin can make you an editor.`
+            : `View only — you are not a member of ${me.tenant}; an admin can add you.`}
+        </div>
+      ) : null}
       {run ? (
-        <RunBar run={run} onClose={clearRun} onCancel={() => api.cancel(run.run_id).catch(e => say(String(e.message), true))} openRunPanel={props.openRunPanel} />
+        <RunBar run={run} onClose={clearRun} onCancel={() =>
+            api.cancel(run.run_id).catch(e => {
+              refused403(e);
+              say(String(e.message), true);
+            })
+          } openRunPanel={props.openRunPanel} />
       ) : null}
       <div className="fo-body">
-        <Palette specs={list} onAdd={spec => addNode(spec)} compact={props.compact} />
+        {viewOnly ? null : <Palette specs={list} onAdd={spec => addNode(spec)} compact={props.compact} />}
         <div className="fo-flow" ref={wrapper} onDragOver={ev => ev.preventDefault()} onDrop={onDrop} onMouseMove={onMouseMove} onMouseLeave={onMouseLeave}>
           <ReactFlow
             nodes={rfNodes}
             edges={rfEdges}
             nodeTypes={nodeTypes}
             onNodesChange={onNodesChange}
+            nodesDraggable={!viewOnly}
+            nodesConnectable={!viewOnly}
             onEdgesChange={onEdgesChange}
             onConnect={onConnect}
             onConnectStart={onConnectStart}
@@ -626,7 +678,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             // On a big flow React Flow renders only what is in view, and hidden nodes (drawn by
             // the far view) get no components of its own at all. Small flows keep every node.
             onlyRenderVisibleElements={doc.nodes.size > 200}
-            deleteKeyCode={['Delete', 'Backspace']}
+            deleteKeyCode={viewOnly ? null : ['Delete', 'Backspace']}
             multiSelectionKeyCode={['Shift', 'Meta', 'Control']}
             selectionKeyCode="Shift"
             colorMode={dark ? 'dark' : 'light'}
@@ -676,6 +728,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             spec={specs.get(selectedNode.type)}
             problems={problemsBy.byNode.get(selectedNode.id) ?? []}
             lock={lock && lock.clientId !== presence.clientId ? lock : undefined}
+            readOnly={viewOnly}
             onTakeOver={() => presence.set({ editing: { node: selectedNode.id, since: Date.now() } })}
             onChange={change => shared.updateNode(selectedNode.id, change)}
           />

@@ -90,6 +90,8 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
       data-testid={`node-${node.id}`}
       data-status={status}
       data-type={node.type}
+      data-selected-by={data.remoteSelection?.map(s => s.name).join(', ') || undefined}
+      title={data.remoteSelection?.length ? `selected by ${data.remoteSelection.map(s => s.name).join(', ')}` : undefined}
       style={data.remoteSelection?.length ? { boxShadow: `0 0 0 2px ${data.remoteSelection[0].color}` } : undefined}
     >
       {handles(inputs, 'target')}

@@ -2,7 +2,7 @@
  * The properties panel of the selected node, generated from its spec: label, config (from the
  * node's JSON Schema), and the execution policy (retries, timeouts, task queue). Validation
  * problems of the node show under the field they name. A node another person is editing is
- * read-only here until it is taken over.
+ * read-only here until it is taken over; for a viewer it is always read-only.
  */
 import * as React from 'react';
 import type { NodeSpec, Problem, Schema } from './api';
@@ -67,11 +67,13 @@ export function Properties(props: {
   spec: NodeSpec | undefined;
   problems: Problem[];
   lock?: Lock;
+  /** the reader may not edit (a viewer): the form is shown, but nothing in it can be changed */
+  readOnly?: boolean;
   onTakeOver: () => void;
   onChange: (change: { config?: { [k: string]: JSONValue | undefined }; label?: string; policy?: { [k: string]: JSONValue } | null }) => void;
 }): JSX.Element {
   const { node, spec, lock } = props;
-  const readOnly = !!lock;
+  const readOnly = !!lock || !!props.readOnly;
   const configErrors = errorsByField(props.problems, 'config.');
   const policyErrors = errorsByField(props.problems, 'policy.');
   const other = props.problems.filter(p => !p.field || !(p.field.startsWith('config.') || p.field.startsWith('policy.')));
@@ -86,17 +88,19 @@ export function Properties(props: {
       {lock ? (
         <div className="fo-banner fo-banner-lock">
           {userName(lock.user)} is editing this node since {new Date(lock.since).toLocaleTimeString()}.{' '}
-          <button
-            className="fo-btn"
-            data-testid="take-over"
-            onClick={() => {
-              if (window.confirm(`Take over '${node.id}' from ${userName(lock.user)}? They keep their edits so far.`)) {
-                props.onTakeOver();
-              }
-            }}
-          >
-            Take over
-          </button>
+          {props.readOnly ? null : (
+            <button
+              className="fo-btn"
+              data-testid="take-over"
+              onClick={() => {
+                if (window.confirm(`Take over '${node.id}' from ${userName(lock.user)}? They keep their edits so far.`)) {
+                  props.onTakeOver();
+                }
+              }}
+            >
+              Take over
+            </button>
+          )}
         </div>
       ) : null}
       {spec ? <div className="fo-field-help">{spec.description}</div> : <div className="fo-field-error">Unknown node type {node.type}</div>}

@@ -86,6 +86,77 @@ export interface VersionRecord {
   document?: FlowData;
 }
 
+export type Role = 'admin' | 'editor' | 'viewer';
+
+/** `GET /me`: who this page is, in which tenant, with which role (null: not a member). */
+export interface Me {
+  user: string;
+  tenant: string;
+  role: Role | null;
+  /** how the role was found: "jupyter" (this server's user) or "token" */
+  via: string;
+}
+
+export interface Member {
+  user: string;
+  role: Role;
+  tenant: string;
+  added_by: string;
+  added_at: string;
+}
+
+export interface AuditEntry {
+  id: number;
+  timestamp: string;
+  tenant: string;
+  actor: string;
+  action: string;
+  target: string;
+  detail: { [k: string]: any } | null;
+}
+
+/** `settings.oauth` of an integration connected through an OAuth 2.0 provider (no token). */
+export interface OAuthMeta {
+  provider: string;
+  scope: string | null;
+  /** when the access token expires (ISO); it is refreshed when used */
+  expires_at: string | null;
+  connected_by: string;
+  /** the connect attempt that stored these tokens (`OAuthStarted.connection`) */
+  connection: string;
+}
+
+/** `GET /integrations`: a stored credential's public record; its secret never leaves the server. */
+export interface Integration {
+  name: string;
+  provider: string;
+  settings: { oauth?: OAuthMeta; [k: string]: any } | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** `GET /oauth/providers`: an OAuth 2.0 provider registered for the tenant (no client secret). */
+export interface OAuthProvider {
+  name: string;
+  authorize_url: string;
+  token_url: string;
+  revocation_url: string | null;
+  redirect_uri: string | null;
+  client_id: string;
+  scopes: string[];
+}
+
+/** `POST /oauth/connect`: an authorization under way, to finish in the browser. */
+export interface OAuthStarted {
+  authorization_url: string;
+  provider: string;
+  integration: string;
+  redirect_uri: string;
+  expires_at: string;
+  connection: string;
+}
+
 export class ApiError extends Error {
   constructor(
     message: string,
@@ -228,6 +299,49 @@ export const api = {
   },
   alerts(openOnly = true, limit = 100): Promise<{ [k: string]: any }[]> {
     return request(`${API}/alerts?${openOnly ? 'open=true&' : ''}limit=${limit}`);
+  },
+  me(): Promise<Me> {
+    return request(`${API}/me`);
+  },
+  members(): Promise<Member[]> {
+    return request(`${API}/members`);
+  },
+  /** Adds `user` with `role`, or changes their role (admins; 409 for the tenant's last admin). */
+  setMember(user: string, role: Role): Promise<Member> {
+    return request(`${API}/members/${encodeURIComponent(user)}`, { method: 'PUT', body: { role } });
+  },
+  removeMember(user: string): Promise<void> {
+    return request(`${API}/members/${encodeURIComponent(user)}`, { method: 'DELETE' });
+  },
+  /** The audit log, newest first; `action` ending in "." is a family ("member." for every member change). */
+  audit(filters: { actor?: string; action?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+    const q = new URLSearchParams();
+    if (filters.actor) {
+      q.set('actor', filters.actor);
+    }
+    if (filters.action) {
+      q.set('action', filters.action);
+    }
+    q.set('limit', String(filters.limit ?? 100));
+    return request(`${API}/audit?${q.toString()}`);
+  },
+  integrations(): Promise<Integration[]> {
+    return request(`${API}/integrations`);
+  },
+  /** Deletes an integration; one connected through OAuth has its tokens revoked at the provider first (502 if it cannot be reached). */
+  removeIntegration(name: string, revoke = true): Promise<{ revoked: string[] }> {
+    return request(`${API}/integrations/${encodeURIComponent(name)}${revoke ? '' : '?revoke=false'}`, { method: 'DELETE' });
+  },
+  oauthProviders(): Promise<OAuthProvider[]> {
+    return request(`${API}/oauth/providers`);
+  },
+  /** Starts connecting `integration` through `provider`: open the answer's authorization_url in the browser. */
+  oauthConnect(provider: string, integration: string, settings?: { [k: string]: any }): Promise<OAuthStarted> {
+    return request(`${API}/oauth/connect`, { method: 'POST', body: settings ? { provider, integration, settings } : { provider, integration } });
+  },
+  /** The callback URL of this server, as a provider's app registration must list it. */
+  oauthCallbackUrl(): string {
+    return new URL(`${API}/oauth/callback`, pageConfig().baseUrl).href;
   },
   /** The status socket of a run: `{"type": "run", "run": {...}}` at open and on each change. */
   runStatusSocket(runId: string): string {

@@ -1,6 +1,6 @@
 /**
  * FlowOrchestrator's JupyterLab plugin: the `.flow` file type and its collaborative canvas
- * editor, "New Flow" in the launcher and the file browser, and the Run and Dashboard panels.
+ * editor, "New Flow" in the launcher and the file browser, and the Run, Dashboard and Team panels.
  */
 import { ICollaborativeContentProvider } from '@jupyter/collaborative-drive';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';

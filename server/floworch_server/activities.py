@@ -20,7 +20,7 @@ import jsonschema
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from . import nodes, tracing
+from . import integrations, nodes, tracing
 from .flowdoc import format_path
 from .messages import NodeCall
 from .nodes.spec import NodeError, NodeSpec
@@ -36,6 +36,8 @@ class NodeContext:
 
     def __init__(self, call: NodeCall):
         self.call = call
+        # The activity's task (and threads it starts with asyncio.to_thread) act in the run's tenant.
+        integrations.RUN_TENANT.set(call.tenant)
         info = activity.info()
         self.run_id = call.run_id
         self.node_id = call.node_id
@@ -45,6 +47,9 @@ class NodeContext:
         # Only the newest heartbeat's details reach a retried attempt, so keep-alive beats
         # resend what the node last recorded (e.g. a provider's job id) instead of erasing it.
         self.heartbeat_details: tuple = ()
+        # Provider calls this attempt made (ratelimit.provider_turn): a rate limit reached before
+        # the first one ends the attempt, after it is waited out (the calls made are not redone).
+        self.provider_calls = 0
 
     def heartbeat(self, *details: Any) -> None:
         if details:

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import metrics
 from .settings import Settings
-from .store import Store
+from .store import Store, store_for
 from .store.models import as_utc, utcnow
 
 SYNC_LATENCY_METRIC = "collab.sync_latency_ms"
@@ -189,11 +189,12 @@ _stores_lock = threading.Lock()
 
 def _default_store() -> Store:
     # Reporters call this often; opening a Store per sample would re-check migrations each time.
-    url = Settings.from_env().store_url
+    settings = Settings.from_env()
+    key = f"{settings.tenant}@{settings.store_url}"
     with _stores_lock:
-        if url not in _stores:
-            _stores[url] = Store(url)
-        return _stores[url]
+        if key not in _stores:
+            _stores[key] = store_for(settings, settings.tenant)
+        return _stores[key]
 
 
 def _span(window: timedelta) -> str:

@@ -8,11 +8,15 @@ node config, the plan or Temporal history), sends one logical request - waiting 
 limits inside the activity, with heartbeats - and returns the provider's answer or raises a
 failure that tells Temporal whether another attempt can help:
 
-- 401/403: not retried; the integration was refused and needs a fresh credential;
+- 401/403: not retried; the integration was refused and needs a fresh credential (an integration
+  connected through OAuth first refreshes its access token once on a 401, see `oauth`);
 - 400/404/422 and other 4xx: not retried; the provider's message says what it disliked;
 - 429: waited out in the activity when the provider asks for a short pause, otherwise retried
   by Temporal no sooner than the provider asked;
 - 5xx, timeouts, unreachable provider: retried by the node's retry policy.
+
+Before each request the call takes a turn at the deployment's own limit for the provider
+(``FLOWORCH_RATE_LIMIT_PROVIDERS``, see `ratelimit`), shared by every worker process.
 
 A new provider is a `Connector`, an operation function that calls `call()`, and a `NodeSpec`
 (see `nodes/saas.py`).
@@ -26,13 +30,13 @@ import email.utils
 import json as jsonlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Literal, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import integrations
+from . import integrations, oauth, ratelimit
 from .errors import FloworchError, NotFound
 from .secrets import SecretError
 
@@ -227,6 +231,9 @@ async def account(connector: Connector, name: str) -> Account:
             kind="IntegrationInvalid",
             details={"integration": name, "provider": connector.provider},
         )
+    if oauth.oauth_settings(record) is not None:
+        # Connected through OAuth: an access token about to expire is refreshed first (oauth.py).
+        record, secret = await _oauth_secret(connector, name)
     settings = dict(record.get("settings") or {})
     base_url = str(settings.get("base_url") or connector.base_url).rstrip("/")
     if urlsplit(base_url).scheme not in ("http", "https"):
@@ -236,6 +243,22 @@ async def account(connector: Connector, name: str) -> Account:
             kind="IntegrationInvalid",
         )
     return Account(name=name, settings=settings, base_url=base_url, secret=secret)
+
+
+async def _oauth_secret(connector: Connector, name: str, **refresh: Any) -> tuple[dict, dict]:
+    """(record, secret) of an OAuth integration with a fresh access token; the node's error when
+    it cannot have one: reconnecting is for a person (not retried), an unreachable provider is retried."""
+    from .nodes.spec import NodeError
+
+    details = {"integration": name, "provider": connector.provider}
+    try:
+        return await oauth.fresh_secret(name, **refresh)
+    except oauth.ReconnectNeeded as exc:
+        raise NodeError(str(exc), retryable=False, kind="IntegrationReconnect", details=details) from None
+    except oauth.ProviderUnavailable as exc:
+        raise NodeError(f"{exc}; retrying", kind="ProviderUnavailable", details=details) from None
+    except (FloworchError, SecretError) as exc:
+        raise NodeError(f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details=details) from None
 
 
 async def call(
@@ -367,7 +390,10 @@ async def _request(
     target = path if path.startswith(("http://", "https://")) else path.lstrip("/")
     shown = f"{method} {urlsplit(str(client.base_url.join(target))).path}"
     waits, waited = 0, 0.0
+    reauthorized = False
     while True:
+        # The deployment's own limit for this provider, shared by every worker (ratelimit.py).
+        await ratelimit.provider_turn(ctx, connector.provider, f"{connector.title} {shown}")
         try:
             response = await client.request(method, target, headers=headers, params=params or None, json=json)
         except netguard.AddressRefused as exc:
@@ -389,6 +415,14 @@ async def _request(
                 await _pause(ctx, wait)
                 continue
             raise _rate_limited(ctx, connector, acct, shown, body, wait)
+        if status == 401 and not reauthorized and oauth.oauth_settings({"settings": acct.settings}) is not None:
+            # The provider dropped the access token before its expiry (revoked, rotated): refresh once.
+            reauthorized = True
+            ctx.log("warning", f"{connector.title} refused the access token of integration '{acct.name}' on {shown}; refreshing it once")
+            _, fresh = await _oauth_secret(connector, acct.name, force=True, rejected=acct.secret.get("access_token"))
+            acct = replace(acct, secret=fresh)
+            headers.update(connector.auth.headers(acct.secret))
+            continue
         raise _failure(connector, acct, shown, response, status, body)
 
 

@@ -6,13 +6,14 @@ Temporal payloads or logs."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
 from .errors import BadRequest, NotFound
 from .secrets import SecretBox, box_for
 from .settings import Settings
-from .store import Store
+from .store import Store, store_for
 
 
 class Integrations:
@@ -23,7 +24,7 @@ class Integrations:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Store | None = None) -> "Integrations":
-        return cls(store or Store(settings.store_url), box_for(settings), settings.tenant)
+        return cls(store or store_for(settings, settings.tenant), box_for(settings), settings.tenant)
 
     def add(self, name: str, provider: str, secret: dict[str, Any], *, by: str, settings: dict | None = None) -> dict:
         if not isinstance(secret, dict) or not secret:
@@ -59,11 +60,20 @@ class Integrations:
 
 @lru_cache(maxsize=1)
 def _worker_integrations(data_dir: str, store_url: str, secret_key: str, tenant: str) -> Integrations:
-    settings = Settings(data_dir=data_dir, database_url=store_url, secret_key=secret_key, tenant=tenant)
+    # from_env: the key settings (FLOWORCH_KEY_FILE, FLOWORCH_KMS_*) come along, fixed per process.
+    settings = Settings.from_env(data_dir=data_dir, database_url=store_url, secret_key=secret_key, tenant=tenant)
     return Integrations.from_settings(settings)
 
 
+# The tenant of the run whose activity is running (set by activities.NodeContext): a node only
+# ever finds its own tenant's integrations, whatever name its config gives.
+RUN_TENANT: ContextVar[str | None] = ContextVar("floworch_run_tenant", default=None)
+
+
 def lookup(name: str, provider: str | None = None) -> tuple[dict, dict]:
-    """For activities: the integration ``name`` of this process's settings (cached store)."""
+    """For activities: the integration ``name`` of the running node's tenant (cached store)."""
     s = Settings.from_env()
-    return _worker_integrations(s.data_dir, s.store_url, s.secret_key, s.tenant).get(name, provider)
+    base = _worker_integrations(s.data_dir, s.store_url, s.secret_key, s.tenant)
+    tenant = RUN_TENANT.get() or base.tenant
+    scoped = base if tenant == base.tenant else Integrations(base.store.for_tenant(tenant), base.box, tenant)
+    return scoped.get(name, provider)

@@ -289,6 +289,7 @@ class FlowRun:
             idempotency_key=f"{info.workflow_id}:{activity_id}",
             flow_id=self._run_meta.get("flow_id"),
             version=self._run_meta.get("version"),
+            tenant=self._run_meta.get("tenant") or "default",
         )
         heartbeat = node.get("heartbeat_seconds")
         return await workflow.execute_activity(

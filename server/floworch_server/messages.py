@@ -35,6 +35,8 @@ class NodeCall:
     idempotency_key: str
     flow_id: str | None = None
     version: str | None = None
+    # The run's tenant: the node's integrations and provider limits are this tenant's.
+    tenant: str = "default"
 
 
 @dataclass

@@ -159,7 +159,7 @@ def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFr
     since, until = as_utc(since), as_utc(until)
     status = runs.c.status
     counts = [func.sum(case((status == s, 1), else_=0)).label(s) for s in FINAL_STATUSES]
-    where = and_(runs.c.end_time >= since, runs.c.end_time < until, status.in_(FINAL_STATUSES))
+    where = and_(store.mine(runs), runs.c.end_time >= since, runs.c.end_time < until, status.in_(FINAL_STATUSES))
     if bucket is None:
         with store.reader() as conn:
             row = conn.execute(select(*counts).where(where)).one()
@@ -167,7 +167,7 @@ def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFr
     else:
         buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
         inside = and_(runs.c.end_time >= buckets.c.lo, runs.c.end_time < buckets.c.hi)
-        query = select(buckets.c.n, *counts).select_from(buckets.join(runs, inside)).where(status.in_(FINAL_STATUSES)).group_by(buckets.c.n)
+        query = select(buckets.c.n, *counts).select_from(buckets.join(runs, inside)).where(store.mine(runs), status.in_(FINAL_STATUSES)).group_by(buckets.c.n)
         with store.reader() as conn:
             rows = [tuple(r) for r in conn.execute(query)]
         found = pd.DataFrame(rows, columns=["n", *FINAL_STATUSES]).set_index("n")
@@ -226,7 +226,7 @@ def slo_report(
             literal(n, Integer).label("slice"),
             func.sum(case((status == "success", 1), else_=0)).label("success"),
             func.sum(case((status == "failed", 1), else_=0)).label("failed"),
-        ).where(ended >= lo, ended < hi, status.in_(("success", "failed")))
+        ).where(store.mine(runs), ended >= lo, ended < hi, status.in_(("success", "failed")))
         for n, (hi, lo) in enumerate(zip(bounds, bounds[1:]))
     ]
     with store.reader() as conn:
@@ -293,7 +293,7 @@ def latency(store, since: Any, until: Any, kind: str | None = "activity", node_t
     if kind is not None and kind not in TIMING_KINDS:
         raise ValueError(f"kind must be one of {', '.join(TIMING_KINDS)} or None; got {kind!r}")
     t = node_timings.c
-    where = [t.started >= since, t.started < until, t.duration_ms.isnot(None)]
+    where = [store.mine(node_timings), t.started >= since, t.started < until, t.duration_ms.isnot(None)]
     if kind is not None:
         where.append(t.kind == kind)
     if node_type is not None:
@@ -325,22 +325,23 @@ def latency(store, since: Any, until: Any, kind: str | None = "activity", node_t
 def _sqlite_latency(store, since: datetime, until: datetime, kind: str | None, node_type: str | None) -> pd.DataFrame:
     """SQLite has no percentile aggregate: read each node type's durations and let numpy do it.
 
-    One query per node type, on the (node_type, started, kind, duration_ms) index, which holds
+    One query per node type, on the (tenant, node_type, started, kind, duration_ms) index, which holds
     everything asked for, and through the DBAPI cursor: SQLAlchemy rows cost several times
     more than the query at a few hundred thousand rows. numpy's default percentile method is
     linear interpolation, the definition of Postgres' percentile_cont."""
     # The format SQLAlchemy stores SQLite datetimes in (UTC, see models.UTCDateTime).
     bounds = tuple(value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") for value in (since, until))
-    sql = "SELECT duration_ms FROM node_timings WHERE node_type = ? AND started >= ? AND started < ? AND duration_ms IS NOT NULL"
+    sql = "SELECT duration_ms FROM node_timings WHERE tenant = ? AND node_type = ? AND started >= ? AND started < ? AND duration_ms IS NOT NULL"
     if kind is not None:
         sql += " AND kind = ?"
     rows = []
     with store.reader() as conn:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
-            types = [node_type] if node_type is not None else [r[0] for r in cursor.execute("SELECT DISTINCT node_type FROM node_timings").fetchall()]
+            distinct = "SELECT DISTINCT node_type FROM node_timings WHERE tenant = ?"
+            types = [node_type] if node_type is not None else [r[0] for r in cursor.execute(distinct, (store.tenant,)).fetchall()]
             for name in sorted(types):
-                found = cursor.execute(sql, (name, *bounds, *((kind,) if kind is not None else ()))).fetchall()
+                found = cursor.execute(sql, (store.tenant, name, *bounds, *((kind,) if kind is not None else ()))).fetchall()
                 if not found:
                     continue
                 values = np.array(found, dtype="float64").ravel()
@@ -361,7 +362,7 @@ def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "s
     when = runs.c.start_time if by == "start" else runs.c.end_time
     buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
     inside = and_(when >= buckets.c.lo, when < buckets.c.hi)
-    query = select(buckets.c.n, runs.c.status, func.count()).select_from(buckets.join(runs, inside)).group_by(buckets.c.n, runs.c.status)
+    query = select(buckets.c.n, runs.c.status, func.count()).select_from(buckets.join(runs, inside)).where(store.mine(runs)).group_by(buckets.c.n, runs.c.status)
     with store.reader() as conn:
         rows = [tuple(r) for r in conn.execute(query)]
     long = pd.DataFrame(rows, columns=["n", "status", "runs"])
@@ -562,11 +563,11 @@ def store_families(store, now: datetime | None = None, slo: float = DEFAULT_SLO,
     only grow and ``rate()`` over them works as for any Prometheus summary."""
     now = now or datetime.now(timezone.utc)
     with store.reader() as conn:
-        by_status = dict(conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all())
+        by_status = dict(conn.execute(select(runs.c.status, func.count()).where(store.mine(runs)).group_by(runs.c.status)).all())
         t = node_timings.c
         totals = conn.execute(
             select(t.node_type, func.count(), func.sum(t.duration_ms))
-            .where(t.kind == "activity", t.duration_ms.isnot(None))
+            .where(store.mine(node_timings), t.kind == "activity", t.duration_ms.isnot(None))
             .group_by(t.node_type)
         ).all()
     recent = latency(store, now - latency_window, now).set_index("node_type")

@@ -46,7 +46,11 @@ def purge(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
     Returns the count per kind (runs, node_timings, logs, alerts, metric_samples, blobs), plus
     ``dry_run`` and the ``before`` cutoffs that were applied."""
     before = cutoffs(settings, now)
-    counts = store.purge(runs_ended_before=before["runs"], logs_before=before["logs"], dry_run=dry_run)
+    # The policies are the deployment's: they apply to every tenant's records alike.
+    counts: dict = {}
+    for tenant in dict.fromkeys([store.tenant, *store.tenants()]):
+        for kind, count in store.for_tenant(tenant).purge(runs_ended_before=before["runs"], logs_before=before["logs"], dry_run=dry_run).items():
+            counts[kind] = counts.get(kind, 0) + count
     counts["blobs"] = _purge_blobs(blobs.root(settings), before["blobs"], dry_run)
     return {**counts, "dry_run": dry_run, "before": before}
 

@@ -9,6 +9,7 @@ started from anywhere (another kernel, the Temporal CLI) appears with its final 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from .nodes.spec import TriggerContext
 from .plan import compile_plan
 from .settings import Settings
 from .status import NodeStatus, node_statuses, run_status
-from .store import Store
+from .store import Store, store_for
 from .temporal import SEARCH_ATTRIBUTES, connect
 
 FINAL = ("success", "failed", "cancelled")
@@ -47,19 +48,48 @@ def _now() -> datetime:
 
 
 class FlowService:
+    """The operations of one tenant (``settings.tenant``): its store is scoped to it, and every run
+    read from Temporal is checked to be the tenant's. ``for_tenant`` gives another tenant's view
+    of the same connections, cheaply (one per request)."""
+
     def __init__(self, settings: Settings, client: Client, store: Store):
         self.settings = settings
         self.client = client
         self.store = store
+        # Syncing runs from Temporal is deployment-wide: every tenant's view shares the root's.
+        self._root = self
         self._synced_until: datetime | None = None
-        # Runs seen final whose node timings may still need recording (an ordered set).
-        self._timings_pending: dict[str, None] = {}
+        # Runs seen final whose node timings may still need recording, with their tenants (in order).
+        self._timings_pending: dict[str, str] = {}
+        self._tenant_views: dict[str, FlowService] = {}
+
+    def for_tenant(self, tenant: str) -> "FlowService":
+        root = self._root
+        if tenant == root.settings.tenant:
+            return root
+        view = root._tenant_views.get(tenant)
+        if view is None:
+            view = copy.copy(root)
+            view.settings = root.settings.replace(tenant=tenant)
+            view.store = root.store.for_tenant(tenant)
+            view._tenant_views = {}
+            root._tenant_views[tenant] = view
+        return view
+
+    @property
+    def tenant(self) -> str:
+        return self.settings.tenant
+
+    def _check_tenant(self, run_id: str, tenant: str | None) -> None:
+        # Runs of other tenants do not exist for this one: the same answer as an unknown id.
+        if (tenant or "default") != self.tenant:
+            raise NotFound("run", run_id)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> "FlowService":
         settings = settings or Settings.from_env()
         client = await connect(settings)
-        return cls(settings, client, Store(settings.store_url))
+        return cls(settings, client, store_for(settings, settings.tenant))
 
     # ------------------------------------------------------------------ catalogue
     def catalogue(self) -> list[dict]:
@@ -330,11 +360,17 @@ class FlowService:
 
     async def _describe(self, run_id: str):
         try:
-            return await self.handle(run_id).describe()
+            desc = await self.handle(run_id).describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise NotFound("run", run_id) from None
             raise
+        self._check_tenant(run_id, desc.typed_search_attributes.get(SEARCH_ATTRIBUTES["FloworchTenant"]))
+        return desc
+
+    async def check_run(self, run_id: str) -> None:
+        """NotFound unless ``run_id`` is a run of this tenant."""
+        await self._describe(run_id)
 
     async def _history_events(self, run_id: str) -> list:
         history = await self.handle(run_id).fetch_history()
@@ -403,6 +439,7 @@ class FlowService:
         request = _run_request(events)
         if request is None:
             raise NotFound("run", run_id)
+        self._check_tenant(run_id, request["run"].get("tenant"))
         return trace.segments(request["plan"], events, self.store.list_logs(run_id, limit=100_000))
 
     async def inspect(self, run_id: str, node_id: str) -> dict:
@@ -432,9 +469,11 @@ class FlowService:
 
     async def error(self, run_id: str) -> list[dict] | None:
         """The failure that ended the run: message, type and stack trace of it and each cause."""
+        await self.check_run(run_id)
         return trace.run_error(await self._history_events(run_id))
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        await self.check_run(run_id)
         return await asyncio.wait_for(self.handle(run_id).result(), timeout)
 
     async def approve(self, run_id: str, node_id: str, *, decision: str = "approved", by: str, comment: str = "") -> dict:
@@ -466,7 +505,9 @@ class FlowService:
         return self.store.list_runs(workflow_id=workflow_id, status=status, limit=limit)
 
     async def sync_runs(self) -> int:
-        """Copy the state of recent FlowRun executions from Temporal into the store."""
+        """Copy the state of recent FlowRun executions of every tenant from Temporal into the store."""
+        if self._root is not self:
+            return await self._root.sync_runs()
         query = f"WorkflowType = '{WORKFLOW_TYPE}'"
         since = self._synced_until
         if since is not None:
@@ -495,9 +536,14 @@ class FlowService:
                 "trace_id": meta.get("trace_id"),
                 "search_attributes": meta,
             }
-            self.store.upsert_run({k: v for k, v in record.items() if v is not None})
+            record["tenant"] = record["tenant"] or "default"
+            try:
+                self.store.for_tenant(record["tenant"]).upsert_run({k: v for k, v in record.items() if v is not None})
+            except ValueError as exc:  # a run started outside FlowOrchestrator with a bad tenant
+                log.warning("run %s not recorded: %s", wf.id, exc)
+                continue
             if record["status"] in FINAL:
-                self._timings_pending[wf.id] = None
+                self._timings_pending[wf.id] = record["tenant"]
             count += 1
         self._synced_until = started_sync
         await self._record_pending_timings()
@@ -513,13 +559,16 @@ class FlowService:
         if not self._timings_pending:
             return
         deadline = asyncio.get_running_loop().time() + TIMINGS_BUDGET_S
-        needed = self.store.runs_needing_timings(list(self._timings_pending))
-        self._timings_pending = dict.fromkeys(needed)
-        for run_id in needed:
+        by_tenant: dict[str, list[str]] = {}
+        for run_id, tenant in self._timings_pending.items():
+            by_tenant.setdefault(tenant, []).append(run_id)
+        needed = {run_id: tenant for tenant, ids in by_tenant.items() for run_id in self.for_tenant(tenant).store.runs_needing_timings(ids)}
+        self._timings_pending = needed
+        for run_id, tenant in list(needed.items()):
             if asyncio.get_running_loop().time() > deadline:
                 return
             try:
-                await self.record_timings(run_id)
+                await self.for_tenant(tenant).record_timings(run_id)
             except Exception as exc:  # noqa: BLE001 - tried again on the next sync
                 log.warning("could not record node timings of run %s: %s: %s", run_id, type(exc).__name__, exc)
                 continue
@@ -539,7 +588,7 @@ class FlowService:
             segments = trace.segments(request["plan"], events, self.store.list_logs(run_id, limit=100_000))
             rows = metrics.timings_from_segments(segments)
         meta = (request or {}).get("run", {})
-        return self.store.add_node_timings(run_id, rows, workflow_id=meta.get("flow_id"), tenant=meta.get("tenant"))
+        return self.store.add_node_timings(run_id, rows, workflow_id=meta.get("flow_id"), tenant=self.tenant)
 
     # ------------------------------------------------------------------ live metrics
     def metric_task_queues(self) -> list[str]:
@@ -608,8 +657,13 @@ class FlowService:
 
     # ------------------------------------------------------------------ alerts and retention
     async def evaluate_alerts(self, now: datetime | None = None) -> list[dict]:
-        """Evaluate every enabled alert rule once (alerts.py); returns the alerts that changed."""
-        return await alerts.evaluate(self.store, self, now=now)
+        """Evaluate every enabled alert rule once (alerts.py); returns the alerts that changed.
+        The deployment's service evaluates every tenant's rules, a tenant's view its own."""
+        views = [self.for_tenant(t) for t in dict.fromkeys([self.tenant, *self.store.tenants()])] if self._root is self else [self]
+        changed = []
+        for view in views:
+            changed += await alerts.evaluate(view.store, view, now=now)
+        return changed
 
     def list_alerts(self, open_only: bool = False, limit: int = 100, *, cleared_only: bool = False) -> list[dict]:
         """Alerts, newest first; ``open`` marks the ones not cleared yet."""

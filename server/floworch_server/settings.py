@@ -42,11 +42,30 @@ class Settings:
     task_queue: str = "floworch"
     # Store: empty means SQLite in the data directory.
     database_url: str = ""
+    # PostgreSQL: a URL logging in as the tables' owner, used only to migrate the schema and grant
+    # database_url's role its rights (so the application's role is not the owner, and row-level
+    # security and the append-only audit log hold against it). Empty: database_url migrates.
+    database_owner_url: str = ""
     # Embedded supervisor.
     workers: int = 1
     temporal_port: int = 0  # 0: pick a free port
+    # The deployment's own tenant: where runs and flows go when a request names none.
     tenant: str = "default"
-    # Fernet key encrypting stored credentials; empty: a key file made in the data directory.
+    # Role (admin, editor, viewer or none) of a Jupyter-authenticated user with no membership in
+    # the deployment's own tenant. admin suits one person's server (the Jupyter token's holder
+    # can open a terminal anyway); a team server sets none, so only members get in.
+    jupyter_role: str = "admin"
+    # Days a refresh token (auth.py) may wait before it is used; each use gives a new one.
+    refresh_token_days: int = 14
+    # Stored credentials are envelope-encrypted (secrets.py, keys.py): each with its own AES-256-GCM
+    # data key, wrapped by a key-encryption key from key_file (empty: <data_dir>/keys.json, made
+    # once, owner-only) or, when kms_key_id is set, by that AWS KMS key (id, ARN or alias/...).
+    key_file: str = ""
+    kms_key_id: str = ""
+    kms_region: str = ""  # empty: the region in the key's ARN, else boto3's default
+    kms_endpoint_url: str = ""  # empty: AWS's own endpoint (set it for a VPC endpoint)
+    # Fernet key of credentials stored by versions before envelope encryption (read only;
+    # `floworch keys rotate` re-encrypts them); empty: <data_dir>/secret.key if it exists.
     secret_key: str = ""
     user: str = ""  # who acts from a kernel; defaults to the OS user
     # Outbound HTTP may reach private/internal addresses only when listed here (see netguard.py):
@@ -66,6 +85,19 @@ class Settings:
     # Log lines (logging_json.py): "auto" writes JSON into log files and readable text to a
     # terminal; "json" or "text" use that format everywhere.
     log_format: str = "auto"
+    # Rate limits (ratelimit.py). Counts live in this Redis (redis://host:6379/0), shared by every
+    # server and worker; empty: in each process's memory (fine for one machine's `make run`).
+    redis_url: str = ""
+    # Limits in the `limits` notation ("600/minute", "1/5 seconds", "10/second;500/hour"); empty: none.
+    # API requests per user and per tenant (429 with Retry-After when used up):
+    rate_limit_user: str = "600/minute"
+    rate_limit_tenant: str = "6000/minute"
+    # Calls to providers, per tenant, as "name=limit" pairs: "openai=60/minute,slack=1/second". A
+    # name is a SaaS node's integration provider, an ai.llm node's provider, or action.http's host.
+    # A node whose provider's limit is used up waits (status retrying) within its retry policy.
+    rate_limit_providers: str = ""
+    # Every rate-limit key starts with "<prefix>:<tenant>:"; deployments sharing a Redis differ here.
+    rate_limit_prefix: str = "floworch"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -42,21 +42,27 @@ class WebhookReceiver:
     def __init__(self, service: Any):
         self.service = service
 
-    def _registration(self, hook_id: str) -> dict | None:
-        found = self.service.store.list_triggers(kind="webhook", key=hook_id)
-        return found[0] if found else None
+    def _registration(self, hook_id: str) -> tuple[Any, dict | None]:
+        """(the service of the hook's tenant, its registration or None)."""
+        tenant, dot, _ = hook_id.partition(".")
+        try:
+            service = self.service.for_tenant(tenant if dot else "default")
+        except ValueError:  # not a tenant id: not a hook either
+            return self.service, None
+        found = service.store.list_triggers(kind="webhook", key=hook_id)
+        return service, (found[0] if found else None)
 
     def max_body(self, hook_id: str) -> int:
-        reg = self._registration(hook_id)
+        reg = self._registration(hook_id)[1]
         return (reg and reg["config"].get("max_body_bytes")) or DEFAULT_MAX_BODY
 
     async def receive(self, hook_id: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> Answer:
-        reg = self._registration(hook_id)
+        service, reg = self._registration(hook_id)
         if reg is None:
             return Answer(404)
         if len(body) > (reg["config"].get("max_body_bytes") or DEFAULT_MAX_BODY):
             return Answer(413, {"error": "request body too large"})
-        settings = self.service.settings
+        settings = service.settings
         secret = box_for(settings).decrypt(reg["secret"], "webhook secret")
         if not _authentic(secret, headers, body, time.time() if now is None else now):
             return Answer(401)
@@ -70,7 +76,7 @@ class WebhookReceiver:
         # A repeated delivery (same Idempotency-Key, or the very same signed request) is one run.
         key = headers.get("Idempotency-Key") or headers.get(SIGNATURE_HEADER, "")
         try:
-            run = await self.service.start_run(
+            run = await service.start_run(
                 reg["workflow_id"], input=payload, version=reg["version"], by=f"webhook:{hook_id}",
                 trigger="webhook", trigger_node=reg["node_id"], idempotency_key=f"webhook:{hook_id}:{key}",
             )  # fmt: skip

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
@@ -49,10 +50,16 @@ def default_registrations() -> tuple[list[type], list[Callable]]:
 
 def attach_log_store(settings: Settings) -> None:
     """Send node log lines to the store, where run logs are read from."""
-    from . import activities
-    from .store import Store
+    from . import activities, integrations
+    from .store import store_for
 
-    activities.log_sink = Store(settings.store_url).add_log
+    store = store_for(settings, settings.tenant)
+
+    def add_log(*args: Any, **kwargs: Any) -> None:
+        # Each line goes to the tenant of the run whose node wrote it.
+        store.for_tenant(integrations.RUN_TENANT.get() or store.tenant).add_log(*args, **kwargs)
+
+    activities.log_sink = add_log
 
 
 async def connect_with_retry(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> Client:

@@ -90,3 +90,39 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         drop_postgres_schema(url)
+
+
+def create_app_role(owner_url: str) -> str:
+    """A new LOGIN role that is neither superuser nor BYPASSRLS, as an application logs in with,
+    and the URL of ``owner_url``'s schema connecting as it. It owns nothing: what it may do is
+    what the store's migration grants it (see ``Store(owner_url=...)``)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(owner_url)
+    role = f"floworch_app_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    with _connect(parsed.username) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
+    return parsed.set(username=role).render_as_string(hide_password=False)
+
+
+def drop_app_role(app_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    role = make_url(app_url).username
+    if not role or not role.startswith("floworch_app_"):
+        raise ValueError(f"refusing to drop role {role!r}: not a role created by create_app_role()")
+    with _connect(_user()) as conn:
+        # Its grants first (a role with privileges cannot be dropped); it owns nothing else.
+        conn.execute(f'DROP OWNED BY "{role}"')
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.fixture
+def pg_app_url(pg_url) -> Iterator[str]:
+    """URL of ``pg_url``'s schema as a fresh unprivileged application role, dropped after the test.
+    ``pg_url`` (a superuser) stays the owner: open the store with ``owner_url=pg_url``."""
+    url = create_app_role(pg_url)
+    try:
+        yield url
+    finally:
+        drop_app_role(url)

@@ -81,7 +81,10 @@ class Api:
         if body is not None or method in ("POST", "PUT"):
             kwargs["body"] = body if isinstance(body, str) else json.dumps(body if body is not None else {})
         response = await self.fetch(API_PREFIX + url, **kwargs)
-        reply = Reply(response.code, json.loads(response.body) if response.body else None)
+        # Pages for a browser tab (the OAuth callback) are text; everything else is JSON.
+        html = response.headers.get("Content-Type", "").startswith("text/html")
+        body = response.body.decode() if html else (json.loads(response.body) if response.body else None)
+        reply = Reply(response.code, body)
         self.check(method, template, reply)
         return reply
 
@@ -94,7 +97,8 @@ class Api:
             return
         # Shared error responses are $refs into components; the others live under the operation.
         where = responses[code].get("$ref") or f"#/paths/{_escape(API_PREFIX + template)}/{method.lower()}/responses/{code}"
-        self.conforms(reply.json, f"{where}/content/application~1json/schema", f"{method} {template} {code}")
+        media = "text~1html" if "text/html" in responses[code].get("content", {}) else "application~1json"
+        self.conforms(reply.json, f"{where}/content/{media}/schema", f"{method} {template} {code}")
 
     def conforms(self, value: Any, pointer: str, what: str) -> None:
         """Assert ``value`` matches the schema at ``pointer`` in the document (``#/components/...``)."""

@@ -1,5 +1,6 @@
 /**
- * The Run panel (trace, logs, state inspector of one run) and the Dashboard panel: their widgets,
+ * The Run panel (trace, logs, state inspector of one run), the Dashboard panel and the Team
+ * panel (members, roles and the audit log): their widgets,
  * commands and launcher items. A Run panel's data lives in a `RunSession` owned by its widget, so
  * that it outlives the React tree (see session.ts).
  */
@@ -11,6 +12,7 @@ import * as React from 'react';
 import { Dashboard } from './Dashboard';
 import { RunPanel } from './RunPanel';
 import { RunSession } from './session';
+import { TeamPanel } from './Team';
 
 export { RunSession, type Inspection, type LogRecord, type Segment } from './session';
 export type { AlertRecord, DashboardData } from './Dashboard';
@@ -19,6 +21,7 @@ const CATEGORY = 'FlowOrchestrator';
 const CMD_OPEN_RUN = 'floworch:open-run';
 const CMD_OPEN_RUN_PROMPT = 'floworch:open-run-prompt';
 const CMD_DASHBOARD = 'floworch:dashboard';
+const CMD_TEAM = 'floworch:open-team';
 
 export const runPanelIcon = new LabIcon({
   name: 'floworch:run-panel',
@@ -34,6 +37,14 @@ export const dashboardIcon = new LabIcon({
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
     '<rect x="3" y="13" width="4" height="8" rx="1"/><rect x="10" y="8" width="4" height="13" rx="1"/>' +
     '<rect x="17" y="3" width="4" height="18" rx="1"/></g></svg>'
+});
+
+export const teamIcon = new LabIcon({
+  name: 'floworch:team',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<circle cx="8" cy="8" r="3.5"/><circle cx="16.5" cy="9" r="3"/>' +
+    '<path d="M1.5 20c0-3.6 2.9-6.5 6.5-6.5s6.5 2.9 6.5 6.5z"/><path d="M15.5 20c0-2.2-.8-4.2-2.1-5.7.9-.5 2-.8 3.1-.8 3 0 5.5 2.5 5.5 6.5z"/></g></svg>'
 });
 
 class RunPanelWidget extends ReactWidget {
@@ -70,6 +81,17 @@ class DashboardWidget extends ReactWidget {
   }
 }
 
+class TeamWidget extends ReactWidget {
+  constructor() {
+    super();
+    this.addClass('fo-team-widget');
+  }
+
+  render(): JSX.Element {
+    return React.createElement(TeamPanel);
+  }
+}
+
 function domId(text: string): string {
   return text.replace(/[^A-Za-z0-9_-]/g, '_');
 }
@@ -77,6 +99,7 @@ function domId(text: string): string {
 export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null): void {
   const runPanels = new Map<string, MainAreaWidget<RunPanelWidget>>();
   let dashboard: MainAreaWidget<DashboardWidget> | null = null;
+  let team: MainAreaWidget<TeamWidget> | null = null;
 
   const openRun = (runId: string): MainAreaWidget<RunPanelWidget> => {
     const existing = runPanels.get(runId);
@@ -166,8 +189,35 @@ export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null)
     }
   });
 
+  app.commands.addCommand(CMD_TEAM, {
+    label: 'Team',
+    caption: 'Members and their roles (admins manage them), and the audit log',
+    icon: teamIcon,
+    execute: () => {
+      if (team && !team.isDisposed) {
+        app.shell.activateById(team.id);
+        return team;
+      }
+      const widget = new MainAreaWidget({ content: new TeamWidget() });
+      widget.id = 'floworch-team';
+      widget.title.label = 'Team';
+      widget.title.icon = teamIcon;
+      widget.title.closable = true;
+      widget.disposed.connect(() => {
+        if (team === widget) {
+          team = null;
+        }
+      });
+      team = widget;
+      app.shell.add(widget, 'main');
+      app.shell.activateById(widget.id);
+      return widget;
+    }
+  });
+
   if (launcher) {
     launcher.add({ command: CMD_OPEN_RUN_PROMPT, category: CATEGORY, rank: 2 });
     launcher.add({ command: CMD_DASHBOARD, category: CATEGORY, rank: 3 });
+    launcher.add({ command: CMD_TEAM, category: CATEGORY, rank: 4 });
   }
 }

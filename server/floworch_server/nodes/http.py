@@ -3,7 +3,8 @@
 Every connection goes through the outbound-address guard (`floworch_server.netguard`), which
 refuses private and internal addresses unless FLOWORCH_HTTP_ALLOW lets them through. Redirects
 are followed here, one hop at a time, so that each hop's URL is checked before it is requested
-and the number of hops is the node's own `max_redirects`.
+and the number of hops is the node's own `max_redirects`. Each hop first takes a turn at the
+deployment's limit for its host, if FLOWORCH_RATE_LIMIT_PROVIDERS sets one (`ratelimit`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urljoin
 import httpx
 
 # A module import, not names: netguard imports nodes.spec, which imports this package.
-from .. import netguard
+from .. import netguard, ratelimit
 from .spec import NodeError, NodeSpec, Port, register
 
 # Statuses worth another attempt: the server may answer differently next time.
@@ -109,6 +110,8 @@ async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, con
     previous: str | None = None
     hops = 0
     while True:
+        # The deployment's own limit for the host, shared by every worker (ratelimit.py).
+        await ratelimit.provider_turn(ctx, ratelimit.http_provider(str(request.url)), f"{request.method} {shown}")
         try:
             response = await client.send(request, stream=True)
         except netguard.AddressRefused as exc:

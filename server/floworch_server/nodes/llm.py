@@ -17,6 +17,7 @@ action.http's do: a server on the worker's own network needs FLOWORCH_HTTP_ALLOW
 
 Retries. The SDKs' own retries are off: Temporal retries the activity, so every attempt shows
 in the run's history. A short Retry-After on a 429 is waited out here instead of failing.
+Each request first takes a turn at the deployment's limit for the provider (`ratelimit`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from .. import ratelimit
 from ..problems import Problem
 from .spec import NodeError, NodeSpec, Port, RetryDefaults, register
 
@@ -279,6 +281,8 @@ async def _call(ctx: Any, sdk: Any, provider: str, base_url: str | None, key_sou
     """One request, with the SDK's errors turned into node errors that say whether to retry."""
     where = base_url or f"the {provider} API"
     for waited in range(MAX_INLINE_WAITS + 1):
+        # The deployment's own limit for this provider, shared by every worker (ratelimit.py).
+        await ratelimit.provider_turn(ctx, provider, f"{provider} at {where}")
         try:
             return await send()
         except sdk.RateLimitError as exc:

@@ -20,7 +20,8 @@ async def _on_publish(ctx: TriggerContext) -> dict:
     secret = "whsec_" + _random.token_urlsafe(32)
     return {
         "kind": "webhook",
-        "key": _random.token_urlsafe(18),
+        # The tenant leads the hook id, so a call is looked up in its tenant's records alone.
+        "key": f"{settings.tenant}.{_random.token_urlsafe(18)}",
         "secret": box_for(settings).encrypt(secret),
         "config": {"max_body_bytes": ctx.config.get("max_body_bytes")},
     }

@@ -5,6 +5,12 @@ every connection gets WAL (readers never block the writer), a busy timeout (writ
 of failing) and foreign keys. Transactions that write start with ``BEGIN IMMEDIATE``: a deferred
 transaction that reads and then writes fails outright with "database is locked" when another
 process committed in between, which is exactly the read-max-then-insert pattern of versioning.
+
+On PostgreSQL every transaction of a tenant-scoped engine (``scoped``) first sets the
+transaction-local ``floworch.tenant`` setting that the row-level security policies compare
+against (migration 0006). It is set in this one place, the engine's "begin" event, so no query
+can run in a transaction without it; being transaction-local (``SET LOCAL``), it never leaks to
+the next user of a pooled connection.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 BUSY_TIMEOUT_MS = 5000
 # Execution option marking an engine whose transactions write (see module docstring).
 WRITE_OPTION = "floworch_write"
+# Execution option carrying the tenant whose rows an engine's transactions may see.
+TENANT_OPTION = "floworch_tenant"
+# The PostgreSQL setting the row-level security policies read.
+TENANT_SETTING = "floworch.tenant"
 
 
 def normalise_url(url: str) -> str:
@@ -47,7 +57,16 @@ def make_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     # pre_ping: the Jupyter server holds connections for days; Postgres may restart meanwhile.
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _set_tenant(connection) -> None:
+        tenant = connection.get_execution_options().get(TENANT_OPTION)
+        if tenant is not None:
+            # is_local=true: the SET LOCAL form, undone when the transaction ends.
+            connection.exec_driver_sql("SELECT set_config(%(name)s, %(tenant)s, true)", {"name": TENANT_SETTING, "tenant": tenant})
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -79,6 +98,11 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def scoped(engine: Engine, tenant: str) -> Engine:
+    """The same engine (same pool), whose transactions belong to ``tenant`` (see module docstring)."""
+    return engine.execution_options(**{TENANT_OPTION: tenant})
 
 
 def writer(engine: Engine) -> Engine:

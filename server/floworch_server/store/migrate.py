@@ -4,6 +4,14 @@ Several processes (Jupyter server, workers, kernels) may open a fresh store at t
 The upgrade runs inside one write transaction that first takes a lock - ``BEGIN IMMEDIATE`` on
 SQLite (plus a lock file, which also covers switching a brand-new file to WAL), an advisory lock
 on Postgres - so the second process waits, then finds the schema at head and does nothing.
+
+On PostgreSQL the tables should belong to an owner role that the application does not log in
+as: row-level security (FORCEd, so owners are bound too, but an owner could turn it off) and
+the append-only audit log then hold against the application's own connections. ``Store`` is
+given the owner's URL (FLOWORCH_DATABASE_OWNER_URL) to migrate with; afterwards
+``grant_app_role`` gives the application's role exactly what it needs. With one URL only, the
+application role migrates and owns the tables: the weaker setup (and a superuser, which
+bypasses row-level security entirely, leaves only the store's own tenant filters).
 """
 
 from __future__ import annotations
@@ -17,11 +25,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from .engine import sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "floworch_alembic_version"  # as in migrations/env.py
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -38,24 +47,71 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database behind ``engine`` (a writer engine) to the latest schema."""
+def upgrade(engine: Engine, app_role: str | None = None) -> None:
+    """Bring the database behind ``engine`` (a writer engine) to the latest schema.
+
+    ``app_role``: on PostgreSQL, the application's role, when ``engine`` logs in as the tables'
+    owner; it is granted its privileges afterwards (``grant_app_role``)."""
     with _file_lock(sqlite_file(engine.url.render_as_string(hide_password=False))):
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Per schema, so test schemas (and tenants' schemas) migrate independently.
-                connection.exec_driver_sql(
-                    "SELECT pg_advisory_xact_lock(hashtext('floworch.store:' || coalesce(current_schema(), '')))"
-                )
-            config = alembic_config()
-            config.attributes["connection"] = connection
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite rebuilds a table to change its constraints (batch mode): dropping the old
+                # table would fire its children's ON DELETE actions. The pragma only takes effect
+                # outside a transaction; foreign_key_check below proves the rebuild kept them whole.
+                _sqlite_foreign_keys(connection, False)
             try:
-                command.upgrade(config, "head")
-            except CommandError as exc:
-                raise RuntimeError(
-                    f"Cannot migrate the FlowOrchestrator store at {engine.url!r}: {exc}. "
-                    "If the database was created by a newer floworch, upgrade floworch."
-                ) from exc
+                with connection.begin():
+                    _upgrade(connection, engine)
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise RuntimeError(f"Migrating {engine.url!r} broke a foreign key; the migration was rolled back")
+                    if app_role and connection.dialect.name == "postgresql":
+                        grant_app_role(connection, app_role)
+            finally:
+                if sqlite:
+                    _sqlite_foreign_keys(connection, True)
+
+
+def _upgrade(connection: Connection, engine: Engine) -> None:
+    if connection.dialect.name == "postgresql":
+        # Per schema, so test schemas (and tenants' schemas) migrate independently.
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtext('floworch.store:' || coalesce(current_schema(), '')))"
+        )
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    try:
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        raise RuntimeError(
+            f"Cannot migrate the FlowOrchestrator store at {engine.url!r}: {exc}. "
+            "If the database was created by a newer floworch, upgrade floworch."
+        ) from exc
+
+
+def grant_app_role(connection: Connection, role: str) -> None:
+    """Give the application's role what it needs, and no more, on the store's schema: read and
+    write every table, but only read and append the audit log, and only read the migration
+    version (so it can check the schema is current). Idempotent; run after every upgrade so
+    tables added by later migrations are covered."""
+    if connection.exec_driver_sql("SELECT current_user").scalar() == role:
+        return  # the one-URL setup: the application owns the tables
+    quote = connection.dialect.identifier_preparer.quote
+    schema = quote(connection.exec_driver_sql("SELECT current_schema()").scalar())
+    grantee = quote(role)
+    for statement in (
+        f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {grantee}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {grantee}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.audit_log FROM {grantee}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.{VERSION_TABLE} FROM {grantee}",
+    ):
+        connection.exec_driver_sql(statement)
+
+
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    # On the DBAPI connection: through SQLAlchemy the statement would open a transaction first.
+    connection.connection.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
 
 @contextlib.contextmanager

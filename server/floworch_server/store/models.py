@@ -6,6 +6,7 @@ so they cannot drift apart. Every timestamp is timezone-aware UTC on the way in 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    PrimaryKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
@@ -31,6 +33,33 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 RUN_STATUSES = ("queued", "running", "success", "failed", "cancelled")
 FINAL_STATUSES = ("success", "failed", "cancelled")
 ALERT_KINDS = ("success_rate", "queue_backlog", "sync_latency")
+ROLES = ("admin", "editor", "viewer")
+
+# A tenant id: lower case so it cannot differ from itself by case alone, and safe to use in
+# URLs, Redis key prefixes and Temporal search attributes without quoting.
+TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+DEFAULT_TENANT = "default"
+
+# The SLA rules every tenant starts with (the store seeds them when a tenant first appears;
+# migration 0004 seeded them for the default tenant). A rule an operator deletes stays deleted.
+DEFAULT_ALERT_RULES = (
+    # Percent of runs ending in success (cancelled runs aside) over the last 5 minutes.
+    {"name": "run-success-rate", "kind": "success_rate", "threshold": 99.9, "window_seconds": 300, "enabled": True},
+    # Tasks waiting in the busiest task queue (live, so the window is unused).
+    {"name": "task-queue-backlog", "kind": "queue_backlog", "threshold": 100.0, "window_seconds": 60, "enabled": True},
+    # p95 of reported collaboration sync latencies (ms) over the last 5 minutes.
+    {"name": "collab-sync-latency", "kind": "sync_latency", "threshold": 500.0, "window_seconds": 300, "enabled": True},
+)
+
+
+def check_tenant(tenant: Any) -> str:
+    """``tenant`` if it is a valid tenant id, else a ValueError naming it and the rule."""
+    if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant):
+        raise ValueError(
+            f"invalid tenant id {tenant!r}: use 1 to 64 characters of a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
 
 # JSONB on Postgres (indexable, compact); plain JSON text elsewhere. None is stored as SQL NULL,
 # not as the JSON text "null", so "IS NULL" means "not given".
@@ -88,12 +117,14 @@ class Base(DeclarativeBase):
 
 class Workflow(Base):
     __tablename__ = "workflows"
+    # A .flow path names one workflow within a tenant: two tenants may both have "etl.flow".
+    __table_args__ = (UniqueConstraint("tenant", "path", name="uq_workflows_tenant_path"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default", index=True)
     # The .flow file this workflow is edited in; one workflow per file.
-    path: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    path: Mapped[str | None] = mapped_column(String(1024))
     # Latest published version number; None until the first publish.
     version: Mapped[int | None] = mapped_column(Integer)
     # Bumped on every draft save, so clients can detect stale writes.
@@ -113,6 +144,7 @@ class WorkflowVersion(Base):
         String(36), ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     plan: Mapped[Any] = mapped_column(JSONType, nullable=False)
     plan_hash: Mapped[str] = mapped_column(String(128))
     document: Mapped[Any] = mapped_column(JSONType, nullable=False)
@@ -125,12 +157,12 @@ class WorkflowRun(Base):
     __tablename__ = "workflow_runs"
     __table_args__ = (
         Index("ix_workflow_runs_workflow_id_start_time", "workflow_id", "start_time"),
-        Index("ix_workflow_runs_start_time", "start_time"),
-        # Covering indexes for the dashboard's aggregates (metrics.py): success rate and burn
-        # rates count outcomes by end time, throughput counts runs by start time and status;
-        # with the status in the index neither has to visit the table.
-        Index("ix_workflow_runs_end_time_status", "end_time", "status"),
-        Index("ix_workflow_runs_start_time_status", "start_time", "status"),
+        # Covering indexes for the dashboard's aggregates (metrics.py), which are always of one
+        # tenant: success rate and burn rates count outcomes by end time, throughput counts runs
+        # by start time and status (and lists go by start time); with the status in the index
+        # neither has to visit the table.
+        Index("ix_workflow_runs_tenant_end_time_status", "tenant", "end_time", "status"),
+        Index("ix_workflow_runs_tenant_start_time_status", "tenant", "start_time", "status"),
     )
 
     # The Temporal workflow id.
@@ -165,8 +197,8 @@ class NodeTiming(Base):
     __tablename__ = "node_timings"
     __table_args__ = (
         # Covering for latency: percentiles per node type read durations off the index alone.
-        Index("ix_node_timings_node_type_started", "node_type", "started", "kind", "duration_ms"),
-        Index("ix_node_timings_started", "started"),
+        Index("ix_node_timings_tenant_node_type_started", "tenant", "node_type", "started", "kind", "duration_ms"),
+        Index("ix_node_timings_tenant_started", "tenant", "started"),
         Index("ix_node_timings_run_id", "run_id"),
     )
 
@@ -190,11 +222,12 @@ class LogRecord(Base):
     __tablename__ = "logs"
     __table_args__ = (
         Index("ix_logs_run_id_id", "run_id", "id"),
-        # The retention purge deletes by age (retention.py).
-        Index("ix_logs_timestamp", "timestamp"),
+        # The retention purge deletes by age, one tenant at a time (retention.py).
+        Index("ix_logs_tenant_timestamp", "tenant", "timestamp"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     run_id: Mapped[str] = mapped_column(String(255))
     # Node id, or the activity name when the node is not known.
@@ -207,9 +240,14 @@ class LogRecord(Base):
 
 
 class AuditEntry(Base):
+    """Who did what, when, in which tenant. Append-only: on PostgreSQL the application role may
+    only SELECT and INSERT it (see migrate.grant_app_role)."""
+
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_id", "tenant", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(64))
@@ -230,13 +268,58 @@ class Integration(Base):
     tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     name: Mapped[str] = mapped_column(String(255))
     provider: Mapped[str] = mapped_column(String(64))
-    # Fernet token of the JSON secret.
+    # The JSON secret, envelope-encrypted (secrets.py): its own AES-256-GCM data key, wrapped by a KEK.
     secret: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     # Non-secret settings shown to users (base URL, account name, scopes).
     settings: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OAuthProvider(Base):
+    """An OAuth 2.0 authorization server a tenant connects integrations through: its endpoints and
+    this deployment's client registration there. The client secret is encrypted like a secret."""
+
+    __tablename__ = "oauth_providers"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_oauth_providers_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    # Also the provider of the integrations connected through it (e.g. "hubspot").
+    name: Mapped[str] = mapped_column(String(64))
+    authorize_url: Mapped[str] = mapped_column(String(2048))
+    token_url: Mapped[str] = mapped_column(String(2048))
+    revocation_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # Fixed callback URL registered at the provider; None: derived from the request that starts.
+    redirect_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(512))
+    client_secret: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    scopes: Mapped[Any] = mapped_column(JSONType, default=list, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OAuthAuthorization(Base):
+    """An authorization-code flow under way: the hash of its state (the state itself is only in the
+    user's browser), the PKCE verifier (encrypted), who started it and until when it is valid.
+    Deleted when the callback arrives, whatever its outcome: a state is used once."""
+
+    __tablename__ = "oauth_authorizations"
+    __table_args__ = (Index("ix_oauth_authorizations_expires_at", "expires_at"),)
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
+    provider: Mapped[str] = mapped_column(String(64))
+    integration: Mapped[str] = mapped_column(String(255))
+    started_by: Mapped[str] = mapped_column(String(255))
+    redirect_uri: Mapped[str] = mapped_column(String(2048))
+    code_verifier: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # Public settings the connected integration gets (e.g. base_url).
+    settings: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TriggerRegistration(Base):
@@ -248,16 +331,17 @@ class TriggerRegistration(Base):
     __tablename__ = "trigger_registrations"
     __table_args__ = (
         UniqueConstraint("workflow_id", "node_id", name="uq_trigger_registrations_workflow_id_node_id"),
-        Index("ix_trigger_registrations_kind_key", "kind", "key"),
+        Index("ix_trigger_registrations_tenant_kind_key", "tenant", "kind", "key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     workflow_id: Mapped[str] = mapped_column(String(36), ForeignKey("workflows.id", ondelete="CASCADE"))
     node_id: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))  # webhook, event, cron
     key: Mapped[str] = mapped_column(String(512))  # hook id, topic, schedule id
     version: Mapped[int] = mapped_column(Integer)
-    # Fernet token of the registration's secret (a webhook signing secret), if it has one.
+    # The registration's secret (a webhook signing secret), envelope-encrypted like integrations'.
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     config: Mapped[Any] = mapped_column(JSONType, default=dict, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -272,9 +356,11 @@ class AlertRule(Base):
     far back the rule looks (queue_backlog reads the live backlog and ignores it)."""
 
     __tablename__ = "alert_rules"
-    __table_args__ = (UniqueConstraint("name", name="uq_alert_rules_name"),)
+    # Names are per tenant: every tenant has its own "run-success-rate".
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_alert_rules_tenant_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     threshold: Mapped[float] = mapped_column(Float)
@@ -296,10 +382,11 @@ class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (
         Index("ix_alerts_rule_id_cleared_at", "rule_id", "cleared_at"),
-        Index("ix_alerts_opened_at", "opened_at"),
+        Index("ix_alerts_tenant_opened_at", "tenant", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     rule_id: Mapped[int] = mapped_column(Integer, ForeignKey("alert_rules.id", ondelete="CASCADE"))
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -314,9 +401,76 @@ class MetricSample(Base):
     kept so alert rules can read a window of it."""
 
     __tablename__ = "metric_samples"
-    __table_args__ = (Index("ix_metric_samples_name_timestamp", "name", "timestamp"),)
+    __table_args__ = (Index("ix_metric_samples_tenant_name_timestamp", "tenant", "name", "timestamp"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Tenant(Base):
+    """The tenants that exist, so background jobs (retention, alerts) can visit each one.
+
+    Not tenant-scoped: it holds nothing but ids. A tenant is added when its first workflow,
+    member, integration, alert rule or run is written (``Store.ensure_tenant``)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Member(Base):
+    """A user's role in a tenant: admin, editor or viewer (``ROLES``)."""
+
+    __tablename__ = "members"
+    __table_args__ = (PrimaryKeyConstraint("tenant", "user", name="pk_members"),)
+
+    tenant: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    # Who last set this role, and when.
+    added_by: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RefreshToken(Base):
+    """A refresh token handed out at sign-in or rotation. Only its sha256 is stored.
+
+    Each is good for one use (``used_at``); all tokens rotated from one sign-in share a
+    ``family``, so presenting a spent token again revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_tenant_family", "tenant", "family"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    family: Mapped[str] = mapped_column(String(36))
+    user: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Every table whose rows belong to one tenant: filtered by the store, and on PostgreSQL guarded
+# by row-level security (migration 0006). Only ``tenants`` (ids alone) is outside.
+TENANT_TABLES = (
+    "workflows",
+    "workflow_versions",
+    "workflow_runs",
+    "node_timings",
+    "logs",
+    "audit_log",
+    "integrations",
+    "oauth_providers",
+    "oauth_authorizations",
+    "trigger_registrations",
+    "alert_rules",
+    "alerts",
+    "metric_samples",
+    "members",
+    "refresh_tokens",
+)

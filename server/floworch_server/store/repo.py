@@ -1,9 +1,15 @@
 """``Store``: the engine's persistence API - workflows, published versions, runs, logs, audit,
-alert rules and alerts, and the retention purge.
+alert rules and alerts, members and refresh tokens, and the retention purge.
 
 Methods take and return plain dicts (JSON-friendly apart from timezone-aware UTC datetimes), so
 HTTP handlers, the worker and the kernel share one vocabulary and never see ORM objects.
 Every method is its own short transaction; the class is safe to share between threads.
+
+A ``Store`` belongs to one tenant (``store.tenant``; ``store.for_tenant(t)`` gives another
+tenant's, on the same connection pool). Every read is filtered to that tenant, every insert
+writes it, updates and deletes only reach its rows, and a record naming another tenant is
+refused. On PostgreSQL row-level security enforces the same below the store (engine.py sets
+the tenant on every transaction), so a query the store forgot to filter still sees nothing else.
 """
 
 from __future__ import annotations
@@ -14,26 +20,37 @@ from typing import Any
 
 from sqlalchemy import Table, and_, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from sqlalchemy.engine import make_url
 
 from . import migrate
-from .engine import make_engine, normalise_url, writer
+from .engine import make_engine, normalise_url, scoped, writer
 from .models import (
     ALERT_KINDS,
+    DEFAULT_ALERT_RULES,
+    DEFAULT_TENANT,
     FINAL_STATUSES,
+    ROLES,
     RUN_STATUSES,
     Alert,
     AlertRule,
     AuditEntry,
     Integration,
     LogRecord,
+    Member,
+    RefreshToken,
+    Tenant,
     MetricSample,
     NodeTiming,
+    OAuthAuthorization,
+    OAuthProvider,
     TriggerRegistration,
     Workflow,
     WorkflowRun,
     WorkflowVersion,
     as_utc,
+    check_tenant,
     utcnow,
 )
 
@@ -48,7 +65,13 @@ node_timings: Table = NodeTiming.__table__
 alert_rules: Table = AlertRule.__table__
 alerts: Table = Alert.__table__
 metric_samples: Table = MetricSample.__table__
+tenants_table: Table = Tenant.__table__
+members: Table = Member.__table__
+refresh_tokens: Table = RefreshToken.__table__
 INTEGRATION_PUBLIC = [c for c in integrations.c if c.key != "secret"]
+oauth_providers: Table = OAuthProvider.__table__
+oauth_authorizations: Table = OAuthAuthorization.__table__
+OAUTH_PROVIDER_PUBLIC = [c for c in oauth_providers.c if c.key != "client_secret"]
 
 # Collaborative state is bytes and can be large: served by its own methods, not in workflow dicts.
 WORKFLOW_FIELDS = [c for c in workflows.c if c.key != "y_document_state"]
@@ -65,6 +88,8 @@ ALERT_RULE_FIELDS = ("name", "kind", "threshold", "window_seconds", "enabled", "
 # Rows deleted per purge transaction: short transactions keep the SQLite write lock (and
 # Postgres row locks) brief while a first purge of a long history catches up.
 PURGE_CHUNK = 5000
+# SQLSTATE insufficient_privilege: what PostgreSQL answers when row-level security refuses a row.
+RLS_REFUSED = "42501"
 
 
 class NotFound(KeyError):
@@ -75,18 +100,50 @@ class NotFound(KeyError):
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tenant: str = DEFAULT_TENANT, owner_url: str | None = None) -> None:
+        """Open (and migrate) the store at ``url``, scoped to ``tenant``.
+
+        ``owner_url``: on PostgreSQL, a URL logging in as the tables' owner. Migrations then run
+        through it and the role of ``url`` is granted only what the application needs (see
+        migrate.py); without it ``url`` migrates and owns the tables (the weaker setup)."""
         self.url = normalise_url(url)
-        self._engine = make_engine(self.url)
-        self._writer = writer(self._engine)
+        self.tenant = check_tenant(tenant)
+        self._root = self
+        self._known_tenants: set[str] = set()  # ensured this process: shared by for_tenant views
+        self._base = make_engine(self.url)
         try:
-            migrate.upgrade(self._writer)
+            if owner_url:
+                owner = make_engine(owner_url)
+                try:
+                    migrate.upgrade(writer(owner), app_role=make_url(self.url).username)
+                finally:
+                    owner.dispose()
+            else:
+                migrate.upgrade(writer(self._base))
         except BaseException:
-            self._engine.dispose()
+            self._base.dispose()
             raise
+        self._scope()
+
+    def _scope(self) -> None:
+        self._engine = scoped(self._base, self.tenant)
+        self._writer = writer(self._engine)
+
+    def for_tenant(self, tenant: str) -> "Store":
+        """This store as seen by ``tenant``: same engine and pool, no migration; cheap enough
+        to call per request. Closing it is a no-op (the store it came from owns the pool)."""
+        tenant = check_tenant(tenant)
+        if tenant == self.tenant:
+            return self
+        view = object.__new__(Store)
+        view.url, view.tenant, view._root = self.url, tenant, self._root
+        view._known_tenants, view._base = self._known_tenants, self._base
+        view._scope()
+        return view
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._root is self:
+            self._base.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -95,7 +152,45 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self._engine.url!r})"
+        return f"Store({self._base.url!r}, tenant={self.tenant!r})"
+
+    # -- tenants ---------------------------------------------------------------------
+    def tenants(self) -> list[str]:
+        """Every tenant id known to the store, sorted: for jobs that visit each tenant."""
+        with self._engine.connect() as conn:
+            return list(conn.execute(select(tenants_table.c.id).order_by(tenants_table.c.id)).scalars())
+
+    def ensure_tenant(self) -> bool:
+        """Record this store's tenant in ``tenants()``; True when it was new. A new tenant gets
+        the default alert rules. Called by the methods that write a tenant's first records."""
+        if self.tenant in self._known_tenants:
+            return False
+        with self._writer.begin() as conn:
+            added = conn.execute(
+                self._insert(tenants_table).values(id=self.tenant, created_at=utcnow()).on_conflict_do_nothing()
+            ).rowcount
+            if added:
+                rules = [{**rule, "tenant": self.tenant} for rule in DEFAULT_ALERT_RULES]
+                conn.execute(self._insert(alert_rules).values(rules).on_conflict_do_nothing())
+        self._known_tenants.add(self.tenant)
+        return bool(added)
+
+    def _insert(self, table: Table):
+        """An INSERT with this dialect's ON CONFLICT clauses."""
+        return (postgresql.insert if self._base.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _tenant_arg(self, method: str, tenant: str | None) -> str:
+        """Older callers name the tenant; it must be this store's (use ``for_tenant`` for another)."""
+        if tenant is not None and tenant != self.tenant:
+            raise ValueError(
+                f"{method}: tenant {tenant!r} is not this store's tenant {self.tenant!r}; "
+                f"use store.for_tenant({tenant!r})"
+            )
+        return self.tenant
+
+    def mine(self, table: Table):
+        """The condition "row belongs to this store's tenant", for queries built outside (metrics.py)."""
+        return table.c.tenant == self.tenant
 
     # -- workflows -------------------------------------------------------------------
     def create_workflow(
@@ -105,11 +200,13 @@ class Store:
         document: dict,
         created_by: str,
         id: str | None = None,
-        tenant: str = "default",
+        tenant: str | None = None,
         path: str | None = None,
     ) -> dict:
+        tenant = self._tenant_arg("create_workflow", tenant)
         _require_text("name", name)
         _require_document(document)
+        self.ensure_tenant()
         now = utcnow()
         row = {
             "id": id or str(uuid.uuid4()),
@@ -127,27 +224,24 @@ class Store:
             with self._writer.begin() as conn:
                 conn.execute(insert(workflows).values(row))
         except IntegrityError as exc:
-            # Tell apart the two unique keys, so the caller knows which one to change.
-            clash = self.get_workflow(row["id"])
-            if clash is not None:
-                raise ValueError(f"workflow id {row['id']!r} already exists") from exc
-            if path is not None and self.find_workflow_by_path(path) is not None:
+            # Tell apart the two unique keys, so the caller knows which one to change. Ids are
+            # unique across tenants (another tenant's is invisible here: same message, no detail).
+            if path is not None and self.get_workflow(row["id"]) is None and self.find_workflow_by_path(path) is not None:
                 raise ValueError(f"workflow path {path!r} already belongs to another workflow") from exc
-            raise
+            raise ValueError(f"workflow id {row['id']!r} already exists; leave the id out to get a fresh one") from exc
         return self.get_workflow(row["id"])  # type: ignore[return-value]
 
     def get_workflow(self, id: str) -> dict | None:
-        return self._one(select(*WORKFLOW_FIELDS).where(workflows.c.id == id))
+        return self._one(select(*WORKFLOW_FIELDS).where(workflows.c.id == id, self.mine(workflows)))
 
     def list_workflows(self, tenant: str | None = None) -> list[dict]:
         """Most recently edited first."""
-        query = select(*WORKFLOW_FIELDS).order_by(workflows.c.updated_at.desc(), workflows.c.id)
-        if tenant is not None:
-            query = query.where(workflows.c.tenant == tenant)
-        return self._all(query)
+        self._tenant_arg("list_workflows", tenant)
+        query = select(*WORKFLOW_FIELDS).where(self.mine(workflows))
+        return self._all(query.order_by(workflows.c.updated_at.desc(), workflows.c.id))
 
     def find_workflow_by_path(self, path: str) -> dict | None:
-        return self._one(select(*WORKFLOW_FIELDS).where(workflows.c.path == path))
+        return self._one(select(*WORKFLOW_FIELDS).where(workflows.c.path == path, self.mine(workflows)))
 
     def update_draft(self, id: str, *, document: dict, by: str, name: str | None = None) -> dict:
         """Save the draft document. ``by`` is recorded in the audit log by callers, not here."""
@@ -161,7 +255,7 @@ class Store:
             _require_text("name", name)
             changes["name"] = name
         with self._writer.begin() as conn:
-            result = conn.execute(update(workflows).where(workflows.c.id == id).values(changes))
+            result = conn.execute(update(workflows).where(workflows.c.id == id, self.mine(workflows)).values(changes))
             if result.rowcount == 0:
                 raise NotFound(f"unknown workflow id {id!r}: create it before saving a draft")
         return self.get_workflow(id)  # type: ignore[return-value]
@@ -169,14 +263,16 @@ class Store:
     def get_document_state(self, id: str) -> bytes | None:
         """The stored Yjs state of the workflow's collaborative document, if any."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(workflows.c.y_document_state).where(workflows.c.id == id)).first()
+            row = conn.execute(select(workflows.c.y_document_state).where(workflows.c.id == id, self.mine(workflows))).first()
         if row is None:
             raise NotFound(f"unknown workflow id {id!r}")
         return row[0]
 
     def save_document_state(self, id: str, state: bytes) -> None:
         with self._writer.begin() as conn:
-            result = conn.execute(update(workflows).where(workflows.c.id == id).values(y_document_state=state))
+            result = conn.execute(
+                update(workflows).where(workflows.c.id == id, self.mine(workflows)).values(y_document_state=state)
+            )
             if result.rowcount == 0:
                 raise NotFound(f"unknown workflow id {id!r}")
 
@@ -200,12 +296,12 @@ class Store:
             # Lock the workflow row: concurrent publishers queue here instead of racing for a number
             # (on SQLite the writer's BEGIN IMMEDIATE already serialises them).
             found = conn.execute(
-                select(workflows.c.id).where(workflows.c.id == workflow_id).with_for_update()
+                select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows)).with_for_update()
             ).first()
             if found is None:
                 raise NotFound(f"unknown workflow id {workflow_id!r}: cannot publish a version of it")
             latest = conn.execute(
-                select(func.max(versions.c.version)).where(versions.c.workflow_id == workflow_id)
+                select(func.max(versions.c.version)).where(versions.c.workflow_id == workflow_id, self.mine(versions))
             ).scalar()
             number = (latest or 0) + 1
             now = utcnow()
@@ -213,6 +309,7 @@ class Store:
                 insert(versions).values(
                     workflow_id=workflow_id,
                     version=number,
+                    tenant=self.tenant,
                     plan=plan,
                     plan_hash=plan_hash,
                     document=document,
@@ -222,25 +319,33 @@ class Store:
                 )
             )
             conn.execute(
-                update(workflows).where(workflows.c.id == workflow_id).values(version=number, updated_at=now)
+                update(workflows)
+                .where(workflows.c.id == workflow_id, self.mine(workflows))
+                .values(version=number, updated_at=now)
             )
         return self.get_version(workflow_id, number)  # type: ignore[return-value]
 
     def get_version(self, workflow_id: str, version: int) -> dict | None:
         return self._one(
-            select(versions).where(versions.c.workflow_id == workflow_id, versions.c.version == int(version))
+            select(versions).where(
+                versions.c.workflow_id == workflow_id, versions.c.version == int(version), self.mine(versions)
+            )
         )
 
     def list_versions(self, workflow_id: str) -> list[dict]:
         """Newest first."""
         return self._all(
-            select(versions).where(versions.c.workflow_id == workflow_id).order_by(versions.c.version.desc())
+            select(versions)
+            .where(versions.c.workflow_id == workflow_id, self.mine(versions))
+            .order_by(versions.c.version.desc())
         )
 
     def unpublish_workflow(self, id: str) -> dict:
         """Mark a workflow as having no live published version (its versions are kept)."""
         with self._writer.begin() as conn:
-            done = conn.execute(update(workflows).where(workflows.c.id == id).values(version=None, updated_at=utcnow()))
+            done = conn.execute(
+                update(workflows).where(workflows.c.id == id, self.mine(workflows)).values(version=None, updated_at=utcnow())
+            )
             if done.rowcount == 0:
                 raise NotFound(f"no workflow with id {id!r}")
         return self.get_workflow(id)  # type: ignore[return-value]
@@ -248,19 +353,21 @@ class Store:
     def delete_workflow(self, id: str) -> None:
         """Delete a workflow, its versions and trigger registrations; its run records stay."""
         with self._writer.begin() as conn:
-            conn.execute(triggers.delete().where(triggers.c.workflow_id == id))
-            conn.execute(versions.delete().where(versions.c.workflow_id == id))
-            done = conn.execute(workflows.delete().where(workflows.c.id == id))
+            conn.execute(triggers.delete().where(triggers.c.workflow_id == id, self.mine(triggers)))
+            conn.execute(versions.delete().where(versions.c.workflow_id == id, self.mine(versions)))
+            done = conn.execute(workflows.delete().where(workflows.c.id == id, self.mine(workflows)))
             if done.rowcount == 0:
                 raise NotFound(f"no workflow with id {id!r}")
 
     # -- integrations ------------------------------------------------------------------
     def put_integration(
-        self, *, name: str, provider: str, secret: bytes, settings: dict | None, created_by: str, tenant: str = "default"
+        self, *, name: str, provider: str, secret: bytes, settings: dict | None, created_by: str, tenant: str | None = None
     ) -> dict:
-        """Create or replace the integration ``name`` of a tenant. ``secret`` is already encrypted."""
+        """Create or replace the integration ``name`` of the tenant. ``secret`` is already encrypted."""
+        tenant = self._tenant_arg("put_integration", tenant)
         _require_text("name", name)
         _require_text("provider", provider)
+        self.ensure_tenant()
         now = utcnow()
         with self._writer.begin() as conn:
             existing = conn.execute(
@@ -268,7 +375,7 @@ class Store:
             ).first()
             values = {"provider": provider, "secret": secret, "settings": settings or {}, "updated_at": now}
             if existing:
-                conn.execute(update(integrations).where(integrations.c.id == existing[0]).values(values))
+                conn.execute(update(integrations).where(integrations.c.id == existing[0], self.mine(integrations)).values(values))
             else:
                 conn.execute(
                     insert(integrations).values(
@@ -277,18 +384,92 @@ class Store:
                 )
         return self.get_integration(name, tenant=tenant, with_secret=False)  # type: ignore[return-value]
 
-    def get_integration(self, name: str, *, tenant: str = "default", with_secret: bool = True) -> dict | None:
+    def get_integration(self, name: str, *, tenant: str | None = None, with_secret: bool = True) -> dict | None:
+        tenant = self._tenant_arg("get_integration", tenant)
         columns = list(integrations.c) if with_secret else INTEGRATION_PUBLIC
         return self._one(select(*columns).where(integrations.c.tenant == tenant, integrations.c.name == name))
 
-    def list_integrations(self, tenant: str = "default") -> list[dict]:
+    def list_integrations(self, tenant: str | None = None) -> list[dict]:
+        tenant = self._tenant_arg("list_integrations", tenant)
         return self._all(select(*INTEGRATION_PUBLIC).where(integrations.c.tenant == tenant).order_by(integrations.c.name))
 
-    def delete_integration(self, name: str, *, tenant: str = "default") -> None:
+    def delete_integration(self, name: str, *, tenant: str | None = None) -> None:
+        tenant = self._tenant_arg("delete_integration", tenant)
         with self._writer.begin() as conn:
             done = conn.execute(integrations.delete().where(integrations.c.tenant == tenant, integrations.c.name == name))
             if done.rowcount == 0:
                 raise NotFound(f"no integration named {name!r}")
+
+    # -- OAuth providers and pending authorizations --------------------------------------
+    def put_oauth_provider(
+        self,
+        *,
+        name: str,
+        authorize_url: str,
+        token_url: str,
+        revocation_url: str | None,
+        redirect_uri: str | None,
+        client_id: str,
+        client_secret: bytes,
+        scopes: list[str],
+        created_by: str,
+        tenant: str | None = None,
+    ) -> dict:
+        """Create or replace the OAuth provider ``name`` of a tenant. ``client_secret`` is already encrypted."""
+        tenant = self._tenant_arg("put_oauth_provider", tenant)
+        for field_name, value in (("name", name), ("authorize_url", authorize_url), ("token_url", token_url), ("client_id", client_id)):
+            _require_text(field_name, value)
+        now = utcnow()
+        values = {
+            "authorize_url": authorize_url, "token_url": token_url, "revocation_url": revocation_url, "redirect_uri": redirect_uri,
+            "client_id": client_id, "client_secret": client_secret, "scopes": list(scopes), "updated_at": now,
+        }  # fmt: skip
+        with self._writer.begin() as conn:
+            existing = conn.execute(
+                select(oauth_providers.c.id).where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name)
+            ).first()
+            if existing:
+                conn.execute(update(oauth_providers).where(oauth_providers.c.id == existing[0], self.mine(oauth_providers)).values(values))
+            else:
+                conn.execute(
+                    insert(oauth_providers).values(id=str(uuid.uuid4()), tenant=tenant, name=name, created_by=created_by, created_at=now, **values)
+                )
+        return self.get_oauth_provider(name, tenant=tenant, with_secret=False)  # type: ignore[return-value]
+
+    def get_oauth_provider(self, name: str, *, tenant: str | None = None, with_secret: bool = True) -> dict | None:
+        tenant = self._tenant_arg("get_oauth_provider", tenant)
+        columns = list(oauth_providers.c) if with_secret else OAUTH_PROVIDER_PUBLIC
+        return self._one(select(*columns).where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name))
+
+    def list_oauth_providers(self, tenant: str | None = None) -> list[dict]:
+        tenant = self._tenant_arg("list_oauth_providers", tenant)
+        return self._all(select(*OAUTH_PROVIDER_PUBLIC).where(oauth_providers.c.tenant == tenant).order_by(oauth_providers.c.name))
+
+    def delete_oauth_provider(self, name: str, *, tenant: str | None = None) -> None:
+        tenant = self._tenant_arg("delete_oauth_provider", tenant)
+        with self._writer.begin() as conn:
+            done = conn.execute(oauth_providers.delete().where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name))
+            if done.rowcount == 0:
+                raise NotFound(f"no OAuth provider named {name!r}")
+
+    def add_oauth_authorization(self, record: dict) -> None:
+        """Remember an authorization under way; expired ones are dropped on the way."""
+        record = {**record, "tenant": self._tenant_arg("add_oauth_authorization", record.get("tenant"))}
+        now = utcnow()
+        with self._writer.begin() as conn:
+            conn.execute(oauth_authorizations.delete().where(oauth_authorizations.c.expires_at < now, self.mine(oauth_authorizations)))
+            conn.execute(insert(oauth_authorizations).values(created_at=now, **record))
+
+    def take_oauth_authorization(self, state_hash: str, *, tenant: str | None = None) -> dict | None:
+        """The authorization of ``state_hash``, deleted in the same transaction: of two callbacks
+        with one state, only one gets it (expired or not; the caller judges the expiry)."""
+        tenant = self._tenant_arg("take_oauth_authorization", tenant)
+        where = and_(oauth_authorizations.c.state_hash == state_hash, oauth_authorizations.c.tenant == tenant)
+        with self._writer.begin() as conn:
+            row = conn.execute(select(oauth_authorizations).where(where)).mappings().first()
+            if row is None or conn.execute(oauth_authorizations.delete().where(where)).rowcount != 1:
+                return None
+            return dict(row)
 
     # -- trigger registrations ---------------------------------------------------------
     def replace_triggers(self, workflow_id: str, registrations: list[dict]) -> list[dict]:
@@ -297,7 +478,14 @@ class Store:
         A registration of the same node keeps its row (and so its secret unless a new one is given)."""
         now = utcnow()
         with self._writer.begin() as conn:
-            current = {r["node_id"]: dict(r) for r in conn.execute(select(triggers).where(triggers.c.workflow_id == workflow_id)).mappings()}
+            if registrations and conn.execute(
+                select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))
+            ).first() is None:
+                raise NotFound(f"unknown workflow id {workflow_id!r}: cannot register its triggers")
+            current = {
+                r["node_id"]: dict(r)
+                for r in conn.execute(select(triggers).where(triggers.c.workflow_id == workflow_id, self.mine(triggers))).mappings()
+            }
             wanted = {r["node_id"]: r for r in registrations}
             for node_id, reg in wanted.items():
                 values = {
@@ -310,16 +498,18 @@ class Store:
                 if reg.get("secret") is not None:
                     values["secret"] = reg["secret"]
                 if node_id in current:
-                    conn.execute(update(triggers).where(triggers.c.id == current[node_id]["id"]).values(values))
+                    conn.execute(update(triggers).where(triggers.c.id == current[node_id]["id"], self.mine(triggers)).values(values))
                 else:
-                    conn.execute(insert(triggers).values(workflow_id=workflow_id, node_id=node_id, created_at=now, **values))
+                    conn.execute(
+                        insert(triggers).values(workflow_id=workflow_id, node_id=node_id, tenant=self.tenant, created_at=now, **values)
+                    )
             removed = [r for node_id, r in current.items() if node_id not in wanted]
             if removed:
-                conn.execute(triggers.delete().where(triggers.c.id.in_([r["id"] for r in removed])))
+                conn.execute(triggers.delete().where(triggers.c.id.in_([r["id"] for r in removed]), self.mine(triggers)))
         return removed
 
     def list_triggers(self, *, kind: str | None = None, key: str | None = None, workflow_id: str | None = None) -> list[dict]:
-        query = select(triggers).order_by(triggers.c.id)
+        query = select(triggers).where(self.mine(triggers)).order_by(triggers.c.id)
         if kind is not None:
             query = query.where(triggers.c.kind == kind)
         if key is not None:
@@ -327,6 +517,49 @@ class Store:
         if workflow_id is not None:
             query = query.where(triggers.c.workflow_id == workflow_id)
         return self._all(query)
+
+    # -- encrypted values (key rotation, keys.py) -------------------------------------
+    def encrypted_secrets(self) -> list[dict]:
+        """This tenant's stored encrypted values: integration secrets and webhook signing secrets,
+        as dicts with ``table``, ``id``, ``tenant``, ``label`` (what it is, for messages) and
+        ``secret`` (the encrypted bytes)."""
+        found = select(integrations.c.id, integrations.c.name, integrations.c.secret).where(integrations.c.tenant == self.tenant)
+        hooks = select(triggers.c.id, triggers.c.workflow_id, triggers.c.node_id, triggers.c.secret).where(
+            triggers.c.tenant == self.tenant, triggers.c.secret.isnot(None)
+        )
+        with self._engine.connect() as conn:
+            out = [
+                {"table": "integrations", "id": r.id, "tenant": self.tenant, "label": f"secret of integration '{r.name}'", "secret": bytes(r.secret)}
+                for r in conn.execute(found.order_by(integrations.c.name))
+            ]
+            out += [
+                {
+                    "table": "trigger_registrations", "id": r.id, "tenant": self.tenant,
+                    "label": f"webhook secret of flow {r.workflow_id} node '{r.node_id}'", "secret": bytes(r.secret),
+                }
+                for r in conn.execute(hooks.order_by(triggers.c.id))
+            ]  # fmt: skip
+        return out
+
+    def secret_tenants(self) -> list[str]:
+        """Tenants with stored encrypted values that this connection can see (on PostgreSQL with
+        row-level security: only this store's); with ``tenants()``, what a rotation visits."""
+        union = select(integrations.c.tenant).union(select(triggers.c.tenant).where(triggers.c.secret.isnot(None)))
+        with self._engine.connect() as conn:
+            return sorted(conn.execute(union).scalars())
+
+    def replace_secret(self, table: str, id: Any, old: bytes, new: bytes) -> bool:
+        """Swap one of this tenant's encrypted values for its re-encrypted form, only if it is
+        still ``old``: False when it was stored again (or deleted) meanwhile, so a rotation never
+        overwrites a newer secret with an older one."""
+        target = {"integrations": integrations, "trigger_registrations": triggers}.get(table)
+        if target is None:
+            raise ValueError(f"table {table!r} holds no encrypted values; use integrations or trigger_registrations")
+        with self._writer.begin() as conn:
+            done = conn.execute(
+                update(target).where(target.c.id == id, target.c.tenant == self.tenant, target.c.secret == old).values(secret=new)
+            )
+        return done.rowcount == 1
 
     # -- runs ------------------------------------------------------------------------
     def upsert_run(self, record: dict) -> None:
@@ -337,11 +570,12 @@ class Store:
         status, end_time and error alone (its other fields still fill in).
         """
         values = _validate_run(record)
+        values["tenant"] = self._tenant_arg(f"run {values['run_id']!r}", values.get("tenant"))
+        self.ensure_tenant()
         now = utcnow()
         row = {"start_time": now, "search_attributes": {}, **values, "updated_at": now}
-        dialect = self._engine.dialect.name
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runs).values(row)
-        changes: dict[str, Any] = {key: stmt.excluded[key] for key in values if key != "run_id"}
+        stmt = self._insert(runs).values(row)
+        changes: dict[str, Any] = {key: stmt.excluded[key] for key in values if key not in ("run_id", "tenant")}
         changes["updated_at"] = stmt.excluded.updated_at
         status = values.get("status")
         if status is not None:
@@ -350,12 +584,21 @@ class Store:
                 for key in OUTCOME_FIELDS:
                     if key in changes:
                         changes[key] = case((runs.c.status.in_(further), runs.c[key]), else_=stmt.excluded[key])
-        stmt = stmt.on_conflict_do_update(index_elements=[runs.c.run_id], set_=changes)
-        with self._writer.begin() as conn:
-            conn.execute(stmt)
+        # Only this tenant's run is updated: a run id of another tenant's is refused below.
+        stmt = stmt.on_conflict_do_update(index_elements=[runs.c.run_id], set_=changes, where=self.mine(runs))
+        refused = ValueError(f"run {values['run_id']!r} belongs to another tenant; nothing was changed")
+        try:
+            with self._writer.begin() as conn:
+                if conn.execute(stmt).rowcount == 0:
+                    raise refused
+        except DBAPIError as exc:
+            # PostgreSQL's row-level security refuses the conflicting row before the WHERE can skip it.
+            if getattr(exc.orig, "sqlstate", None) == RLS_REFUSED:
+                raise refused from None
+            raise
 
     def get_run(self, run_id: str) -> dict | None:
-        return self._one(select(runs).where(runs.c.run_id == run_id))
+        return self._one(select(runs).where(runs.c.run_id == run_id, self.mine(runs)))
 
     def list_runs(
         self,
@@ -365,7 +608,7 @@ class Store:
         offset: int = 0,
     ) -> list[dict]:
         """Newest start_time first."""
-        query = select(runs).order_by(runs.c.start_time.desc(), runs.c.run_id.desc())
+        query = select(runs).where(self.mine(runs)).order_by(runs.c.start_time.desc(), runs.c.run_id.desc())
         if workflow_id is not None:
             query = query.where(runs.c.workflow_id == workflow_id)
         if status is not None:
@@ -380,24 +623,25 @@ class Store:
 
         Each timing has node, node_type, kind (activity, timer, approval or control), iteration,
         attempt, started, ended, status and optionally duration_ms (else ended - started).
-        ``workflow_id`` and ``tenant`` default to the run record's."""
+        ``workflow_id`` defaults to the run record's; ``tenant``, if given, must be the store's."""
+        tenant = self._tenant_arg("add_node_timings", tenant)
         rows = [_validate_timing(t) for t in timings]
         with self._writer.begin() as conn:
             # Lock the run row: two processes syncing the same run then take turns (Postgres;
             # SQLite's BEGIN IMMEDIATE already serialises writers) instead of interleaving.
             run = conn.execute(
-                select(runs.c.workflow_id, runs.c.tenant).where(runs.c.run_id == run_id).with_for_update()
+                select(runs.c.workflow_id).where(runs.c.run_id == run_id, self.mine(runs)).with_for_update()
             ).first()
             common = {
                 "run_id": run_id,
                 "workflow_id": workflow_id if workflow_id is not None else (run.workflow_id if run else None),
-                "tenant": tenant or (run.tenant if run else None) or "default",
+                "tenant": tenant,
             }
-            conn.execute(node_timings.delete().where(node_timings.c.run_id == run_id))
+            conn.execute(node_timings.delete().where(node_timings.c.run_id == run_id, self.mine(node_timings)))
             values = [{**common, **row} for row in rows]
             for i in range(0, len(values), TIMING_CHUNK):
                 conn.execute(insert(node_timings), values[i : i + TIMING_CHUNK])
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(timings_at=utcnow()))
+            conn.execute(update(runs).where(runs.c.run_id == run_id, self.mine(runs)).values(timings_at=utcnow()))
         return len(rows)
 
     def runs_needing_timings(self, run_ids: list[str]) -> list[str]:
@@ -408,6 +652,7 @@ class Store:
             for i in range(0, len(ids), TIMING_CHUNK):
                 query = select(runs.c.run_id).where(
                     runs.c.run_id.in_(ids[i : i + TIMING_CHUNK]),
+                    self.mine(runs),
                     runs.c.status.in_(FINAL_STATUSES),
                     runs.c.timings_at.is_(None),
                 )
@@ -425,7 +670,7 @@ class Store:
         limit: int = 100_000,
     ) -> list[dict]:
         """Node timings, oldest ``started`` first; ``since`` inclusive, ``until`` exclusive."""
-        query = select(node_timings).order_by(node_timings.c.started, node_timings.c.id)
+        query = select(node_timings).where(self.mine(node_timings)).order_by(node_timings.c.started, node_timings.c.id)
         if run_id is not None:
             query = query.where(node_timings.c.run_id == run_id)
         if since is not None:
@@ -445,7 +690,10 @@ class Store:
         return self._engine.dialect.name
 
     def reader(self):
-        """A read-only connection (a context manager) for aggregate queries, see metrics.py."""
+        """A read-only connection (a context manager) for aggregate queries, see metrics.py.
+
+        On PostgreSQL it sees only this tenant's rows (row-level security); on SQLite queries
+        must say so themselves: add ``store.mine(table)`` to each."""
         return self._engine.connect()
 
     # -- logs ------------------------------------------------------------------------
@@ -464,6 +712,7 @@ class Store:
         with self._writer.begin() as conn:
             result = conn.execute(
                 insert(logs).values(
+                    tenant=self.tenant,
                     run_id=run_id,
                     node=node,
                     level=level,
@@ -480,14 +729,14 @@ class Store:
         """Oldest first; pass the last id seen as ``after_id`` to tail."""
         return self._all(
             select(logs)
-            .where(logs.c.run_id == run_id, logs.c.id > int(after_id))
+            .where(logs.c.run_id == run_id, logs.c.id > int(after_id), self.mine(logs))
             .order_by(logs.c.id)
             .limit(int(limit))
         )
 
     # -- alert rules and alerts --------------------------------------------------------
     def list_alert_rules(self, *, enabled: bool | None = None) -> list[dict]:
-        query = select(alert_rules).order_by(alert_rules.c.id)
+        query = select(alert_rules).where(self.mine(alert_rules)).order_by(alert_rules.c.id)
         if enabled is not None:
             query = query.where(alert_rules.c.enabled == bool(enabled))
         return self._all(query)
@@ -495,7 +744,7 @@ class Store:
     def get_alert_rule(self, rule: int | str) -> dict | None:
         """A rule by id, or by name."""
         column = alert_rules.c.id if isinstance(rule, int) else alert_rules.c.name
-        return self._one(select(alert_rules).where(column == rule))
+        return self._one(select(alert_rules).where(column == rule, self.mine(alert_rules)))
 
     def add_alert_rule(
         self,
@@ -511,11 +760,12 @@ class Store:
             {"name": name, "kind": kind, "threshold": threshold, "window_seconds": window_seconds,
              "enabled": enabled, "action_workflow_id": action_workflow_id}
         )
+        self.ensure_tenant()
         with self._writer.begin() as conn:
             self._check_rule_action(conn, name, values["action_workflow_id"])
-            if conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == name)).first():
+            if conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == name, self.mine(alert_rules))).first():
                 raise ValueError(f"an alert rule named {name!r} already exists; change it with update_alert_rule")
-            rule_id = conn.execute(insert(alert_rules).values(values)).inserted_primary_key[0]
+            rule_id = conn.execute(insert(alert_rules).values(tenant=self.tenant, **values)).inserted_primary_key[0]
         return self.get_alert_rule(int(rule_id))  # type: ignore[return-value]
 
     def update_alert_rule(self, rule: int | str, **changes: Any) -> dict:
@@ -533,12 +783,13 @@ class Store:
             if "action_workflow_id" in values:
                 self._check_rule_action(conn, current["name"], values["action_workflow_id"])
             if values:
-                conn.execute(update(alert_rules).where(alert_rules.c.id == current["id"]).values(values))
+                conn.execute(update(alert_rules).where(alert_rules.c.id == current["id"], self.mine(alert_rules)).values(values))
         return self.get_alert_rule(current["id"])  # type: ignore[return-value]
 
-    @staticmethod
-    def _check_rule_action(conn, name: str, workflow_id: str | None) -> None:
-        if workflow_id is not None and conn.execute(select(workflows.c.id).where(workflows.c.id == workflow_id)).first() is None:
+    def _check_rule_action(self, conn, name: str, workflow_id: str | None) -> None:
+        if workflow_id is not None and conn.execute(
+            select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))
+        ).first() is None:
             raise NotFound(f"alert rule {name!r}: action_workflow_id {workflow_id!r} names no workflow; create and publish the flow first")
 
     def judge_alert(
@@ -551,22 +802,28 @@ class Store:
         at = as_utc(at) if at is not None else utcnow()
         with self._writer.begin() as conn:
             # Lock the rule: two servers evaluating at once take turns, so one alert opens.
-            if conn.execute(select(alert_rules.c.id).where(alert_rules.c.id == rule_id).with_for_update()).first() is None:
+            if conn.execute(
+                select(alert_rules.c.id).where(alert_rules.c.id == rule_id, self.mine(alert_rules)).with_for_update()
+            ).first() is None:
                 raise NotFound(f"no alert rule with id {rule_id!r}")
             open_id = conn.execute(
-                select(alerts.c.id).where(alerts.c.rule_id == rule_id, alerts.c.cleared_at.is_(None)).order_by(alerts.c.id.desc())
+                select(alerts.c.id)
+                .where(alerts.c.rule_id == rule_id, alerts.c.cleared_at.is_(None), self.mine(alerts))
+                .order_by(alerts.c.id.desc())
             ).scalar()
             if violated:
                 if value is None:
                     raise ValueError(f"alert rule {rule_id}: a violation needs the value that violated it")
                 if open_id is None:
-                    row = {"rule_id": rule_id, "opened_at": at, "value": float(value), "message": message}
+                    row = {"rule_id": rule_id, "tenant": self.tenant, "opened_at": at, "value": float(value), "message": message}
                     open_id, change = conn.execute(insert(alerts).values(row)).inserted_primary_key[0], "opened"
                 else:
-                    conn.execute(update(alerts).where(alerts.c.id == open_id).values(value=float(value), message=message))
+                    conn.execute(
+                        update(alerts).where(alerts.c.id == open_id, self.mine(alerts)).values(value=float(value), message=message)
+                    )
                     change = "updated"
             elif open_id is not None:
-                conn.execute(update(alerts).where(alerts.c.id == open_id).values(cleared_at=at))
+                conn.execute(update(alerts).where(alerts.c.id == open_id, self.mine(alerts)).values(cleared_at=at))
                 change = "cleared"
             else:
                 return None, None
@@ -574,7 +831,7 @@ class Store:
 
     def set_alert_action_run(self, alert_id: int, run_id: str) -> None:
         with self._writer.begin() as conn:
-            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(action_run_id=run_id))
+            conn.execute(update(alerts).where(alerts.c.id == alert_id, self.mine(alerts)).values(action_run_id=run_id))
 
     def get_alert(self, alert_id: int) -> dict | None:
         return self._one(self._alerts_query().where(alerts.c.id == alert_id))
@@ -592,25 +849,33 @@ class Store:
             query = query.where(alerts.c.rule_id == rule_id)
         return self._all(query.limit(int(limit)))
 
-    @staticmethod
-    def _alerts_query():
-        return select(
-            alerts, alert_rules.c.name.label("rule"), alert_rules.c.kind, alert_rules.c.threshold
-        ).join(alert_rules, alert_rules.c.id == alerts.c.rule_id)
+    def _alerts_query(self):
+        return (
+            select(alerts, alert_rules.c.name.label("rule"), alert_rules.c.kind, alert_rules.c.threshold)
+            .join(alert_rules, and_(alert_rules.c.id == alerts.c.rule_id, self.mine(alert_rules)))
+            .where(self.mine(alerts))
+        )
 
     # -- metric samples ----------------------------------------------------------------
     def add_metric_sample(self, name: str, value: float, *, at: datetime | None = None) -> None:
         _require_text("metric name", name)
         with self._writer.begin() as conn:
             conn.execute(
-                insert(metric_samples).values(name=name, value=float(value), timestamp=as_utc(at) if at is not None else utcnow())
+                insert(metric_samples).values(
+                    tenant=self.tenant, name=name, value=float(value), timestamp=as_utc(at) if at is not None else utcnow()
+                )
             )
 
     def metric_values(self, name: str, since: datetime, until: datetime) -> list[float]:
         """Values of ``name`` sampled in ``[since, until)``, oldest first."""
         query = (
             select(metric_samples.c.value)
-            .where(metric_samples.c.name == name, metric_samples.c.timestamp >= as_utc(since), metric_samples.c.timestamp < as_utc(until))
+            .where(
+                self.mine(metric_samples),
+                metric_samples.c.name == name,
+                metric_samples.c.timestamp >= as_utc(since),
+                metric_samples.c.timestamp < as_utc(until),
+            )
             .order_by(metric_samples.c.timestamp)
         )
         with self._engine.connect() as conn:
@@ -622,20 +887,21 @@ class Store:
 
         Runs go by end time, and only final ones: a queued or running run is never purged,
         however old. With a run go its node timings, and alerts cleared before the same cutoff.
-        Logs and metric samples go by their own timestamp. Returns the count per table."""
+        Logs and metric samples go by their own timestamp. Returns the count per table.
+        Only this store's tenant is purged: a job purging everything visits ``tenants()``."""
         groups: list[tuple[str, Table, Any, Any]] = []
         if runs_ended_before is not None:
             cutoff = as_utc(runs_ended_before)
-            old_runs = and_(runs.c.status.in_(FINAL_STATUSES), runs.c.end_time < cutoff)
+            old_runs = and_(self.mine(runs), runs.c.status.in_(FINAL_STATUSES), runs.c.end_time < cutoff)
             groups += [
                 ("runs", runs, runs.c.run_id, old_runs),
-                ("alerts", alerts, alerts.c.id, alerts.c.cleared_at < cutoff),
+                ("alerts", alerts, alerts.c.id, and_(self.mine(alerts), alerts.c.cleared_at < cutoff)),
             ]
         if logs_before is not None:
             cutoff = as_utc(logs_before)
             groups += [
-                ("logs", logs, logs.c.id, logs.c.timestamp < cutoff),
-                ("metric_samples", metric_samples, metric_samples.c.id, metric_samples.c.timestamp < cutoff),
+                ("logs", logs, logs.c.id, and_(self.mine(logs), logs.c.timestamp < cutoff)),
+                ("metric_samples", metric_samples, metric_samples.c.id, and_(self.mine(metric_samples), metric_samples.c.timestamp < cutoff)),
             ]
         counts = dict.fromkeys(["runs", "node_timings", "logs", "alerts", "metric_samples"], 0)
         for name, table, key, condition in groups:
@@ -645,34 +911,131 @@ class Store:
                     if table is runs:
                         doomed = select(runs.c.run_id).where(condition)
                         counts["node_timings"] = int(
-                            conn.execute(select(func.count()).where(node_timings.c.run_id.in_(doomed))).scalar() or 0
+                            conn.execute(
+                                select(func.count()).where(node_timings.c.run_id.in_(doomed), self.mine(node_timings))
+                            ).scalar()
+                            or 0
                         )
                 continue
             while True:
                 with self._writer.begin() as conn:
                     ids = list(conn.execute(select(key).where(condition).limit(PURGE_CHUNK)).scalars())
                     if ids and table is runs:
-                        done = conn.execute(node_timings.delete().where(node_timings.c.run_id.in_(ids)))
+                        done = conn.execute(node_timings.delete().where(node_timings.c.run_id.in_(ids), self.mine(node_timings)))
                         counts["node_timings"] += done.rowcount
                     if ids:
-                        counts[name] += conn.execute(table.delete().where(key.in_(ids))).rowcount
+                        counts[name] += conn.execute(table.delete().where(key.in_(ids), self.mine(table))).rowcount
                 if len(ids) < PURGE_CHUNK:
                     break
         return counts
 
     # -- audit -----------------------------------------------------------------------
     def audit(self, actor: str, action: str, target: str, detail: dict | None = None) -> int:
+        """Append an entry for this store's tenant; returns its id. Entries are never changed."""
         with self._writer.begin() as conn:
             result = conn.execute(
                 insert(audit_log).values(
-                    actor=actor, action=action, target=target, detail=detail, timestamp=utcnow()
+                    tenant=self.tenant, actor=actor, action=action, target=target, detail=detail, timestamp=utcnow()
                 )
             )
             return int(result.inserted_primary_key[0])
 
-    def list_audit(self, limit: int = 100) -> list[dict]:
-        """Newest first."""
-        return self._all(select(audit_log).order_by(audit_log.c.id.desc()).limit(int(limit)))
+    def list_audit(
+        self,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 100,
+    ) -> list[dict]:
+        """Newest first. ``action`` is exact, or a prefix when it ends in "." ("workflow." for
+        every workflow action); ``since`` is inclusive, ``until`` exclusive. Every value is a
+        bound parameter (and LIKE wildcards in a prefix are escaped)."""
+        query = select(audit_log).where(self.mine(audit_log))
+        if actor is not None:
+            query = query.where(audit_log.c.actor == actor)
+        if action is not None:
+            if action.endswith("."):
+                query = query.where(audit_log.c.action.startswith(action, autoescape=True))
+            else:
+                query = query.where(audit_log.c.action == action)
+        if target is not None:
+            query = query.where(audit_log.c.target == target)
+        if since is not None:
+            query = query.where(audit_log.c.timestamp >= as_utc(since))
+        if until is not None:
+            query = query.where(audit_log.c.timestamp < as_utc(until))
+        return self._all(query.order_by(audit_log.c.id.desc()).limit(int(limit)))
+
+    # -- members ---------------------------------------------------------------------
+    def add_member(self, user: str, role: str, by: str) -> dict:
+        """Give ``user`` ``role`` (admin, editor or viewer) in this tenant, replacing any role
+        they had; returns the member."""
+        _require_text("user", user)
+        _require_text("by", by)
+        if role not in ROLES:
+            raise ValueError(f"member {user!r}: role must be one of {', '.join(ROLES)}; got {role!r}")
+        self.ensure_tenant()
+        now = utcnow()
+        stmt = self._insert(members).values(tenant=self.tenant, user=user, role=role, added_by=by, added_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[members.c.tenant, members.c.user],
+            set_={"role": stmt.excluded.role, "added_by": stmt.excluded.added_by, "added_at": stmt.excluded.added_at},
+            where=self.mine(members),
+        )
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+        return self.get_member(user)  # type: ignore[return-value]
+
+    def get_member(self, user: str) -> dict | None:
+        return self._one(select(members).where(members.c.user == user, self.mine(members)))
+
+    def list_members(self) -> list[dict]:
+        """This tenant's members, by user name."""
+        return self._all(select(members).where(self.mine(members)).order_by(members.c.user))
+
+    def remove_member(self, user: str) -> None:
+        with self._writer.begin() as conn:
+            done = conn.execute(members.delete().where(members.c.user == user, self.mine(members)))
+            if done.rowcount == 0:
+                raise NotFound(f"{user!r} is not a member of tenant {self.tenant!r}")
+
+    # -- refresh tokens ----------------------------------------------------------------
+    def add_refresh_token(self, token_id: str, family: str, user: str, expires_at: datetime) -> None:
+        """Record a refresh token by ``token_id`` (the sha256 hex of the token, never the token)."""
+        for field, value in (("token_id", token_id), ("family", family), ("user", user)):
+            _require_text(field, value)
+        with self._writer.begin() as conn:
+            conn.execute(
+                insert(refresh_tokens).values(
+                    id=token_id, family=family, user=user, tenant=self.tenant, issued_at=utcnow(), expires_at=as_utc(expires_at)
+                )
+            )
+
+    def use_refresh_token(self, token_id: str) -> dict | None:
+        """Spend a refresh token: mark it used and return its row as it was BEFORE, or None if
+        this tenant has no such token. A returned ``used_at`` already set means the token was
+        spent before (a replay: the caller revokes the family); so does ``revoked_at``. Of two
+        concurrent uses exactly one sees ``used_at`` None."""
+        where = and_(refresh_tokens.c.id == token_id, self.mine(refresh_tokens))
+        with self._writer.begin() as conn:
+            # The row lock (Postgres; SQLite's BEGIN IMMEDIATE serialises) makes read-and-mark atomic.
+            row = conn.execute(select(refresh_tokens).where(where).with_for_update()).mappings().first()
+            if row is None:
+                return None
+            if row["used_at"] is None:
+                conn.execute(update(refresh_tokens).where(where, refresh_tokens.c.used_at.is_(None)).values(used_at=utcnow()))
+            return dict(row)
+
+    def revoke_refresh_family(self, family: str) -> int:
+        """Revoke every token of ``family`` not revoked yet; returns how many."""
+        with self._writer.begin() as conn:
+            return conn.execute(
+                update(refresh_tokens)
+                .where(refresh_tokens.c.family == family, refresh_tokens.c.revoked_at.is_(None), self.mine(refresh_tokens))
+                .values(revoked_at=utcnow())
+            ).rowcount
 
     # -- helpers ---------------------------------------------------------------------
     def _one(self, query) -> dict | None:
