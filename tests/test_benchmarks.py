@@ -32,3 +32,37 @@ async def test_the_engine_benchmark_reports_every_figure_as_a_positive_number():
     assert json.loads(json.dumps(summary)) == summary
     assert all(len(samples) == TINY.runs for samples in main["samples"].values())
     assert "latency, 10 nodes" in engine.table(summary, main)
+
+
+def test_the_security_benchmark_quick_run_reports_both_ratios_and_the_samples_behind_them():
+    """`python -m benchmarks.security --quick` end to end: its own Temporal, real Jupyter servers
+    with and without the checks and, when reachable, PostgreSQL schemas with and without RLS. It
+    checks the summary is complete (and the benchmark's own check that ours refuses a forged
+    token its switch lets through), never how fast anything is."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks import security
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.security", "--quick"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    quick = security.QUICK
+
+    assert summary["auth_overhead_ratio"] > 0 and summary["target_ratio"] == security.TARGET_RATIO
+    for route in security.ROUTES:
+        assert summary[f"auth_{route}_ours_samples"] == summary[f"auth_{route}_baseline_samples"] == quick.route_rounds
+        assert summary[f"auth_{route}_ours_median_ms"] > 0 and summary[f"auth_{route}_baseline_p95_ms"] > 0
+    assert "authentication, SQLite store (baseline: checks off)" in done.stdout
+    if "postgres" in summary["notes"]:
+        assert summary["rls_overhead_ratio"] is None and "PostgreSQL part skipped" in done.stdout
+        return
+    assert summary["rls_overhead_ratio"] > 0 and summary["rls_store_overhead_ratio"] > 0
+    for route in security.ROUTES:
+        assert summary[f"rls_{route}_ours_samples"] == summary[f"rls_{route}_baseline_samples"] == quick.pg_route_rounds
+        assert summary[f"rls_store_{route}_ours_samples"] == quick.store_rounds
+    assert all(summary[f"rls_store_{op}_baseline_median_ms"] > 0 for op in security.STORE_OPS)

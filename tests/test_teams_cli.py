@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from floworch_server.auth import SigningKeys, Tokens
+import pytest
+
+from floworch_server.auth import SigningKeys, Tokens, Unauthorized
 from floworch_server.settings import Settings
 from floworch_server.store import Store
 
@@ -68,3 +70,14 @@ def test_rotating_the_signing_key_keeps_tokens_already_out_valid(tmp_path):
     assert tokens.verify(fresh.access_token("zed", "acme"))["sub"] == "zed"
     assert fresh.verify(before)["sub"] == "zed"
     assert floworch(tmp_path / "missing", "signing-key", "rotate").returncode == 2
+
+    # Once the old key is past its grace (a token's lifetime), its tokens are refused, even by a
+    # process that verified them before and remembers the answer.
+    file = json.loads((data / "signing-keys.json").read_text())
+    for key in file["keys"]:
+        if key["retired_at"] is not None:
+            key["retired_at"] -= 3600
+    (data / "signing-keys.json").write_text(json.dumps(file))
+    fresh.keys._load()
+    with pytest.raises(Unauthorized, match="unknown or retired key"):
+        fresh.verify(before)  # verified (and remembered) above

@@ -25,6 +25,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +47,7 @@ REFRESH_TOKEN_PREFIX = "frt1"
 ROLE_CACHE_SECONDS = 2.0
 # A retired signing key still verifies the access tokens it signed until they expire.
 KEY_GRACE_SECONDS = ACCESS_TOKEN_SECONDS + 60
+VERIFIED_CACHE_SIZE = 4096
 
 
 class Unauthorized(FloworchError):
@@ -186,6 +188,9 @@ class Tokens:
         self.keys = keys
         self.store = store
         self.refresh_lifetime = timedelta(days=refresh_days)
+        # Tokens verified already, with their key id: a client sends the same token for up to 15
+        # minutes, and checking its signature again each time is most of authentication's cost.
+        self._verified: OrderedDict[str, tuple[str, dict]] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings, store: Any) -> "Tokens":
@@ -199,6 +204,18 @@ class Tokens:
 
     def verify(self, token: str) -> dict:
         """The claims of a valid access token; Unauthorized (saying why) otherwise."""
+        hit = self._verified.get(token)
+        # Still unexpired, and its key not retired since: the answer it had.
+        if hit is not None and hit[1]["exp"] > time.time() and self.keys.secret(hit[0]) is not None:
+            self._verified.move_to_end(token)
+            return hit[1]
+        claims = self._verify(token)
+        self._verified[token] = (str(jwt.get_unverified_header(token).get("kid")), claims)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> dict:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -538,7 +538,9 @@ class FlowService:
             }
             record["tenant"] = record["tenant"] or "default"
             try:
-                self.store.for_tenant(record["tenant"]).upsert_run({k: v for k, v in record.items() if v is not None})
+                # Off the event loop: a sync writes many runs, and the server's requests wait meanwhile.
+                store = self.store.for_tenant(record["tenant"])
+                await asyncio.to_thread(store.upsert_run, {k: v for k, v in record.items() if v is not None})
             except ValueError as exc:  # a run started outside FlowOrchestrator with a bad tenant
                 log.warning("run %s not recorded: %s", wf.id, exc)
                 continue
