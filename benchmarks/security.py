@@ -78,12 +78,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+from benchmarks.observe import postgres_base
+
 TARGET_RATIO = 1.05
 SWITCH_HEADER = "X-Floworch-Bench-Checks"
 BENCH_USER = "bench"
 OTHER_TENANT = "bench-other"
 SEED_RUNS = 5000  # per tenant, in each PostgreSQL schema
-POSTGRES = ("127.0.0.1", 5432, "test", ("postgres", "root"))
 ROOT = Path(__file__).resolve().parent.parent
 API = "/floworch/api"
 # Far above what the benchmark sends: the count is still taken on every request, for both sides.
@@ -417,21 +418,6 @@ def _request_checks(tokens: Any, roles: Any, settings: Any, token: str) -> tuple
 
 
 # ---------------------------------------------------------------------- (b) row-level security in the store
-def postgres_base() -> tuple[str | None, str]:
-    """A server URL whose user may create schemas and roles, or None and the reason."""
-    import psycopg
-
-    host, port, db, users = POSTGRES
-    errors = []
-    for user in users:
-        try:
-            psycopg.connect(host=host, port=port, dbname=db, user=user, connect_timeout=3).close()
-            return f"postgresql+psycopg://{user}@{host}:{port}/{db}", ""
-        except Exception as exc:  # noqa: BLE001 - any failure means "not usable", with the reason
-            errors.append(f"user {user}: {' '.join(str(exc).split()) or type(exc).__name__}")
-    return None, f"PostgreSQL not reachable at {host}:{port}/{db}: " + "; ".join(errors)
-
-
 @contextmanager
 def postgres_schemas(base: str) -> Iterator[dict[str, tuple[str, str]]]:
     """Two migrated, seeded schemas and one application role: {"rls": (app url, owner url),

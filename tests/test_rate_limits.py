@@ -24,6 +24,7 @@ from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
 from support.redis import redis_service  # noqa: F401  (pytest fixture)
 from test_llm_node import ModelServer, custom, openai_reply, run_llm
+from test_saas_nodes import FakeContext
 
 TRIGGER = {"id": "start", "type": "trigger.manual"}
 
@@ -31,23 +32,6 @@ TRIGGER = {"id": "start", "type": "trigger.manual"}
 def on_redis(redis_service, **limits: str) -> RateLimits:
     """A RateLimits of its own (as one more process would have) on the test's Redis prefix."""
     return RateLimits(storage_url=redis_service.url, prefix=redis_service.prefix, **limits)
-
-
-class FakeContext:
-    """What a node executor gets from the activity, without Temporal."""
-
-    def __init__(self) -> None:
-        self.run_id, self.node_id, self.node_type, self.attempt = "run-1", "call", "", 1
-        self.idempotency_key = "run-1:call"
-        self.provider_calls = 0
-        self.heartbeats = 0
-        self.logs: list[tuple[str, str]] = []
-
-    def heartbeat(self, *details: Any) -> None:
-        self.heartbeats += 1
-
-    def log(self, level: str, message: str, **extra: Any) -> None:
-        self.logs.append((level, message))
 
 
 class RecordingAPI:

@@ -123,6 +123,7 @@ class FakeContext:
     def __init__(self) -> None:
         self.run_id, self.node_id, self.node_type, self.attempt = "run-1", "call", "", 1
         self.idempotency_key = "run-1:call"
+        self.provider_calls = 0  # ratelimit.provider_turn counts them
         self.heartbeats = 0
         self.logs: list[tuple[str, str]] = []
 

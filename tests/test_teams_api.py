@@ -334,3 +334,21 @@ async def test_integrations_are_listed_without_secrets_and_removed_by_editors(ap
     assert (await api.delete("/integrations/{name}", name="crm")).code == 404
     [entry] = (await api.get("/audit", params={"action": "integration.delete"})).json
     assert (entry["actor"], entry["target"]) == ("eddie", "crm")
+
+
+async def test_the_prometheus_endpoint_is_the_deployments_tenants_for_its_readers(jp_fetch, team, runtime):
+    from tornado.httpclient import HTTPClientError
+
+    store = (await runtime.service()).store.for_tenant("acme")
+    store.add_member("zed", "admin", "operator")
+    zed = runtime.tokens.login("zed", "acme")["access_token"]
+
+    async def scrape(token: str) -> int:
+        try:
+            return (await jp_fetch("floworch", "metrics", headers=bearer(token))).code
+        except HTTPClientError as exc:
+            return exc.code
+
+    assert await scrape(team["viewer"]) == 200
+    assert await scrape(team["former member"]) == 403
+    assert await scrape(zed) == 403
