@@ -574,6 +574,16 @@ from .oauth import OAUTH_ROUTES  # noqa: E402
 
 ROUTES += OAUTH_ROUTES
 
+# Dead letters: failed runs and their retries.
+from .deadletters import DEAD_LETTER_ROUTES  # noqa: E402
+
+ROUTES += DEAD_LETTER_ROUTES
+
+# Debugging a run: "Try here" on a node, run-vs-run diff.
+from .debugging import DEBUG_ROUTES  # noqa: E402
+
+ROUTES += DEBUG_ROUTES
+
 
 def route_pattern(template: str) -> str:
     """``/runs/{run_id}`` -> ``/runs/(?P<run_id>[^/]+)``; everything else matched literally."""

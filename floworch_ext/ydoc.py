@@ -12,6 +12,8 @@ pycrdt) edit the same Y document, so this layout is the contract between all of 
                     position          JSON object {"x": number, "y": number}, replaced whole
                     config            Map: config field -> JSON value
                     policy            JSON object, replaced whole (absent: type defaults)
+                    compensate        string: id of the node that undoes this one (absent: none);
+                                      the canvas draws it as a dashed link, it is not an edge
                     order             number, the node's place in the file's list
     edges   Map   edge id -> Map
                     id, source, target            string
@@ -173,9 +175,11 @@ class YFlow(YBaseDoc):
         label: str | None = None,
         position: dict[str, Any] | None = None,
         policy: dict[str, Any] | None = None,
+        compensate: str | None = None,
     ) -> None:
         """Change a node. ``config`` entries are written field by field (``None`` removes one),
-        so a concurrent edit of another field of the same node is kept."""
+        so a concurrent edit of another field of the same node is kept. ``compensate`` names the
+        node that undoes this one; ``""`` removes it (``None``, like the others: unchanged)."""
         with self._ydoc.transaction():
             ynode = self._ynodes.get(node_id)
             if not isinstance(ynode, Map):
@@ -194,13 +198,22 @@ class YFlow(YBaseDoc):
             for key, value in (("label", label), ("position", position), ("policy", policy)):
                 if value is not None and not same(ynode.get(key), value):
                     ynode[key] = value
+            if compensate == "":
+                if "compensate" in ynode:
+                    del ynode["compensate"]
+            elif compensate is not None and ynode.get("compensate") != compensate:
+                ynode["compensate"] = compensate
 
     def remove_node(self, node_id: str) -> list[str]:
-        """Remove a node and the edges touching it; returns the removed edges' ids."""
+        """Remove a node and the edges touching it; returns the removed edges' ids. A node it
+        compensated is left without a compensation (as the canvas does), not naming a ghost."""
         with self._ydoc.transaction():
             if node_id not in self._ynodes:
                 raise KeyError(node_id)
             del self._ynodes[node_id]
+            for ynode in self._ynodes.values():
+                if isinstance(ynode, Map) and ynode.get("compensate") == node_id:
+                    del ynode["compensate"]
             gone = [
                 edge_id
                 for edge_id, yedge in self._yedges.items()

@@ -2,7 +2,8 @@
 internet): an OpenAI-protocol server whose "model" reads invoice fields with regular
 expressions, and a Slack-API server that records posted messages. FlowOrchestrator talks to them
 with the real OpenAI SDK and the real Slack connector, exactly as it would to the real services.
-Also draws invoice images to read."""
+Also draws invoice images to read, and stands in for a hotel's booking and payment API (the
+debugging example)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 FIELDS = {
     "invoice_number": r"INVOICE\s*(?:No\.?|#)?\s*([A-Z0-9-]{3,})",
@@ -90,6 +93,71 @@ class _SlackHandler(_Handler):
         if self.path != "/chat.postMessage":
             return self._send(200, {"ok": False, "error": "unknown_method"})
         self._send(200, {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}", "message": {"text": body.get("text")}})
+
+
+class _BookingHandler(_Handler):
+    """Quotes, room reservations and card charges. Like a real payment API it applies each
+    Idempotency-Key once, and it refuses an amount that is not a whole number of cents."""
+
+    NIGHT_CENTS = 20625
+
+    def _record(self, body) -> tuple[str, str | None]:
+        path = urlsplit(self.path).path
+        key = self.headers.get("Idempotency-Key")
+        self.owner.requests.append({"method": self.command, "path": path, "key": key, "body": body})
+        return path, key
+
+    def do_GET(self) -> None:
+        path, _ = self._record(None)
+        if path != "/quote":
+            return self._send(404, {"error": f"no route {path}"})
+        time.sleep(self.owner.quote_delay)  # pricing asks the channel manager: it takes a while
+        nights = int(parse_qs(urlsplit(self.path).query).get("nights", ["1"])[0])
+        cents = self.NIGHT_CENTS * nights
+        self._send(200, {"nights": nights, "total": cents / 100, "total_cents": cents, "currency": "USD"})
+
+    def do_POST(self) -> None:
+        body = self._json()
+        path, key = self._record(body)
+        with self.owner.lock:
+            if key in self.owner.answers:
+                return self._send(200, self.owner.answers[key])
+            if path == "/rooms/reserve":
+                answer = {"id": f"R{self.owner.next_id('R')}", "guest": body.get("guest")}
+            elif path == "/rooms/release":
+                answer = {"released": body.get("reservation")}
+            elif path == "/payments/charge":
+                amount = body.get("amount")
+                if not isinstance(amount, int):
+                    return self._send(422, {"error": f"amount must be an integer number of cents, got {amount!r}"})
+                answer = {"id": f"ch_{self.owner.next_id('ch')}", "amount": amount, "reservation": body.get("reservation")}
+            else:
+                return self._send(404, {"error": f"no route {path}"})
+            self.owner.answers[key] = answer
+        self._send(200, answer)
+
+
+class BookingServer(_Server):
+    """A hotel's API: ``GET /quote?nights=N``, ``POST /rooms/reserve``, ``/rooms/release`` and
+    ``/payments/charge``. ``requests`` lists every call; ``calls()`` counts them by path."""
+
+    def __init__(self, quote_delay: float = 0.0):
+        self.quote_delay = quote_delay
+        self.lock = threading.Lock()
+        self.answers: dict[str, dict] = {}
+        self._ids: Counter = Counter()
+        super().__init__(type("BookingHandler", (_BookingHandler,), {}))
+
+    def next_id(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def calls(self) -> dict[str, int]:
+        return dict(Counter(r["path"] for r in self.requests))
+
+
+def booking_server(quote_delay: float = 0.0) -> BookingServer:
+    return BookingServer(quote_delay)
 
 
 def model_server() -> _Server:

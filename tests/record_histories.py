@@ -1,8 +1,9 @@
 """Record the Temporal histories that the replay test checks the interpreter against.
 
-    .venv/bin/python tests/record_histories.py
+    .venv/bin/python tests/record_histories.py [name ...]
 
-Run it only when a change to the interpreter is meant to change what it does, and say so in
+With names (keys of FLOWS), only those histories are recorded: a new shape joins the gate
+without re-recording the histories runs in flight were made with. Run it only when a change to the interpreter is meant to change what it does, and say so in
 the commit: the replay test exists to catch changes that would break runs already in flight.
 It starts its own embedded services in a temporary directory.
 """
@@ -52,19 +53,41 @@ FLOWS = {
         {},
     ),
     "failure": ([T, {"id": "bad", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}}], [("start", "bad")], {}),
+    # "c" fails for good: "b" is compensated by a compensation that fails, then "a" by one
+    # that succeeds on its second attempt.
+    "compensation": (
+        [
+            T,
+            {**tf("a", "A-{{ input.n }}"), "compensate": "undo_a"},
+            {**tf("b", "B"), "compensate": "undo_b"},
+            {"id": "c", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}},
+            {"id": "undo_b", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}},
+            {"id": "undo_a", "type": "test.fail", "config": {"fail_times": 1, "output": "undid"}, "policy": {"retry": {"initial_interval_seconds": 0.2}}},
+        ],
+        [("start", "a"), ("a", "b"), ("b", "c")],
+        {"n": 1},
+    ),
+    "reused": (
+        [T, tf("a", "{{ input.name }}"), tf("b", "Hello, {{ nodes.a.output }}")],
+        [("start", "a"), ("a", "b")],
+        {"name": "Ada"},
+        {"reuse": {"a": {"output": "Grace", "from_run": "run-recorded"}}},
+    ),
 }
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     from floworch_server.service import FlowService
     from floworch_server.settings import Settings
 
     service = await FlowService.connect(Settings.from_env())
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (nodes, edges, run_input) in FLOWS.items():
+    for name, (nodes, edges, run_input, *options) in FLOWS.items():
+        if names and name not in names:
+            continue
         record = service.create_workflow(flow_doc(nodes, edges, name), by="recorder")
         await service.publish(record["id"], by="recorder")
-        run_id = (await service.start_run(record["id"], input=run_input, by="recorder"))["run_id"]
+        run_id = (await service.start_run(record["id"], input=run_input, by="recorder", **(options[0] if options else {})))["run_id"]
         if name == "approval":
             while True:
                 run = await service.get_run(run_id)
@@ -86,9 +109,13 @@ def main() -> None:
     from floworch_server.settings import Settings
     from floworch_server.supervisor import Supervisor
 
+    names = sys.argv[1:]
+    unknown = sorted(set(names) - set(FLOWS))
+    if unknown:
+        sys.exit(f"unknown history name(s): {', '.join(unknown)}; known: {', '.join(FLOWS)}")
     os.environ["FLOWORCH_DATA_DIR"] = tempfile.mkdtemp(prefix="floworch-record-")
     with Supervisor(Settings.from_env()):
-        asyncio.run(record())
+        asyncio.run(record(names))
 
 
 if __name__ == "__main__":

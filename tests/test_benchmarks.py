@@ -66,3 +66,31 @@ def test_the_security_benchmark_quick_run_reports_both_ratios_and_the_samples_be
         assert summary[f"rls_{route}_ours_samples"] == summary[f"rls_{route}_baseline_samples"] == quick.pg_route_rounds
         assert summary[f"rls_store_{route}_ours_samples"] == quick.store_rounds
     assert all(summary[f"rls_store_{op}_baseline_median_ms"] > 0 for op in security.STORE_OPS)
+
+
+def test_the_debugging_benchmark_quick_run_times_rerun_resume_and_full_from_failed_runs():
+    """`python -m benchmarks.debug --quick` end to end on its own Temporal and worker: every round
+    a run fails at its charge, then the charge is re-run here with the fix, and the run is retried
+    from the failed node and from the start. The benchmark itself refuses to report when a re-run
+    or retry does not succeed, or when the resumed run calls the earlier steps again. Checked
+    here: the summary is complete, never how fast anything is."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks import debug
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.debug", "--quick"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert summary["samples"] == debug.QUICK.rounds and summary["earlier_steps"] == len(debug.EARLIER)
+    figures = ["rerun_node_ms", "resume_vs_full_ratio", "rerun_node_p95_ms", "resume_ms", "resume_p95_ms", "full_ms", "full_p95_ms"]
+    not_positive = {k: summary.get(k) for k in figures if not (isinstance(summary.get(k), (int, float)) and summary[k] > 0)}
+    assert not not_positive, f"figures missing or not positive: {not_positive}"
+    # The ratio is of the medians (the reported ones are rounded to 0.1 ms).
+    assert abs(summary["resume_vs_full_ratio"] - summary["resume_ms"] / summary["full_ms"]) < 0.002
+    assert "re-run of the failed node here (rerun_here)" in done.stdout and "resumed run completed (retry mode=resume)" in done.stdout

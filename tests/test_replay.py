@@ -17,8 +17,8 @@ from floworch_server.interpreter import FlowRun, workflow_runner
 HISTORIES = sorted((Path(__file__).parent / "data" / "histories").glob("*.json"))
 
 
-def test_histories_are_stored_for_every_control_construct():
-    assert {p.stem for p in HISTORIES} >= {"sequential", "if_else", "parallel_join", "approval", "delay", "retry", "failure"}
+def test_histories_are_stored_for_every_control_construct_compensation_and_reuse():
+    assert {p.stem for p in HISTORIES} >= {"sequential", "if_else", "parallel_join", "approval", "delay", "retry", "failure", "compensation", "reused"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

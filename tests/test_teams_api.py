@@ -97,6 +97,8 @@ def matrix(t: dict) -> list[tuple[str, str, dict, object]]:
         ("POST", "/runs/{run_id}/cancel", {"run_id": r}, None),
         ("GET", "/runs/{run_id}/nodes/{node_id}", {"run_id": r, "node_id": "shape"}, None),
         ("GET", "/runs/{run_id}/trace", {"run_id": r}, None),
+        ("POST", "/runs/{run_id}/nodes/{node_id}/try", {"run_id": r, "node_id": "shape"}, {"config": {"output": "tried"}}),
+        ("GET", "/runs/{run_id}/diff/{other_run_id}", {"run_id": r, "other_run_id": r}, None),
         ("POST", "/validate", {}, {"document": doc()}),
         ("GET", "/dashboard", {}, None),
         ("GET", "/alerts", {}, None),
@@ -114,6 +116,9 @@ def matrix(t: dict) -> list[tuple[str, str, dict, object]]:
         ("GET", "/oauth/callback", {}, None),
         ("GET", "/integrations", {}, None),
         ("DELETE", "/integrations/{name}", {"name": "no-such-integration"}, None),
+        ("GET", "/dead-letters", {}, None),
+        # A run that succeeded is not a dead letter: 409 for those allowed, nothing started.
+        ("POST", "/dead-letters/retry", {}, {"run_ids": [r], "mode": "start"}),
         ("DELETE", "/workflows/{workflow_id}", {"workflow_id": "made-per-role"}, None),
     ]
 

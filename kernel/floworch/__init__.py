@@ -9,6 +9,8 @@
     fo.runs()
     fo.metrics.success_rate("7d"); fo.dashboard()
     fo.alerts(); fo.purge()              # SLA alerts; what the retention policy would delete
+    fo.dead_letters(); fo.retry(run_ids, mode="resume")   # failed runs; retry them
+    run.replay(); run.node("extract").rerun_here(config={...}); fo.diff(run_a, run_b)   # debugging
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from .canvas import Canvas
 from .flow import Flow, Problems, Version
 from .session import login
 from .run import Run, RunFailed
+from .diff import RunDiff, diff
+from .deadletters import dead_letters, retry
 
 # After this line ``floworch.dashboard`` is the function; the module stays importable by name
 # (``from floworch.dashboard import figure``).
 from .dashboard import dashboard
 
-__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules", "audit", "login"]
+__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules", "audit", "login", "dead_letters", "retry", "diff", "RunDiff"]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
 AUDIT_COLUMNS = ["timestamp", "actor", "action", "target", "detail", "tenant", "id"]

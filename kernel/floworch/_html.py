@@ -15,6 +15,9 @@ STATUS_COLOURS = {
     "failed": "#cf222e",
     "skipped": "#6e7781",
     "cancelled": "#6e7781",
+    "compensating": "#d29922",
+    "compensated": "#bf8700",
+    "compensation_failed": "#cf222e",
 }
 
 

@@ -9,6 +9,7 @@ the file at once, so the file on disk is always the flow as last edited.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -175,18 +176,24 @@ class Flow:
         label: str = "",
         position: dict | None = None,
         policy: dict | None = None,
+        compensate: str | None = None,
     ) -> str:
-        """Add a node and return its id. Unknown types are refused here, with the known ones named."""
+        """Add a node and return its id. Unknown types are refused here, with the known ones named.
+
+        ``compensate`` names the node that undoes this one when a later node fails for good (a
+        saga); it may be added after this one. `validate` checks what it names.
+        """
         if nodes.get(type) is None:
             known = ", ".join(s.type for s in nodes.all_specs())
             raise ValueError(f"unknown node type {type!r}; known types: {known}")
+        _check_compensate(compensate)
         if self.room is not None:
-            return self._room_add_node(type, id, config=config, label=label, position=position, policy=policy)
+            return self._room_add_node(type, id, config=config, label=label, position=position, policy=policy, compensate=compensate)
         node_id = id or self._fresh_id(type.split(".")[-1])
         if self.doc.node(node_id):
             raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
         last = self.doc.nodes[-1].position.model_dump() if self.doc.nodes else None
-        self.doc.nodes.append(_new_node(type, node_id, config, label, position, policy, last))
+        self.doc.nodes.append(_new_node(type, node_id, config, label, position, policy, last, compensate))
         self.save()
         return node_id
 
@@ -201,13 +208,26 @@ class Flow:
         self.save()
         return edge_id
 
-    def update(self, node_id: str, *, config: dict | None = None, label: str | None = None, policy: dict | None = None, position: dict | None = None) -> None:
-        """Change a node; ``config`` entries are merged into the existing config (``None`` removes one)."""
+    def update(
+        self,
+        node_id: str,
+        *,
+        config: dict | None = None,
+        label: str | None = None,
+        policy: dict | None = None,
+        position: dict | None = None,
+        compensate: str | None = None,
+    ) -> None:
+        """Change a node; ``config`` entries are merged into the existing config (``None`` removes one).
+        ``compensate`` names the node that undoes this one; ``""`` removes it."""
+        _check_compensate(compensate, empty_ok=True)
         if self.room is not None:
-            return self._room_update(node_id, config=config, label=label, policy=policy, position=position)
+            return self._room_update(node_id, config=config, label=label, policy=policy, position=position, compensate=compensate)
         node = self.doc.node(node_id)
         if node is None:
             raise KeyError(f"no node {node_id!r} in {self.name!r}")
+        if compensate is not None:
+            node.compensate = compensate or None
         if config is not None:
             merged = {**node.config, **config}
             node.config = {k: v for k, v in merged.items() if v is not None}
@@ -219,8 +239,21 @@ class Flow:
             node.position = flowdoc.Position.model_validate(position)
         self.save()
 
+    def compensate(self, node_id: str, *, by: str | None) -> None:
+        """``node_id`` is undone by the node ``by`` when a later node fails for good; ``by=None``
+        removes its compensation. Both nodes must exist (the rest is `validate`'s: ``by`` must be
+        an activity no edge leads to, undoing one node only)."""
+        _check_compensate(by)
+        data = self.room.read() if self.room is not None else None
+        ids = {n["id"] for n in data["nodes"]} if data is not None else {n.id for n in self.doc.nodes}
+        if node_id not in ids:
+            raise KeyError(f"no node {node_id!r} in {self.name!r}")
+        if by is not None and by not in ids:
+            raise ValueError(f"compensate: no node {by!r} in {self.name!r}; add the node that undoes {node_id!r} first (flow.add_node)")
+        self.update(node_id, compensate=by or "")
+
     def remove(self, item_id: str) -> None:
-        """Remove a node (with its edges) or an edge."""
+        """Remove a node (with its edges, and the compensations naming it) or an edge."""
         if self.room is not None:
             return self._room_remove(item_id)
         before = (len(self.doc.nodes), len(self.doc.edges))
@@ -228,6 +261,9 @@ class Flow:
         self.doc.edges = [e for e in self.doc.edges if e.id != item_id and item_id not in (e.source, e.target)]
         if (len(self.doc.nodes), len(self.doc.edges)) == before:
             raise KeyError(f"no node or edge {item_id!r} in {self.name!r}")
+        for node in self.doc.nodes:
+            if node.compensate == item_id:
+                node.compensate = None
         self.save()
 
     def _fresh_id(self, base: str, edges: bool = False) -> str:
@@ -246,7 +282,7 @@ class Flow:
             raise RuntimeError(f"the shared room of {self.path} was closed: open the flow again with fo.Flow.open({str(self.path)!r})")
         return self.room.transaction()
 
-    def _room_add_node(self, type: str, id: str | None, *, config, label, position, policy) -> str:
+    def _room_add_node(self, type: str, id: str | None, *, config, label, position, policy, compensate) -> str:
         with self._shared() as shared:
             data = shared.to_data()
             taken = {n["id"] for n in data["nodes"]}
@@ -254,7 +290,7 @@ class Flow:
             if node_id in taken:
                 raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
             last = data["nodes"][-1].get("position") if data["nodes"] else None
-            node = _new_node(type, node_id, config, label, position, policy, last if isinstance(last, dict) else None)
+            node = _new_node(type, node_id, config, label, position, policy, last if isinstance(last, dict) else None, compensate)
             shared.add_node(node.model_dump(mode="json", exclude_none=True))
         return node_id
 
@@ -270,7 +306,7 @@ class Flow:
             shared.add_edge(edge.model_dump(mode="json", exclude_none=True))
         return edge_id
 
-    def _room_update(self, node_id: str, *, config, label, policy, position) -> None:
+    def _room_update(self, node_id: str, *, config, label, policy, position, compensate) -> None:
         with self._shared() as shared:
             if node_id not in shared.ynodes:
                 raise KeyError(f"no node {node_id!r} in {self.name!r}")
@@ -280,6 +316,7 @@ class Flow:
                 label=label,
                 policy=NodePolicy.model_validate(policy).model_dump(mode="json", exclude_none=True) if policy is not None else None,
                 position=flowdoc.Position.model_validate(position).model_dump(mode="json") if position is not None else None,
+                compensate=compensate,
             )
 
     def _room_remove(self, item_id: str) -> None:
@@ -292,6 +329,14 @@ class Flow:
                 raise KeyError(f"no node or edge {item_id!r} in {self.name!r}")
 
     # ------------------------------------------------------------------ checking and running
+    @property
+    def draft(self):
+        """The flow as it is now, compiled (a Plan; FlowInvalid if it is not valid), e.g. for
+        ``run.replay(plan=flow.draft)``: would this draft still replay that run?"""
+        from floworch_server.plan import compile_plan
+
+        return compile_plan(self.doc)
+
     def validate(self) -> Problems:
         """Every problem of the flow at once; empty when it is valid."""
         if self.room is not None:
@@ -433,7 +478,21 @@ def _fresh(base: str, taken: set[str], edges: bool) -> str:
     return f"{base}_{i}"
 
 
-def _new_node(type: str, node_id: str, config, label: str, position, policy, last: dict | None) -> Node:
+_NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")  # the file format's node id (flow-v1.schema.json)
+
+
+def _check_compensate(value: Any, empty_ok: bool = False) -> None:
+    """``compensate`` is a node id (or None; ``""`` where it means "remove")."""
+    if value is None or (empty_ok and value == ""):
+        return
+    if not isinstance(value, str) or not _NODE_ID.match(value):
+        raise ValueError(
+            f"compensate must be the id of the node that undoes this one (letters, digits, _ and -), got {value!r}"
+            + ('; pass "" to remove it' if empty_ok else "")
+        )
+
+
+def _new_node(type: str, node_id: str, config, label: str, position, policy, last: dict | None, compensate: str | None = None) -> Node:
     """The node add_node adds; without a position it goes to the right of the last node."""
     if position is None:
         position = {"x": last.get("x", 0) + 220, "y": last.get("y", 0)} if last else {"x": 0, "y": 0}
@@ -444,4 +503,5 @@ def _new_node(type: str, node_id: str, config, label: str, position, policy, las
         position=position,
         config=config or {},
         policy=NodePolicy.model_validate(policy) if policy else None,
+        compensate=compensate or None,
     )

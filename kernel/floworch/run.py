@@ -208,6 +208,19 @@ class Run:
             raise RunFailed(f"run {self.id} {self._record['status']}: {self._record.get('error') or ''}".rstrip(": "))
         return (self._record.get("result") or {}).get("outputs")
 
+    # ------------------------------------------------------------------ debugging
+    def replay(self, plan: Any = None) -> "ReplayResult":
+        """Replay this run's history against the current interpreter: is it deterministic, and
+        where does it diverge if not. ``plan=flow.draft`` (a flow, a document or a compiled plan)
+        asks whether the edited draft would still replay this run."""
+        from floworch_server import debug
+
+        return ReplayResult(run_sync(debug.replay(service(), self.id, _plan_of(plan) if plan is not None else None)))
+
+    def node(self, node_id: str) -> "RunNode":
+        """One node of this run, to look at again or re-run here (``.rerun_here()``)."""
+        return RunNode(self, node_id)
+
     # ------------------------------------------------------------------ actions
     def approve(self, node_id: str, by: str | None = None, comment: str = "") -> dict:
         return run_sync(service().approve(self.id, node_id, decision="approved", by=by or user(), comment=comment))
@@ -223,6 +236,14 @@ class Run:
 
     async def cancel_async(self) -> dict:
         return await run_async(service().cancel(self.id, by=user()))
+
+    def retry(self, mode: str = "start", version: str = "same") -> "Run":
+        """Retry this failed run: a new run from the start ("start") or from the failed node,
+        reusing the recorded outputs of the nodes before it ("resume"); on the version it ran
+        ("same") or the latest published one ("latest"). The same retry again returns the same run."""
+        from .deadletters import retry
+
+        return retry([self.id], mode=mode, version=version)[0]
 
     # ------------------------------------------------------------------ display
     def _repr_html_(self) -> str:
@@ -283,3 +304,133 @@ class _Progress:
         if html != self.last:
             self.last = html
             self.handle.update(self._html(html))
+
+
+# ---------------------------------------------------------------------- debugging
+def _plan_of(plan: Any) -> dict:
+    """The plan data of what ``replay(plan=...)`` was given: a Flow (its draft), a document or a plan."""
+    from floworch_server.flowdoc import FlowDocument, parse_data
+    from floworch_server.plan import Plan, compile_plan
+    from floworch_server.problems import FlowInvalid
+
+    draft = getattr(plan, "draft", None)
+    if isinstance(draft, Plan):
+        return draft.to_data()
+    if isinstance(plan, Plan):
+        return plan.to_data()
+    if isinstance(plan, FlowDocument):
+        return compile_plan(plan).to_data()
+    if isinstance(plan, dict) and isinstance(plan.get("nodes"), list):  # a .flow document's JSON
+        doc, problems = parse_data(plan)
+        if problems:
+            raise FlowInvalid(problems, source=str(doc.name if doc else "document"))
+        return compile_plan(doc).to_data()
+    return plan
+
+
+class ReplayResult:
+    """What ``run.replay()`` found: ``deterministic`` (also its truth value), and ``divergence``
+    ({event_id, node, draft_node, reason, message}) when the history does not replay."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.deterministic: bool = data["deterministic"]
+        self.divergence: dict | None = data["divergence"]
+        self.plan_changes: dict | None = data["plan_changes"]
+
+    def __bool__(self) -> bool:
+        return self.deterministic
+
+    @property
+    def node(self) -> str | None:
+        """The node where the replay diverged (None when it replays)."""
+        return (self.divergence or {}).get("node")
+
+    def __repr__(self) -> str:
+        if self.deterministic:
+            return f"<ReplayResult {self.data['run_id']}: deterministic ({self.data['events']} events)>"
+        return f"<ReplayResult {self.data['run_id']}: diverges: {self.divergence['reason']}>"
+
+    def _repr_html_(self) -> str:
+        d = self.data
+        what = "with the given plan" if d["with_plan"] else "against the current interpreter"
+        if self.deterministic:
+            lines = [f"<span style='color:#2da44e'>✓ replays deterministically</span> {what} ({d['events']} events)"]
+        else:
+            div = self.divergence
+            lines = [f"<span style='color:#cf222e;font-weight:600'>✗ diverges</span> {what}", escape(div["reason"])]
+            lines.append(f"<span style='font-size:0.85em;color:#57606a'>Temporal: {escape(div['message'])}</span>")
+        changes = self.plan_changes
+        if changes and not changes["same"]:
+            parts = [f"{k.replace('_', ' ')}: {', '.join(v if isinstance(v[0], str) else [c['node'] for c in v])}" for k, v in changes.items() if k != "same" and v]
+            lines.append("plan changes: " + escape("; ".join(parts)))
+        return _html.card(f"Replay of <code>{escape(d['run_id'])}</code>", lines)
+
+
+class RunNode:
+    """One node of a run (``run.node("extract")``)."""
+
+    def __init__(self, run: Run, node_id: str):
+        self.run = run
+        self.id = node_id
+
+    def __repr__(self) -> str:
+        return f"<RunNode {self.id} of {self.run.id}>"
+
+    def inspect(self) -> dict:
+        return self.run.inspect(self.id)
+
+    def rerun_here(self, config: dict | None = None, input: dict | None = None, call: str | None = None) -> "RerunResult":
+        """Run this node's activity here, in the kernel, on the resolved config and inputs it had
+        in the run; ``config`` is merged over that config (and checked against the node's
+        schema), ``input`` over its inputs (by upstream node id). The run itself is not touched.
+        A loop body node re-runs its last failed call unless ``call`` names one (``"2"``)."""
+        from floworch_server import debug
+
+        return RerunResult(run_sync(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call)))
+
+    async def rerun_here_async(self, config: dict | None = None, input: dict | None = None, call: str | None = None) -> "RerunResult":
+        from floworch_server import debug
+
+        return RerunResult(await run_async(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call)))
+
+
+class RerunResult:
+    """What a re-run gave: ``output``, ``error`` ({kind, message}) or None, ``logs`` (a DataFrame),
+    ``status`` ("success" or "failed"); ``recorded`` is what the run's own call gave."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.status: str = data["status"]
+        self.output: Any = data["output"]
+        self.error: dict | None = data["error"]
+        self.config: dict = data["config"]
+        self.inputs: dict = data["inputs"]
+        self.recorded: dict = data["recorded"]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def logs(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.data["logs"], columns=["timestamp", "level", "message", "extra"])
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        return frame
+
+    def __repr__(self) -> str:
+        what = f"error {self.error['kind']}: {self.error['message']}" if self.error else f"output {self.output!r}"[:200]
+        return f"<RerunResult {self.data['node']} of {self.data['run_id']} {self.status}: {what}>"
+
+    def _repr_html_(self) -> str:
+        import json
+
+        d = self.data
+        lines = [f"status {_html.badge(self.status)} · {d['duration_ms']:.0f} ms · re-run here, the run is unchanged"]
+        if self.error:
+            lines.append(f"<span style='color:#cf222e'><b>{escape(self.error['kind'])}</b>: {escape(self.error['message'])}</span>")
+        else:
+            lines.append(f"<pre style='margin:0'>{escape(json.dumps(self.output, indent=2, default=str)[:4000])}</pre>")
+        logs = d["logs"]
+        inner = _html.table(["level", "message"], [[r["level"], r["message"]] for r in logs]) if logs else ""
+        return _html.card(f"Node <code>{escape(d['node'])}</code> ({escape(d['type'])}) of <code>{escape(d['run_id'])}</code>", lines, inner)

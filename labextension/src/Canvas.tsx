@@ -28,8 +28,8 @@ import { ProblemsList } from './ProblemsList';
 import { NodeRunDetails } from './RunDetails';
 import { autoLayout } from './layout';
 import { Presence, userName } from './presence';
-import { normalise, refusal } from './rules';
-import type { FlowEdgeData, FlowNodeData, SharedFlow } from './sharedflow';
+import { COMPENSATE_HANDLE, COMPENSATES_HANDLE, compensatedBy, normalise, refusal } from './rules';
+import { compensationLinkId, type FlowEdgeData, type FlowNodeData, type SharedFlow } from './sharedflow';
 import { Palette } from './Palette';
 import { Properties } from './Properties';
 import { PublishDialog, RunBar, RunDialog, VersionsPanel } from './RunControls';
@@ -226,8 +226,40 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     });
     return out;
   }, [doc.edges, problemsBy, runBy, selectedEdges]);
+  // A node's compensation, drawn as a dashed "undo" link from its compensate handle to the node
+  // that undoes it. It is the node's `compensate` field, not an edge: deleting the link clears it.
+  const compensationLinks: Edge[] = React.useMemo(() => {
+    const out: Edge[] = [];
+    doc.nodes.forEach((n, id) => {
+      if (!n.compensate || !doc.nodes.has(n.compensate)) {
+        return; // a compensate naming no node is a problem on the node, with nothing to draw
+      }
+      const linkId = compensationLinkId(id);
+      const p = problemsBy.byNode.get(id)?.filter(x => x.field === 'compensate');
+      const status = runBy.get(id)?.status;
+      out.push({
+        id: linkId,
+        source: id,
+        target: n.compensate,
+        sourceHandle: COMPENSATE_HANDLE,
+        // Into the undo node's top (an activity's); any other node (a problem) by its first input.
+        targetHandle: specs.get(doc.nodes.get(n.compensate)!.type)?.kind === 'activity' ? COMPENSATES_HANDLE : null,
+        selected: selectedEdges.has(linkId),
+        animated: status === 'compensating',
+        className: `fo-edge-compensate${p?.length ? ' fo-edge-problem' : ''}${status ? ` fo-edge-${status}` : ''}`,
+        label: p?.length ? `undo ⚠ ${p[0].message}` : 'undo',
+        labelBgPadding: [4, 2],
+        labelBgBorderRadius: 3,
+        data: { problems: p, compensates: id }
+      });
+    });
+    return out;
+  }, [doc.nodes, specs, problemsBy, runBy, selectedEdges]);
   // React Flow has only the edges it draws, between DOM nodes: the far view draws the others.
-  const rfEdges = React.useMemo(() => allEdges.filter(e => domNodes.has(e.source) && domNodes.has(e.target)), [allEdges, domNodes]);
+  const rfEdges = React.useMemo(
+    () => [...allEdges, ...compensationLinks].filter(e => domNodes.has(e.source) && domNodes.has(e.target)),
+    [allEdges, compensationLinks, domNodes]
+  );
 
   // ------------------------------------------------------------------ edits
   const onNodesChange = React.useCallback(
@@ -317,6 +349,10 @@ function CanvasInner(props: CanvasProps): JSX.Element {
         return;
       }
       setRefused(null);
+      if (c.sourceHandle === COMPENSATE_HANDLE) {
+        shared.setCompensation(c.source, c.target);
+        return;
+      }
       const { sourceHandle, targetHandle } = normalise(c, doc.nodes, specs);
       let id = `e_${c.source}_${sourceHandle || 'out'}_${c.target}`;
       if (doc.edges.has(id) || doc.nodes.has(id)) {
@@ -727,6 +763,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
             node={selectedNode}
             spec={specs.get(selectedNode.type)}
             problems={problemsBy.byNode.get(selectedNode.id) ?? []}
+            compensation={selectedNode.compensate ? doc.nodes.get(selectedNode.compensate) ?? selectedNode.compensate : undefined}
+            compensates={compensatedBy(selectedNode.id, doc.nodes)}
             lock={lock && lock.clientId !== presence.clientId ? lock : undefined}
             readOnly={viewOnly}
             onTakeOver={() => presence.set({ editing: { node: selectedNode.id, since: Date.now() } })}

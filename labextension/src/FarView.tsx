@@ -120,7 +120,11 @@ function statusColour(p: Palette, status: string | undefined): string | null {
     case 'failed':
       return p.err;
     case 'retrying':
+    case 'compensating':
+    case 'compensated':
       return p.warn;
+    case 'compensation_failed':
+      return p.err;
     case 'waiting':
       return p.wait;
     default:

@@ -1,7 +1,9 @@
 /**
  * One node on the canvas: its ports as handles, its label and type, and what is known about it
  * right now: validation problems, run status (with attempts and duration), who has it locked,
- * and, for a waiting approval, the buttons to decide it.
+ * and, for a waiting approval, the buttons to decide it. An activity node also has a
+ * compensate handle at its bottom: the start of the dashed "undo" link to the node that
+ * undoes it (the node's `compensate`, not an edge).
  */
 import * as React from 'react';
 import { Handle, Position, useUpdateNodeInternals, type NodeProps, type Node } from '@xyflow/react';
@@ -9,7 +11,7 @@ import type { NodeRun, NodeSpec, Port, Problem } from './api';
 import type { FlowNodeData } from './sharedflow';
 import type { Lock } from './presence';
 import { userName } from './presence';
-import { outputPorts } from './rules';
+import { COMPENSATE_HANDLE, COMPENSATES_HANDLE, outputPorts } from './rules';
 
 export type CanvasNodeData = {
   node: FlowNodeData;
@@ -30,6 +32,29 @@ const ICONS: { [k: string]: string } = {
   'Control Flow': '◆'
 };
 
+/** How a status reads on the node (the data-status attribute keeps the status itself). */
+const STATUS_LABELS: { [status: string]: string } = {
+  compensation_failed: 'compensation failed'
+};
+
+/** The badge's tooltip for a step that was undone (or not): which node undid it, and how it ended. */
+function compensationNote(run: NodeRun | undefined): string | undefined {
+  const by = run?.detail?.compensation;
+  if (!run || !by) {
+    return undefined;
+  }
+  switch (run.status) {
+    case 'compensating':
+      return `being undone by '${by}'`;
+    case 'compensated':
+      return `undone by '${by}' after a later node failed`;
+    case 'compensation_failed':
+      return `'${by}' could not undo it: ${run.error ?? 'see its run details'}`;
+    default:
+      return undefined;
+  }
+}
+
 function duration(run: NodeRun): string | null {
   if (!run.started) {
     return null;
@@ -46,12 +71,19 @@ function duration(run: NodeRun): string | null {
   return ms < 1000 ? `${Math.round(ms)} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
 }
 
-function handles(ports: Port[], type: 'source' | 'target'): JSX.Element[] {
+/** What a handle may do: React Flow's handles start and end connections unless told not to,
+ * whatever `nodesConnectable` says (a viewer's canvas says no). */
+function connectable(on: boolean): { isConnectable: boolean; isConnectableStart: boolean; isConnectableEnd: boolean } {
+  return { isConnectable: on, isConnectableStart: on, isConnectableEnd: on };
+}
+
+function handles(ports: Port[], type: 'source' | 'target', on: boolean): JSX.Element[] {
   return ports.map((port, i) => (
     <Handle
       key={port.name}
       id={port.name}
       type={type}
+      {...connectable(on)}
       position={type === 'source' ? Position.Right : Position.Left}
       style={{ top: `${((i + 1) * 100) / (ports.length + 1)}%` }}
       className={port.loop_back ? 'fo-handle-loop' : undefined}
@@ -62,19 +94,21 @@ function handles(ports: Port[], type: 'source' | 'target'): JSX.Element[] {
   ));
 }
 
-function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Element {
+function FlowNodeViewInner({ data, selected, isConnectable }: NodeProps<CanvasNode>): JSX.Element {
   const { node, spec, problems, run, lock } = data;
   const status = run?.status ?? 'idle';
   const category = spec?.category ?? 'Unknown';
   const d = run ? duration(run) : null;
   const inputs = spec?.inputs ?? [];
   const outputs = outputPorts(spec, node);
+  // Only an activity changes something outside the run, so only an activity can be undone.
+  const undoable = spec?.kind === 'activity';
   // React Flow measures handles with the node's size: ports that appear later (the catalogue
   // arriving, a switch case added) must be measured again, or edges to them are not drawn.
   // Not on mount: React Flow measures a new node itself, and a second measurement of each
   // node joining the DOM (a forced layout and a store update apiece) made zooming in stutter.
   const updateNodeInternals = useUpdateNodeInternals();
-  const ports = [...inputs, ...outputs].map(p => p.name).join(',');
+  const ports = [...inputs, ...outputs].map(p => p.name).join(',') + (undoable ? `,${COMPENSATE_HANDLE},${COMPENSATES_HANDLE}` : '');
   const measuredPorts = React.useRef(ports);
   React.useEffect(() => {
     if (measuredPorts.current !== ports) {
@@ -94,7 +128,7 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
       title={data.remoteSelection?.length ? `selected by ${data.remoteSelection.map(s => s.name).join(', ')}` : undefined}
       style={data.remoteSelection?.length ? { boxShadow: `0 0 0 2px ${data.remoteSelection[0].color}` } : undefined}
     >
-      {handles(inputs, 'target')}
+      {handles(inputs, 'target', isConnectable)}
       <div className="fo-node-head">
         <span className="fo-node-icon">{ICONS[category] ?? '?'}</span>
         <span className="fo-node-label">{node.label || spec?.title || node.type}</span>
@@ -112,8 +146,8 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
         {node.id} · {node.type}
       </div>
       <div className="fo-node-foot">
-        <span className={`fo-badge fo-badge-${status}`} data-testid={`node-status-${node.id}`}>
-          {status}
+        <span className={`fo-badge fo-badge-${status}`} data-testid={`node-status-${node.id}`} title={compensationNote(run)}>
+          {STATUS_LABELS[status] ?? status}
           {run?.attempts && run.attempts > 1 ? ` · attempt ${run.attempts}` : ''}
           {d && status !== 'idle' ? ` · ${d}` : ''}
         </span>
@@ -138,7 +172,34 @@ function FlowNodeViewInner({ data, selected }: NodeProps<CanvasNode>): JSX.Eleme
           </button>
         </div>
       ) : null}
-      {handles(outputs, 'source')}
+      {handles(outputs, 'source', isConnectable)}
+      {undoable ? (
+        // Where an undo link from another node ends (rendered after the inputs: an edge without
+        // a target handle goes to the first input, never here).
+        <Handle
+          id={COMPENSATES_HANDLE}
+          type="target"
+          position={Position.Top}
+          className="fo-handle-compensates"
+          title="undo links end here"
+          {...connectable(isConnectable)}
+        />
+      ) : null}
+      {undoable ? (
+        <Handle
+          id={COMPENSATE_HANDLE}
+          type="source"
+          position={Position.Bottom}
+          className="fo-handle-compensate"
+          {...connectable(isConnectable)}
+          data-testid={`compensate-handle-${node.id}`}
+          title={
+            node.compensate
+              ? `undone by '${node.compensate}' when a later node fails; drag to another node to change it`
+              : 'compensate: drag to the node that undoes this one when a later node fails'
+          }
+        />
+      ) : null}
     </div>
   );
 }

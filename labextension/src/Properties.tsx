@@ -3,13 +3,16 @@
  * node's JSON Schema), and the execution policy (retries, timeouts, task queue). Validation
  * problems of the node show under the field they name. A node another person is editing is
  * read-only here until it is taken over; for a viewer it is always read-only.
+ *
+ * Its compensation (the node that undoes it when a later node fails) is drawn on the canvas
+ * from the node's compensate handle; here it is named, with a button that clears it.
  */
 import * as React from 'react';
 import type { NodeSpec, Problem, Schema } from './api';
 import type { Lock } from './presence';
 import { userName } from './presence';
 import { SchemaForm } from './SchemaForm';
-import type { FlowNodeData, JSONValue } from './sharedflow';
+import type { FlowNodeData, JSONValue, NodeChange } from './sharedflow';
 
 const POLICY_SCHEMA: Schema = {
   type: 'object',
@@ -66,17 +69,25 @@ export function Properties(props: {
   node: FlowNodeData;
   spec: NodeSpec | undefined;
   problems: Problem[];
+  /** the node that undoes this one (its id alone when no such node exists) */
+  compensation?: FlowNodeData | string;
+  /** the node this one undoes, when it is a compensation */
+  compensates?: string;
   lock?: Lock;
   /** the reader may not edit (a viewer): the form is shown, but nothing in it can be changed */
   readOnly?: boolean;
   onTakeOver: () => void;
-  onChange: (change: { config?: { [k: string]: JSONValue | undefined }; label?: string; policy?: { [k: string]: JSONValue } | null }) => void;
+  onChange: (change: NodeChange) => void;
 }): JSX.Element {
-  const { node, spec, lock } = props;
+  const { node, spec, lock, compensation } = props;
   const readOnly = !!lock || !!props.readOnly;
   const configErrors = errorsByField(props.problems, 'config.');
   const policyErrors = errorsByField(props.problems, 'policy.');
-  const other = props.problems.filter(p => !p.field || !(p.field.startsWith('config.') || p.field.startsWith('policy.')));
+  const compensateErrors = props.problems.filter(p => p.field === 'compensate');
+  const other = props.problems.filter(
+    p => !p.field || !(p.field.startsWith('config.') || p.field.startsWith('policy.') || p.field === 'compensate')
+  );
+  const undoer = typeof compensation === 'string' ? undefined : compensation;
   const defaults = flatPolicy((spec?.defaults ?? {}) as { [k: string]: any });
   const policy = flatPolicy(node.policy);
   return (
@@ -115,6 +126,44 @@ export function Properties(props: {
           onChange={e => props.onChange({ label: e.target.value })}
         />
       </label>
+      {compensation || compensateErrors.length ? (
+        <div className="fo-compensation" data-testid="compensation">
+          {compensation ? (
+            <div className="fo-compensation-row">
+              <span>
+                Compensated by:{' '}
+                <code data-testid="compensation-node">{node.compensate}</code>
+                {undoer?.label ? <span className="fo-muted"> ({undoer.label})</span> : null}
+              </span>
+              {readOnly ? null : (
+                <button
+                  className="fo-btn"
+                  data-testid="compensation-clear"
+                  title="Remove the compensation: nothing undoes this node when a later node fails"
+                  onClick={() => props.onChange({ compensate: null })}
+                >
+                  Clear
+                </button>
+              )}
+            </div>
+          ) : null}
+          {compensateErrors.map((p, i) => (
+            <div key={i} className="fo-field-error">
+              {p.message}
+              {p.hint ? ` — ${p.hint}` : ''}
+            </div>
+          ))}
+        </div>
+      ) : spec?.kind === 'activity' && !props.compensates && !readOnly ? (
+        <div className="fo-field-help" data-testid="compensation-hint">
+          To undo this node when a later node fails, drag from the handle at its bottom to the node that undoes it.
+        </div>
+      ) : null}
+      {props.compensates ? (
+        <div className="fo-field-help" data-testid="compensates">
+          Compensates <code>{props.compensates}</code>: runs only when a node after it fails, to undo it.
+        </div>
+      ) : null}
       {other.length ? (
         <div className="fo-field-error" data-testid="node-problems">
           {other.map((p, i) => (

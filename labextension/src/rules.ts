@@ -1,7 +1,7 @@
 /**
  * What the canvas checks while an edge is dragged, so a refusal shows at once with its reason.
  * The server's validation (POST /floworch/api/validate) stays the authority: these checks
- * mirror its port and cycle rules for the one edge being drawn.
+ * mirror its port, cycle and compensation rules for the one edge (or compensation link) being drawn.
  */
 import type { NodeSpec, Port } from './api';
 import type { FlowEdgeData, FlowNodeData } from './sharedflow';
@@ -58,6 +58,64 @@ export function normalise(c: Candidate, nodes: Map<string, FlowNodeData>, specs:
   };
 }
 
+/** The handle at the bottom of an activity node: dragged to another node, it names that
+ * node as the one that undoes this one (the node's `compensate`), not an edge. */
+export const COMPENSATE_HANDLE = 'compensate';
+/** The handle at the top of an activity node, where an undo link ends (it takes no edge). */
+export const COMPENSATES_HANDLE = 'compensates';
+
+/** The node that `id` compensates (whose `compensate` names it), if any. */
+export function compensatedBy(id: string, nodes: Map<string, FlowNodeData>): string | undefined {
+  for (const n of nodes.values()) {
+    if (n.compensate === id && n.id !== id) {
+      return n.id;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why `c.target` may not undo `c.source` (a drag from the compensate handle), or null when it
+ * may. Mirrors the server's compensation rules (validate.py) for the one link being drawn.
+ */
+export function compensationRefusal(
+  c: Candidate,
+  nodes: Map<string, FlowNodeData>,
+  edges: FlowEdgeData[],
+  specs: Map<string, NodeSpec>
+): string | null {
+  const src = nodes.get(c.source);
+  const dst = nodes.get(c.target);
+  if (!src || !dst) {
+    return 'drag to the node of this flow that undoes this one';
+  }
+  if (c.source === c.target) {
+    return 'a node cannot compensate itself: drag to the node that undoes it';
+  }
+  if (specs.get(src.type)?.kind === 'trigger') {
+    return 'a trigger cannot be compensated: it only starts the run';
+  }
+  const dstSpec = specs.get(dst.type);
+  if (dstSpec && dstSpec.kind !== 'activity') {
+    return `'${c.target}' is a ${dstSpec.kind} node (${dst.type}); a compensation must be an activity node`;
+  }
+  if (edges.some(e => e.source === c.target || e.target === c.target)) {
+    return `'${c.target}' is a step of the flow (it has edges); a compensating node has none and runs only when a later node fails`;
+  }
+  const undoes = compensatedBy(c.source, nodes);
+  if (undoes) {
+    return `'${c.source}' compensates '${undoes}' and cannot have a compensation of its own`;
+  }
+  if (dst.compensate) {
+    return `'${c.target}' has a compensation of its own ('${dst.compensate}'), so it cannot be one`;
+  }
+  const claimed = compensatedBy(c.target, nodes);
+  if (claimed && claimed !== c.source) {
+    return `'${c.target}' already compensates '${claimed}'`;
+  }
+  return null;
+}
+
 /** Why the edge may not be drawn, or null when it may. */
 export function refusal(
   c: Candidate,
@@ -65,6 +123,12 @@ export function refusal(
   edges: FlowEdgeData[],
   specs: Map<string, NodeSpec>
 ): string | null {
+  if (c.sourceHandle === COMPENSATE_HANDLE) {
+    return compensationRefusal(c, nodes, edges, specs);
+  }
+  if (c.targetHandle === COMPENSATES_HANDLE) {
+    return `the top of '${c.target}' takes an undo link (from a node's compensate handle), not an edge: connect to its input`;
+  }
   c = normalise(c, nodes, specs);
   const src = nodes.get(c.source);
   const dst = nodes.get(c.target);
@@ -73,6 +137,12 @@ export function refusal(
   }
   if (c.source === c.target) {
     return `a node cannot connect to itself: that would make a cycle ${c.source} -> ${c.source}`;
+  }
+  for (const id of [c.source, c.target]) {
+    const undoes = compensatedBy(id, nodes);
+    if (undoes) {
+      return `'${id}' compensates '${undoes}': a compensating node is not a step of the flow and has no edges`;
+    }
   }
   const srcSpec = specs.get(src.type);
   const dstSpec = specs.get(dst.type);

@@ -2,7 +2,8 @@
  * The shared `.flow` document as the canvas edits it: a Y.Doc whose layout is the contract
  * written down in floworch_ext/ydoc.py (root maps `meta`, `nodes`, `edges`; a node is a
  * Y.Map with id/type/label strings, `position` and `policy` replaced whole, `config` a
- * Y.Map of fields, `order` keeping the file's order).
+ * Y.Map of fields, `compensate` the id of the node that undoes it (absent: none), `order`
+ * keeping the file's order).
  *
  * Every local edit is one transaction with the LOCAL origin, so the undo manager undoes only
  * this user's edits (per-user undo) and a remote update is never mistaken for a local one.
@@ -20,6 +21,8 @@ export interface FlowNodeData {
   position: { x: number; y: number };
   config: { [k: string]: JSONValue };
   policy?: { [k: string]: JSONValue };
+  /** the node that undoes this one when a later node fails for good (a saga's compensation) */
+  compensate?: string;
 }
 
 export interface FlowEdgeData {
@@ -161,6 +164,9 @@ export class SharedFlow {
     if (node.policy) {
       m.set('policy', node.policy);
     }
+    if (node.compensate) {
+      m.set('compensate', node.compensate);
+    }
     m.set('order', this.nextOrder(this.nodes));
     this.nodes.set(node.id, m);
   }
@@ -184,14 +190,27 @@ export class SharedFlow {
     this.edges.set(edge.id, m);
   }
 
-  /** Pastes nodes and the edges between them under fresh ids; returns the new node ids. */
+  /**
+   * Pastes nodes and the edges between them under fresh ids; returns the new node ids. A
+   * compensation comes along when its node is pasted too (a copy of a step is undone by a copy
+   * of its undo), and is dropped otherwise: one node undoes one step.
+   */
   paste(nodes: FlowNodeData[], edges: FlowEdgeData[], offset: { x: number; y: number }): string[] {
     const ids = new Map<string, string>();
+    const taken = new Set<string>();
+    nodes.forEach(n => {
+      let id = this.freshId(n.type.split('.').pop() || 'node');
+      while (taken.has(id)) {
+        id = this.freshId(n.type.split('.').pop() || 'node');
+      }
+      taken.add(id);
+      ids.set(n.id, id);
+    });
     this.transact(() => {
       nodes.forEach(n => {
-        const id = this.freshId(n.type.split('.').pop() || 'node');
-        ids.set(n.id, id);
-        this.insertNode({ ...n, id, position: { x: n.position.x + offset.x, y: n.position.y + offset.y } });
+        const id = ids.get(n.id)!;
+        const compensate = n.compensate ? ids.get(n.compensate) : undefined;
+        this.insertNode({ ...n, id, compensate, position: { x: n.position.x + offset.x, y: n.position.y + offset.y } });
       });
       edges.forEach(e => {
         const source = ids.get(e.source);
@@ -215,11 +234,9 @@ export class SharedFlow {
     });
   }
 
-  /** Sets config fields (undefined removes one), and optionally the label and policy. */
-  updateNode(
-    id: string,
-    change: { config?: { [k: string]: JSONValue | undefined }; label?: string; policy?: { [k: string]: JSONValue } | null }
-  ): void {
+  /** Sets config fields (undefined removes one), and optionally the label, policy and
+   * compensation (null removes the policy or the compensation). */
+  updateNode(id: string, change: NodeChange): void {
     const m = this.nodes.get(id);
     if (!m) {
       return;
@@ -247,14 +264,32 @@ export class SharedFlow {
       } else if (change.policy !== undefined) {
         m.set('policy', change.policy);
       }
+      if (change.compensate === null || change.compensate === '') {
+        m.delete('compensate');
+      } else if (change.compensate !== undefined && m.get('compensate') !== change.compensate) {
+        m.set('compensate', change.compensate);
+      }
     });
   }
 
-  /** Removes nodes (with their edges) and edges. */
+  /** `node` is undone by `by` (null: by nothing). The link lives on the node, not in `edges`. */
+  setCompensation(node: string, by: string | null): void {
+    this.updateNode(node, { compensate: by });
+  }
+
+  /**
+   * Removes nodes (with their edges, and the compensations naming them), edges and
+   * compensation links (`compensationLinkId`: the link's node then has no compensation).
+   */
   remove(ids: string[]): void {
     const gone = new Set(ids);
     this.transact(() => {
       ids.forEach(id => {
+        const linked = compensationLinkNode(id);
+        if (linked !== null && !this.edges.has(id)) {
+          this.nodes.get(linked)?.delete('compensate');
+          return;
+        }
         this.nodes.delete(id);
         this.edges.delete(id);
       });
@@ -263,8 +298,36 @@ export class SharedFlow {
           this.edges.delete(id);
         }
       });
+      this.nodes.forEach(m => {
+        if (gone.has(m.get('compensate'))) {
+          m.delete('compensate');
+        }
+      });
     });
   }
+}
+
+/** What `updateNode` changes; absent keys stay as they are. */
+export interface NodeChange {
+  config?: { [k: string]: JSONValue | undefined };
+  label?: string;
+  policy?: { [k: string]: JSONValue } | null;
+  compensate?: string | null;
+}
+
+/**
+ * The canvas draws a node's compensation as a link of its own (dashed, "undo"), not an edge:
+ * its id is `compensate:<node id>`, which no node id can be (ids have no colon).
+ */
+const LINK_PREFIX = 'compensate:';
+
+export function compensationLinkId(node: string): string {
+  return LINK_PREFIX + node;
+}
+
+/** The node whose compensation link this is, or null for any other id. */
+export function compensationLinkNode(id: string): string | null {
+  return id.startsWith(LINK_PREFIX) ? id.slice(LINK_PREFIX.length) : null;
 }
 
 function plain(value: any): any {
@@ -283,6 +346,10 @@ export function nodeData(id: string, m: Y.Map<any>): FlowNodeData {
   const policy = plain(m.get('policy'));
   if (policy) {
     node.policy = policy;
+  }
+  const compensate = m.get('compensate');
+  if (typeof compensate === 'string' && compensate) {
+    node.compensate = compensate;
   }
   return node;
 }

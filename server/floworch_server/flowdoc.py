@@ -55,6 +55,8 @@ class Node(_Model):
     position: Position = Field(default_factory=Position)
     config: dict[str, Any] = Field(default_factory=dict)
     policy: NodePolicy | None = None
+    # The node that undoes this one when a later node fails for good (validate.py has the rules).
+    compensate: str | None = None
 
 
 class Edge(_Model):

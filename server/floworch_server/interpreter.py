@@ -6,6 +6,13 @@ activities whose activity id is the node id, so a history maps onto the graph. C
 here, deterministically, and record their state in the workflow memo (key ``fo.node.<id>``),
 which puts it in the history next to the activity events: history stays the single source of
 truth for per-node status.
+
+Compensation (saga): a node's ``compensate`` names an activity node no edge leads to. When a node
+fails for good, the compensations of the nodes that succeeded run, last completed first, each
+once, as activities (activity id: the compensating node's id); the compensated node's memo state
+goes "compensating", then "compensated" or "compensation_failed"; then the run fails with the
+original error. Nodes listed in the RunRequest's ``reuse`` are not called: their recorded output
+is their result (memo state "reused"), and this run does not compensate them.
 """
 
 from __future__ import annotations
@@ -130,6 +137,9 @@ class FlowRun:
         self._run_meta = request.run
         self._order: list[str] = plan["order"]
         self._loops: dict[str, dict] = plan.get("loops", {})
+        self._reuse: dict[str, dict] = request.reuse or {}
+        self._completed: list[str] = []  # nodes of the top-level graph that succeeded, in order
+        compensating = {n["compensate"] for n in self._plan_nodes.values() if n.get("compensate")}
         # Loop-back edges close a for_each body; they are not part of the acyclic graph.
         self._incoming: dict[str, list[dict]] = {n: [] for n in self._order}
         self._successors: dict[str, list[str]] = {n: [] for n in self._order}
@@ -153,13 +163,14 @@ class FlowRun:
         }
         start_node = request.run.get("trigger_node") or plan["triggers"][0]
         in_bodies = {n for loop in self._loops.values() for n in loop["body"]}
-        members = [n for n in self._order if n not in in_bodies]
+        members = [n for n in self._order if n not in in_bodies and n not in compensating]
         seeds = {t: (["out"] if t == start_node else []) for t in plan["triggers"]}
         scope["nodes"][start_node] = {"output": request.input}
         try:
             await self._run_graph(members, seeds, scope, "")
         except NodeFailed as failure:
-            raise ApplicationError(str(failure), failure.node_id, type="NodeFailed", non_retryable=True) from failure.cause
+            undone = await self._compensate(scope)
+            raise ApplicationError(str(failure) + undone, failure.node_id, type="NodeFailed", non_retryable=True) from failure.cause
 
         leaves = [
             n for n in members
@@ -193,6 +204,14 @@ class FlowRun:
                     self._set_state(node_id, "skipped", suffix)
                 finish(node_id, [])
                 return
+            node = self._plan_nodes[node_id]
+            if not suffix and node_id in self._reuse and node["kind"] == "activity":
+                # Taken from an earlier run, not called: it follows every output port, as a call would.
+                recorded = self._reuse[node_id]
+                self._set_state(node_id, "reused", from_run=recorded.get("from_run"))
+                scope["nodes"][node_id] = {"output": recorded.get("output")}
+                finish(node_id, [p.name for p in nodes.get(node["type"]).outputs_for(node["config"])])
+                return
             inputs = {e["source"]: scope["nodes"][e["source"]]["output"] for e in active}
             task = asyncio.create_task(self._run_node(node_id, inputs, scope, suffix))
             running[task] = node_id
@@ -208,6 +227,8 @@ class FlowRun:
                     node_id = running.pop(task)
                     output, followed = task.result()
                     scope["nodes"][node_id] = {"output": output}
+                    if not suffix:
+                        self._completed.append(node_id)
                     finish(node_id, followed)
         except (NodeFailed, asyncio.CancelledError, CancelledError):
             await self._cancel(running)
@@ -259,11 +280,34 @@ class FlowRun:
             self._set_state(node_id, "failed", suffix, error=str(exc))
             raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {exc}") from None
         except ActivityError as exc:
-            cause = exc.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
-            if exc.retry_state is not None and cause is not None and "timeout" in type(cause).__name__.lower():
-                message = f"timed out ({cause})"
-            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {message}", exc) from None
+            raise NodeFailed(node_id, f"{where} ({node['type']}) failed: {_activity_message(exc)}", exc) from None
+
+    async def _compensate(self, scope: dict) -> str:
+        """Run the compensation of every node that succeeded, the last completed first, each once.
+        A compensation that fails for good does not stop the others. Returns what the run's
+        error adds: which compensations ran (nothing when none was due)."""
+        done: list[str] = []
+        failed: list[str] = []
+        for node_id in reversed(self._completed):
+            undo = self._plan_nodes[node_id].get("compensate")
+            if not undo:
+                continue
+            node = self._plan_nodes[undo]
+            self._set_state(node_id, "compensating", compensation=undo)
+            try:
+                config = self._resolve_config(node, scope)
+                await self._execute_activity(undo, node, config, {node_id: scope["nodes"][node_id]["output"]})
+            except NodeError as exc:
+                message = str(exc)
+            except ActivityError as exc:
+                message = _activity_message(exc)
+            else:
+                self._set_state(node_id, "compensated", compensation=undo)
+                done.append(f"{undo} (for '{node_id}')")
+                continue
+            self._set_state(node_id, "compensation_failed", compensation=undo, error=f"compensation '{undo}' failed: {message}")
+            failed.append(f"{undo} (for '{node_id}'): {message}")
+        return (f"; compensated: {', '.join(done)}" if done else "") + (f"; compensation failed: {'; '.join(failed)}" if failed else "")
 
     def _resolve_config(self, node: dict, scope: dict) -> dict[str, Any]:
         skip = set(node["expression_fields"])
@@ -308,6 +352,14 @@ class FlowRun:
             state["iteration"] = suffix[1:].replace("#", ".")
         self._states[node_id] = state
         workflow.upsert_memo({NODE_MEMO_PREFIX + node_id: state})
+
+
+def _activity_message(exc: ActivityError) -> str:
+    cause = exc.cause
+    message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+    if exc.retry_state is not None and cause is not None and "timeout" in type(cause).__name__.lower():
+        message = f"timed out ({cause})"
+    return message
 
 
 def workflow_runner():

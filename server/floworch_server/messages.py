@@ -22,6 +22,9 @@ class RunRequest:
     # flow_id, version ("3" or "draft"), plan_hash, trigger ("manual", "webhook", ...),
     # trigger_node (which trigger node starts it), tenant, started_by
     run: dict[str, Any] = field(default_factory=dict)
+    # Nodes not to call: {"<node id>": {"output": <recorded output>, "from_run": "<run id>"}}.
+    # Each takes its recorded output as its result (a run resumed from a failed node).
+    reuse: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from types import MappingProxyType
 from typing import Any
 
 from . import nodes
+from .errors import BadRequest
 from .flowdoc import FlowDocument
 from .problems import FlowInvalid
-from .validate import Graph, is_loop_back, loop_problems, validate
+from .validate import Graph, compensations, is_loop_back, loop_problems, validate
 
 PLAN_FORMAT = 1
 
@@ -78,6 +79,8 @@ def compile_plan(doc: FlowDocument) -> Plan:
             "heartbeat_seconds": (policy and policy.heartbeat_seconds) or spec.heartbeat_seconds,
             "task_queue": (policy and policy.task_queue) or spec.task_queue,
             "expression_fields": list(spec.expression_fields),
+            # Only when set: plans of flows without compensation keep their hash.
+            **({"compensate": node.compensate} if node.compensate else {}),
         }
     edges = []
     loops, _ = loop_problems(doc, graph)
@@ -99,10 +102,42 @@ def compile_plan(doc: FlowDocument) -> Plan:
         "triggers": [n.id for n in doc.nodes if compiled_nodes[n.id]["kind"] == "trigger"],
         "nodes": compiled_nodes,
         "edges": edges,
-        "order": _topological(graph),
+        "order": _order(graph, set(compensations(doc))),
         **({"loops": loops} if loops else {}),
     }
     return Plan.from_data(data)
+
+
+def _order(graph: Graph, compensating: set[str]) -> list[str]:
+    """Topological order, compensating nodes last: they run, if ever, after everything else."""
+    order = _topological(graph)
+    return [n for n in order if n not in compensating] + [n for n in order if n in compensating]
+
+
+def check_reuse(plan: dict[str, Any], reuse: Any) -> dict[str, dict]:
+    """The RunRequest "reuse" entries for ``plan``, checked: {"<node id>": {"output": <its
+    recorded output>, "from_run": "<run id>"}}. Only activity nodes that run as steps of the
+    flow (not inside a loop body, not compensations) can take a recorded output."""
+    if not isinstance(reuse, dict):
+        raise BadRequest("must be an object of node id -> {output, from_run}", field="reuse")
+    in_loops = {n for loop in plan.get("loops", {}).values() for n in loop["body"]}
+    compensating = {n["compensate"] for n in plan["nodes"].values() if n.get("compensate")}
+    out = {}
+    for node_id, entry in reuse.items():
+        field = f"reuse.{node_id}"
+        node = plan["nodes"].get(node_id)
+        if node is None:
+            raise BadRequest(f"no node '{node_id}' in this flow's plan (nodes: {', '.join(plan['order'])})", field=field)
+        if node["kind"] != "activity":
+            raise BadRequest(f"'{node_id}' is a {node['kind']} node; only activity nodes can reuse a recorded output", field=field)
+        if node_id in in_loops:
+            raise BadRequest(f"'{node_id}' runs inside a loop body, once per item: it has no single output to reuse", field=field)
+        if node_id in compensating:
+            raise BadRequest(f"'{node_id}' is a compensation, not a step of the flow: it has nothing to reuse", field=field)
+        if not isinstance(entry, dict) or "output" not in entry or not isinstance(entry.get("from_run"), str) or not entry["from_run"]:
+            raise BadRequest("must be {\"output\": <the recorded output>, \"from_run\": \"<run id>\"}", field=field)
+        out[node_id] = {"output": entry["output"], "from_run": entry["from_run"]}
+    return out
 
 
 def _topological(graph: Graph) -> list[str]:

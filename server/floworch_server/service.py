@@ -28,7 +28,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision
 from .nodes.spec import TriggerContext
-from .plan import compile_plan
+from .plan import check_reuse, compile_plan
 from .settings import Settings
 from .status import NodeStatus, node_statuses, run_status
 from .store import Store, store_for
@@ -62,6 +62,9 @@ class FlowService:
         # Runs seen final whose node timings may still need recording, with their tenants (in order).
         self._timings_pending: dict[str, str] = {}
         self._tenant_views: dict[str, FlowService] = {}
+        # What the histories of failed runs say (deadletters.py), by run id: a closed history
+        # never changes, so every tenant's view shares the root's.
+        self._dead_letter_details: dict[str, dict] = {}
 
     def for_tenant(self, tenant: str) -> "FlowService":
         root = self._root
@@ -240,16 +243,22 @@ class FlowService:
         trigger: str = "manual",
         trigger_node: str | None = None,
         idempotency_key: str | None = None,
+        plan: tuple[dict, str, str] | None = None,
+        reuse: dict[str, dict] | None = None,
+        extra_memo: dict[str, Any] | None = None,
     ) -> dict:
-        plan, plan_hash, version_label = self._plan_for(workflow_id, version)
+        """Start a run of ``version`` (the latest published one by default, or "draft").
+
+        ``plan`` (plan, hash, version label) starts that plan instead of looking ``version`` up;
+        ``reuse`` names nodes whose recorded output the run takes instead of calling them
+        (RunRequest "reuse"); ``extra_memo`` adds to the run's memo (e.g. the run it retries)."""
+        plan, plan_hash, version_label = plan or self._plan_for(workflow_id, version)
         start = trigger_node or _default_trigger(plan, trigger)
         _check_input(plan, start, input)
-        if idempotency_key:
-            digest = hashlib.sha256(f"{workflow_id}\0{idempotency_key}".encode()).hexdigest()[:32]
-            run_id = f"run-{digest}"
-        else:
-            run_id = f"run-{uuid.uuid4().hex}"
-        request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by)
+        run_id = idempotent_run_id(workflow_id, idempotency_key) if idempotency_key else f"run-{uuid.uuid4().hex}"
+        request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by, extra=extra_memo)
+        if reuse is not None:
+            request["reuse"] = check_reuse(plan, reuse)
         # The run's trace starts here; Temporal's start call and the worker's spans join it.
         span_attrs = {"floworch.run_id": run_id, "floworch.flow_id": workflow_id, "floworch.version": version_label, "floworch.trigger": trigger}
         with tracing.run_span(self.settings, "StartRun", span_attrs) as trace_id:
@@ -290,9 +299,13 @@ class FlowService:
         return self.store.get_run(run_id)
 
     def run_request(
-        self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str
+        self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[dict, dict, TypedSearchAttributes]:
-        return build_run_request(workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant)
+        request, meta, attrs = build_run_request(workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant)
+        # The request's "run" is the memo's dict: extra keys land in both.
+        meta.update(extra or {})
+        return request, meta, attrs
 
     # ------------------------------------------------------------------ events and schedules
     async def publish_event(self, topic: str, payload: Any, *, event_id: str | None = None, by: str) -> list[dict]:
@@ -592,6 +605,31 @@ class FlowService:
         meta = (request or {}).get("run", {})
         return self.store.add_node_timings(run_id, rows, workflow_id=meta.get("flow_id"), tenant=self.tenant)
 
+    # ------------------------------------------------------------------ debugging (debug.py)
+    async def replay(self, run_id: str, plan: dict | None = None) -> dict:
+        """Does the run's history replay against the current interpreter (with ``plan``: that plan)?"""
+        from . import debug
+
+        return await debug.replay(self, run_id, plan)
+
+    async def rerun_node(self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None) -> dict:
+        """A node of a run, run again in this process on what it was given (the run is not touched)."""
+        from . import debug
+
+        return await debug.rerun_node(self, run_id, node_id, config=config, input=input, call=call)
+
+    async def try_node(self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None, by: str) -> dict:
+        """A node of a run, run again on a worker as a test run of its own (trigger "test")."""
+        from . import debug
+
+        return await debug.try_node(self, run_id, node_id, config=config, input=input, call=call, by=by)
+
+    async def diff_runs(self, run_a: str, run_b: str) -> dict:
+        """Run ``run_b`` compared with ``run_a``: plans, per node status, attempts, duration, output."""
+        from . import debug
+
+        return await debug.diff(self, run_a, run_b)
+
     # ------------------------------------------------------------------ live metrics
     def metric_task_queues(self) -> list[str]:
         """The flow task queue and every queue a node type runs its activities on."""
@@ -677,6 +715,29 @@ class FlowService:
         long history deletes many rows."""
         return await asyncio.to_thread(retention.purge, self.store, self.settings, dry_run=dry_run, now=now)
 
+    # ------------------------------------------------------------------ dead letters (deadletters.py)
+    async def dead_letters(
+        self,
+        workflow_id: str | None = None,
+        *,
+        node_type: str | None = None,
+        error_kind: str | None = None,
+        limit: int = 100,
+        include_retried: bool = False,
+    ) -> list[dict]:
+        """Failed runs not retried yet, newest first: input, failed node, node type, error kind."""
+        from . import deadletters
+
+        return await deadletters.list_dead_letters(
+            self, workflow_id=workflow_id, node_type=node_type, error_kind=error_kind, limit=limit, include_retried=include_retried
+        )
+
+    async def retry_runs(self, run_ids: Any, *, mode: Any = "start", version: Any = "same", by: str) -> list[dict]:
+        """Retry failed runs from the start or from the failed node; the same retry twice starts one run."""
+        from . import deadletters
+
+        return await deadletters.retry(self, run_ids, mode=mode, version=version, by=by)
+
     def _record_from_temporal(self, run_id: str, desc, request: dict | None) -> dict:
         meta = (request or {}).get("run", {})
         record = {
@@ -696,6 +757,11 @@ class FlowService:
 
 
 # ---------------------------------------------------------------------- helpers
+def idempotent_run_id(workflow_id: str, key: str) -> str:
+    """The run id an idempotency key gives within a flow: the same key never starts a second run."""
+    return "run-" + hashlib.sha256(f"{workflow_id}\0{key}".encode()).hexdigest()[:32]
+
+
 def build_run_request(
     workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str, tenant: str
 ) -> tuple[dict, dict, TypedSearchAttributes]:

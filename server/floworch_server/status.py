@@ -5,9 +5,14 @@
   description, which is where Temporal keeps a retrying activity's attempt and last failure;
 - control nodes: from the ``fo.node.<id>`` memo entries the interpreter writes (waiting for a
   timer or an approval, success with the branch taken, skipped, failed);
-- the trigger that started the run: success at the start of the run.
+- the trigger that started the run: success at the start of the run;
+- compensation and reuse, from the same memo entries: a node whose compensation runs is
+  "compensating", then "compensated" (or "compensation_failed", with the compensation's error);
+  its own attempts and times stay those of the step it undoes. A node that took its recorded
+  output from an earlier run is "success" with ``detail = {"reused": True, "from_run": <run id>}``.
 
-Statuses: idle, running, retrying, waiting, success, failed, skipped, cancelled.
+Statuses: idle, running, retrying, waiting, success, failed, skipped, cancelled, compensating,
+compensated, compensation_failed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from .messages import NODE_MEMO_PREFIX
 
-STATUSES = ("idle", "running", "retrying", "waiting", "success", "failed", "skipped", "cancelled")
+STATUSES = ("idle", "running", "retrying", "waiting", "success", "failed", "skipped", "cancelled", "compensating", "compensated", "compensation_failed")
+COMPENSATION_STATUSES = ("compensating", "compensated", "compensation_failed")
 
 
 @dataclass
@@ -152,6 +158,15 @@ def _iso(value: datetime | None) -> str | None:
 
 def _apply_control_state(st: NodeStatus, state: dict[str, Any], when: datetime | None) -> None:
     status = state.get("status", "running")
+    if status in COMPENSATION_STATUSES:
+        # The step's own attempts and times stay; the compensation adds its node and outcome.
+        st.status, st.error = status, state.get("error")
+        st.detail = {**st.detail, "compensation": state.get("compensation")}
+        return
+    if status == "reused":
+        st.status, st.started, st.ended, st.attempts, st.error = "success", when, when, 0, None
+        st.detail = {"reused": True, "from_run": state.get("from_run")}
+        return
     if status in ("running", "waiting") and st.started is None:
         st.started = when
     if status in ("success", "failed", "skipped"):

@@ -2,6 +2,10 @@
 read from Temporal history (and, for attempts that failed before the last one, from the
 store's log lines: history keeps only an activity's last attempt).
 
+A compensated node has a second segment, kind "compensation", from "compensating" to
+"compensated" or "compensation_failed" (its compensating node's activity has its own segments);
+a node that reused an earlier run's output has an instant segment of kind "reused".
+
 Also the run's inspector data (each node's inputs and outputs, as Temporal recorded them) and its
 error with the full cause chain and stack traces."""
 
@@ -135,6 +139,18 @@ def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (
                     seg["ended"], seg["status"], seg["error"] = when, status, state.get("error")
                 elif status == "skipped":
                     out.append(_segment(node, node_type, "skipped", iteration, 0, when, None, None, "skipped"))
+                elif status == "compensating":
+                    seg = _segment(node, node_type, "compensation", iteration, 1, when, when, None, "compensating")
+                    control_open[(node, "compensation")] = seg
+                    out.append(seg)
+                elif status in ("compensated", "compensation_failed"):
+                    seg = control_open.pop((node, "compensation"), None)
+                    if seg is None:
+                        seg = _segment(node, node_type, "compensation", iteration, 1, when, when, None, status)
+                        out.append(seg)
+                    seg["ended"], seg["status"], seg["error"] = when, status, state.get("error")
+                elif status == "reused":
+                    out.append(_segment(node, node_type, "reused", iteration, 0, when, when, when, "success"))
         elif event.event_type in (
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
             EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
@@ -159,7 +175,7 @@ def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (
     # Still open at the end: running until now, or until the run closed.
     end = closed_at or now or datetime.now(timezone.utc)
     for seg in out:
-        if seg["ended"] is None and seg["status"] in ("running", "waiting"):
+        if seg["ended"] is None and seg["status"] in ("running", "waiting", "compensating"):
             seg["ended_open"] = True
             seg["ended"] = end
     out.sort(key=lambda s: (s["started"] or s["scheduled"] or start_time or end, s["node"], s["attempt"]))

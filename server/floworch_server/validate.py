@@ -45,8 +45,11 @@ def validate(doc: FlowDocument) -> list[Problem]:
                 )
             )
     problems += _trigger_problems(doc, graph)
+    loops: dict[str, dict] = {}
     if not cycles:
-        problems += loop_problems(doc, graph)[1]
+        loops, found = loop_problems(doc, graph)
+        problems += found
+    problems += _compensation_problems(doc, graph, loops)
     # Upstream is only well defined without cycles; syntax is checked regardless.
     problems += _reference_problems(doc, graph, check_upstream=not cycles)
     for node in doc.nodes:
@@ -334,21 +337,110 @@ def _trigger_problems(doc: FlowDocument, graph: Graph) -> list[Problem]:
             return [Problem("no-trigger", "the flow is empty", hint="add a trigger node, e.g. trigger.manual")]
         return [Problem("no-trigger", "the flow has no trigger node", hint="add a trigger (e.g. trigger.manual) and connect it to the first node")]
     reachable = graph.reachable_from(triggers)
+    # A compensating node is reached only when a later node fails (see _compensation_problems).
+    undoing = compensations(doc)
     return [
         Problem("unreachable-node", "no trigger leads to this node", node=n.id, hint="connect it to the flow or delete it")
         for n in doc.nodes
-        if n.id not in reachable
+        if n.id not in reachable and n.id not in undoing
     ]
+
+
+def compensations(doc: FlowDocument) -> dict[str, str]:
+    """Compensating node -> the node it compensates (the first, if several name it), for the
+    ``compensate`` fields that name an existing node."""
+    ids = {n.id for n in doc.nodes}
+    out: dict[str, str] = {}
+    for node in doc.nodes:
+        if node.compensate and node.compensate in ids and node.compensate != node.id:
+            out.setdefault(node.compensate, node.id)
+    return out
+
+
+def _compensation_problems(doc: FlowDocument, graph: Graph, loops: dict[str, dict]) -> list[Problem]:
+    """A node's ``compensate`` names the activity that undoes it. That node is not a step of the
+    flow: no edge leads to it or from it, and it runs only after a later node failed for good."""
+    problems: list[Problem] = []
+    by_id = {n.id: n for n in doc.nodes}
+    triggers = [n.id for n in doc.nodes if (s := nodes.get(n.type)) and s.kind == "trigger"]
+    reachable = graph.reachable_from(triggers)
+    in_loop = {member: loop for loop, body in loops.items() for member in body["body"]}
+    claimed: dict[str, str] = {}
+    for node in doc.nodes:
+        target_id = node.compensate
+        if not target_id:
+            continue
+        spec = nodes.get(node.type)
+
+        def refuse(code: str, message: str, hint: str) -> None:
+            problems.append(Problem(code, message, node=node.id, field="compensate", hint=hint))
+
+        if spec and spec.kind == "trigger":
+            refuse("invalid-compensation", "a trigger cannot be compensated: it only starts the run", "set compensate on the first node that changes something")
+            continue
+        target = by_id.get(target_id)
+        if target is None:
+            close = difflib.get_close_matches(target_id, sorted(set(by_id) - {node.id}), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"add an activity node that undoes '{node.id}' and name it here"
+            refuse("unknown-compensation", f"compensate names node '{target_id}', which does not exist", hint)
+            continue
+        if target_id == node.id:
+            refuse("invalid-compensation", "a node cannot compensate itself", f"name another node that undoes what '{node.id}' did")
+            continue
+        target_spec = nodes.get(target.type)
+        if target_spec is None:
+            continue  # its unknown type is reported already
+        if target_spec.kind != "activity":
+            refuse(
+                "invalid-compensation",
+                f"'{target_id}' is a {target_spec.kind} node ({target.type}); a compensation must be an activity node",
+                f"name an activity node (e.g. action.http) that undoes what '{node.id}' did",
+            )
+            continue
+        if target_id in claimed:
+            refuse("compensation-shared", f"'{target_id}' already compensates '{claimed[target_id]}'", "give each node its own compensating node")
+            continue
+        claimed[target_id] = node.id
+        if node.id in in_loop:
+            refuse(
+                "compensation-in-loop",
+                f"'{node.id}' is inside the loop of '{in_loop[node.id]}': a node of a loop body cannot be compensated",
+                f"compensate the loop node '{in_loop[node.id]}' itself, or a node after the loop",
+            )
+        if target.compensate:
+            problems.append(
+                Problem("invalid-compensation", f"'{target_id}' compensates '{node.id}' and cannot have a compensation of its own", node=target_id, field="compensate", hint=f"remove compensate from '{target_id}'")
+            )
+        if target_id in reachable:
+            refuse(
+                "compensation-reachable",
+                f"'{target_id}' compensates '{node.id}' but edges lead to it from the trigger, so it would also run as a normal step",
+                f"delete the edges into '{target_id}': a compensation runs only when a later node fails",
+            )
+            continue
+        for edge in doc.edges:
+            if target_id in (edge.source, edge.target):
+                problems.append(
+                    Problem(
+                        "compensation-connected",
+                        f"'{target_id}' compensates '{node.id}': a compensating node is not a step of the flow and has no edges",
+                        edge=edge.id,
+                        hint="delete this edge; the compensation runs only when a later node fails",
+                    )
+                )
+    return problems
 
 
 def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -> list[Problem]:
     problems = []
     node_ids = set(graph.ids)
+    undoing = compensations(doc)
     for node in doc.nodes:
         spec = nodes.get(node.type)
         if spec is None:
             continue
         upstream = None
+        compensated = undoing.get(node.id)
         try:
             found = list(_expressions(node, spec))
         except expr.ExprError as exc:
@@ -368,10 +460,21 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
                     continue
                 target = path[1]
                 if upstream is None:
-                    upstream = graph.ancestors(node.id)
+                    # A compensation has what the node it undoes had, and that node's output.
+                    upstream = graph.ancestors(compensated) | {compensated} if compensated else graph.ancestors(node.id)
                 if target not in node_ids:
                     problems.append(
                         Problem("unknown-reference", f"refers to node '{target}', which does not exist", node=node.id, field=f"config.{field}", hint=_suggest(target, node_ids))
+                    )
+                elif check_upstream and compensated and target not in upstream:
+                    problems.append(
+                        Problem(
+                            "compensation-reference",
+                            f"refers to node '{target}', which does not run before '{compensated}' (the node this compensates): its output may not exist when the compensation runs",
+                            node=node.id,
+                            field=f"config.{field}",
+                            hint=f"a compensation reads the run input and the outputs of '{compensated}' and the nodes before it",
+                        )
                     )
                 elif check_upstream and target not in upstream:
                     problems.append(

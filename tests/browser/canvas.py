@@ -104,9 +104,13 @@ def node_body(scope: Page | Locator, node_id: str) -> Locator:
 
 
 def handle(scope: Page | Locator, node_id: str, kind: str, port: str | None = None) -> Locator:
+    """A node's handle: of ``port``, or without one the node's port (not the compensate handle
+    at an activity's bottom, nor the top one an undo link ends at)."""
     selector = f'.react-flow__node[data-id="{node_id}"] .react-flow__handle.{kind}'
     if port:
         selector += f'[data-handleid="{port}"]'
+    else:
+        selector += ":not(.fo-handle-compensate):not(.fo-handle-compensates)"
     return scope.locator(selector)
 
 

@@ -1,9 +1,16 @@
 /**
  * The Dashboard panel: success rate, error budget and burn rates, task-queue depth, throughput,
- * activity latency per node type, workers, open alerts and recent runs, refreshed every 10 s.
+ * activity latency per node type, workers, open alerts, recent runs and dead letters (failed
+ * runs, to retry from the start or from the failed node), refreshed every 10 s. A node type in
+ * the latency table lists its dead letters.
+ *
+ * Root cause in two clicks: "Failing node types" (near the top) groups the dead letters by the
+ * type of the node they failed at; a click lists that type's failed runs, and a click on one
+ * opens its Run panel with the failed node selected (its error, cause chain and inputs shown).
  */
 import * as React from 'react';
-import { api, type RunRecord } from '../api';
+import { api, request, type RunRecord } from '../api';
+import { canEdit, useRole } from '../role';
 import { errorText, fmtAgo, fmtClock, fmtDateTime, fmtDuration, fmtNumber, fmtPercent, pad, toMs, versionLabel } from './format';
 import { useWidth } from './hooks';
 
@@ -103,7 +110,50 @@ export interface AlertRecord {
   open: boolean;
 }
 
-export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Element {
+/** `GET /dead-letters` (deadletters.list_dead_letters): a failed run and what it failed at. */
+export interface DeadLetter {
+  run_id: string;
+  workflow_id: string | null;
+  workflow: string | null;
+  version: string | null;
+  node: string | null;
+  node_type: string | null;
+  error_kind: string | null;
+  error: string | null;
+  input: unknown;
+  ended: string | null;
+  history: boolean;
+  retried_as: string | null;
+  retry_mode: 'start' | 'resume' | null;
+  retry_status: string | null;
+}
+
+/** `POST /dead-letters/retry`: one entry per retried run. */
+export interface RetryStarted {
+  run_id: string;
+  retry_run_id: string;
+  mode: 'start' | 'resume';
+  version: string;
+  reused: string[];
+  status: string;
+}
+
+const DEAD_LETTERS_SHOWN = 50;
+// The failing node types are counted over this many of the newest dead letters.
+const FAILING_SCANNED = 500;
+
+/** A run opened from the dashboard; `node`: the node to select in it (the one that failed). */
+export type OpenRun = (runId: string, node?: string) => void;
+
+function deadLettersPath(nodeType: string, limit = DEAD_LETTERS_SHOWN): string {
+  const q = new URLSearchParams({ limit: String(limit) });
+  if (nodeType) {
+    q.set('node_type', nodeType);
+  }
+  return `floworch/api/dead-letters?${q}`;
+}
+
+export function Dashboard(props: { openRun: OpenRun }): JSX.Element {
   const [range, setRange] = React.useState('24h');
   const [data, setData] = React.useState<DashboardData | null>(null);
   const [dataRange, setDataRange] = React.useState<string | null>(null);
@@ -112,14 +162,29 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
   const [alertsError, setAlertsError] = React.useState<string | null>(null);
   const [runs, setRuns] = React.useState<RunRecord[] | null>(null);
   const [runsError, setRunsError] = React.useState<string | null>(null);
+  const [letters, setLetters] = React.useState<DeadLetter[] | null>(null);
+  const [lettersError, setLettersError] = React.useState<string | null>(null);
+  const [failing, setFailing] = React.useState<DeadLetter[] | null>(null);
+  const [nodeType, setNodeType] = React.useState('');
   const [updated, setUpdated] = React.useState<number | null>(null);
   const [loading, setLoading] = React.useState(false);
   const seq = React.useRef(0);
+  const lettersFor = React.useRef<string | null>(null);
+  const revealLetters = React.useRef(false);
 
-  const load = React.useCallback(async (wanted: string) => {
+  const load = React.useCallback(async (wanted: string, wantedType: string) => {
     const n = ++seq.current;
     setLoading(true);
-    const [d, a, r] = await Promise.allSettled([api.dashboard(wanted), api.alerts(true, 100), api.runs(undefined, 15)]);
+    // Every dead letter (newest first) for the failing node types; with a type chosen, that
+    // type's own list too (it may reach further back than the newest ones).
+    const every = request<DeadLetter[]>(deadLettersPath('', FAILING_SCANNED));
+    const [d, a, r, l, f] = await Promise.allSettled([
+      api.dashboard(wanted),
+      api.alerts(true, 100),
+      api.runs(undefined, 15),
+      wantedType ? request<DeadLetter[]>(deadLettersPath(wantedType)) : every.then(x => x.slice(0, DEAD_LETTERS_SHOWN)),
+      every
+    ]);
     if (n !== seq.current) {
       return; // a newer refresh (or a range change, or the panel closing) took over
     }
@@ -142,18 +207,42 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
     } else {
       setRunsError(errorText(r.reason));
     }
+    if (l.status === 'fulfilled') {
+      setLetters(l.value);
+      lettersFor.current = wantedType;
+      setLettersError(null);
+    } else {
+      setLettersError(errorText(l.reason));
+    }
+    if (f.status === 'fulfilled') {
+      setFailing(f.value);
+    }
     setUpdated(Date.now());
     setLoading(false);
   }, []);
 
   React.useEffect(() => {
-    void load(range);
-    const timer = window.setInterval(() => void load(range), DASHBOARD_REFRESH_MS);
+    void load(range, nodeType);
+    const timer = window.setInterval(() => void load(range, nodeType), DASHBOARD_REFRESH_MS);
     return () => {
       window.clearInterval(timer);
       seq.current++;
     };
-  }, [range, load]);
+  }, [range, nodeType, load]);
+
+  // One click on a node type (failing node types, latency table) lists the runs that failed at
+  // it: the dead letters come into view once that list is read.
+  const showFailuresOf = React.useCallback((type: string) => {
+    revealLetters.current = true;
+    setNodeType(type);
+  }, []);
+  const lettersShown = lettersFor.current === nodeType ? letters : null;
+  React.useEffect(() => {
+    if (revealLetters.current && lettersShown !== null) {
+      revealLetters.current = false;
+      document.querySelector('[data-testid="dead-letters-section"]')?.scrollIntoView?.({ block: 'start' });
+    }
+  }, [lettersShown]);
 
   const stale = data !== null && dataRange !== range;
   return (
@@ -170,7 +259,7 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
             ))}
           </select>
         </label>
-        <button className="fo-pbtn" data-testid="dashboard-refresh" onClick={() => void load(range)} disabled={loading}>
+        <button className="fo-pbtn" data-testid="dashboard-refresh" onClick={() => void load(range, nodeType)} disabled={loading}>
           {loading ? 'Refreshing…' : 'Refresh'}
         </button>
         <span className="fo-p-muted" data-testid="dashboard-updated">
@@ -194,6 +283,14 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
             <QueueTile queues={data.queues} />
             <RunsTile data={data} />
           </div>
+        </>
+      ) : null}
+      <section className="fo-dash-section">
+        <h3>Failing node types</h3>
+        <FailingTypes letters={failing} chosen={nodeType} onNodeType={showFailuresOf} />
+      </section>
+      {data ? (
+        <>
           <section className="fo-dash-section">
             <h3>Throughput</h3>
             <Throughput rows={data.throughput} bucket={data.bucket} />
@@ -201,7 +298,7 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
           <div className="fo-dash-columns">
             <section className="fo-dash-section">
               <h3>Activity latency per node type</h3>
-              <LatencyTable rows={data.latency} />
+              <LatencyTable rows={data.latency} onNodeType={showFailuresOf} />
             </section>
             <section className="fo-dash-section">
               <h3>Workers</h3>
@@ -220,6 +317,18 @@ export function Dashboard(props: { openRun: (runId: string) => void }): JSX.Elem
           <RecentRuns runs={runs} error={runsError} openRun={props.openRun} />
         </section>
       </div>
+      <section className="fo-dash-section" data-testid="dead-letters-section">
+        <h3>Dead letters</h3>
+        <DeadLetters
+          letters={lettersShown}
+          error={lettersError}
+          nodeType={nodeType}
+          nodeTypes={Array.from(new Set([...(data?.latency ?? []).map(r => r.node_type), ...(letters ?? []).map(x => x.node_type ?? ''), ...(failing ?? []).map(x => x.node_type ?? '')].filter(Boolean))).sort()}
+          setNodeType={setNodeType}
+          openRun={props.openRun}
+          reload={() => void load(range, nodeType)}
+        />
+      </section>
     </div>
   );
 }
@@ -399,7 +508,7 @@ function Throughput(props: { rows: ThroughputRow[]; bucket: string }): JSX.Eleme
   );
 }
 
-function LatencyTable(props: { rows: LatencyRow[] }): JSX.Element {
+function LatencyTable(props: { rows: LatencyRow[]; onNodeType: (type: string) => void }): JSX.Element {
   const rows = props.rows ?? [];
   return (
     <table className="fo-dash-table" data-testid="latency-table">
@@ -417,7 +526,9 @@ function LatencyTable(props: { rows: LatencyRow[] }): JSX.Element {
         {rows.map(r => (
           <tr key={r.node_type} data-testid="latency-row" data-node-type={r.node_type}>
             <td>
-              <code>{r.node_type}</code>
+              <button className="fo-dash-link" data-testid="latency-node-type" title="List the runs that failed at this node type" onClick={() => props.onNodeType(r.node_type)}>
+                <code>{r.node_type}</code>
+              </button>
             </td>
             <td>{r.count}</td>
             <td>{fmtDuration(r.p50_ms)}</td>
@@ -527,7 +638,7 @@ function Alerts(props: { alerts: AlertRecord[] | null; error: string | null }): 
   );
 }
 
-function RecentRuns(props: { runs: RunRecord[] | null; error: string | null; openRun: (runId: string) => void }): JSX.Element {
+function RecentRuns(props: { runs: RunRecord[] | null; error: string | null; openRun: OpenRun }): JSX.Element {
   const { runs, error } = props;
   return (
     <div data-testid="recent-runs">
@@ -558,6 +669,219 @@ function RecentRuns(props: { runs: RunRecord[] | null; error: string | null; ope
           </tbody>
         </table>
       )}
+    </div>
+  );
+}
+
+function DeadLetters(props: {
+  letters: DeadLetter[] | null;
+  error: string | null;
+  nodeType: string;
+  nodeTypes: string[];
+  setNodeType: (type: string) => void;
+  openRun: OpenRun;
+  reload: () => void;
+}): JSX.Element {
+  const { letters, error } = props;
+  const { me } = useRole();
+  const [selected, setSelected] = React.useState<Set<string>>(new Set());
+  const [version, setVersion] = React.useState<'same' | 'latest'>('same');
+  const [busy, setBusy] = React.useState(false);
+  const [outcome, setOutcome] = React.useState<{ ok: boolean; text: string } | null>(null);
+  const shown = letters ?? [];
+  // Only runs still listed can be retried: a refresh drops the ones retried meanwhile.
+  const chosen = shown.filter(x => selected.has(x.run_id)).map(x => x.run_id);
+  const allChosen = shown.length > 0 && chosen.length === shown.length;
+
+  const toggle = (runId: string) =>
+    setSelected(old => {
+      const next = new Set(old);
+      next.has(runId) ? next.delete(runId) : next.add(runId);
+      return next;
+    });
+
+  const retry = async (mode: 'start' | 'resume') => {
+    setBusy(true);
+    setOutcome(null);
+    try {
+      const started = await request<RetryStarted[]>('floworch/api/dead-letters/retry', { method: 'POST', body: { run_ids: chosen, mode, version } });
+      const reused = started.reduce((n, r) => n + r.reused.length, 0);
+      setOutcome({
+        ok: true,
+        text: `Started ${started.length} ${mode === 'resume' ? 'resumed' : 'new'} run(s): ${started.map(r => r.retry_run_id.slice(0, 12)).join(', ')}${mode === 'resume' ? ` (${reused} node output(s) reused)` : ''}.`
+      });
+      setSelected(new Set());
+      props.reload();
+    } catch (e) {
+      setOutcome({ ok: false, text: `Nothing was retried: ${errorText(e)}` });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div data-testid="dead-letters" data-count={letters?.length ?? ''} data-node-type={props.nodeType}>
+      <div className="fo-dash-dl-bar">
+        <label>
+          <span className="fo-p-muted">failed at </span>
+          <select data-testid="dead-letters-node-type" className="fo-p-input" value={props.nodeType} onChange={e => props.setNodeType(e.target.value)}>
+            <option value="">any node type</option>
+            {Array.from(new Set([...props.nodeTypes, ...(props.nodeType ? [props.nodeType] : [])])).map(t => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </label>
+        {canEdit(me) ? (
+          <>
+            <select data-testid="dead-letters-version" className="fo-p-input" value={version} onChange={e => setVersion(e.target.value as 'same' | 'latest')} title="Which version the retries run">
+              <option value="same">on the version they ran</option>
+              <option value="latest">on the latest published version</option>
+            </select>
+            <button className="fo-pbtn" data-testid="dead-letters-retry" disabled={busy || chosen.length === 0} onClick={() => void retry('start')} title="New runs from the start, with the same input">
+              Retry from start
+            </button>
+            <button
+              className="fo-pbtn"
+              data-testid="dead-letters-resume"
+              disabled={busy || chosen.length === 0}
+              onClick={() => void retry('resume')}
+              title="New runs that reuse the recorded outputs of the nodes before the failed one"
+            >
+              Resume from failed node
+            </button>
+          </>
+        ) : null}
+      </div>
+      {outcome ? (
+        <div className={`fo-p-banner ${outcome.ok ? 'fo-p-banner-ok' : 'fo-p-banner-error'}`} data-testid="dead-letters-outcome" role={outcome.ok ? 'status' : 'alert'}>
+          {outcome.text}
+        </div>
+      ) : null}
+      {error ? (
+        <div className="fo-p-banner fo-p-banner-error" role="alert">
+          Could not list the dead letters: {error}
+        </div>
+      ) : null}
+      {letters === null ? null : letters.length === 0 ? (
+        <div className="fo-p-empty">{props.nodeType ? `No run waits for a retry after failing at ${props.nodeType}.` : 'No failed run waits for a retry.'}</div>
+      ) : (
+        <table className="fo-dash-table fo-dash-runs">
+          <thead>
+            <tr>
+              <th>
+                <input
+                  type="checkbox"
+                  aria-label="Select every dead letter"
+                  checked={allChosen}
+                  onChange={() => setSelected(allChosen ? new Set() : new Set(shown.map(x => x.run_id)))}
+                />
+              </th>
+              <th>run</th>
+              <th>flow</th>
+              <th>failed node</th>
+              <th>error</th>
+              <th>ended</th>
+            </tr>
+          </thead>
+          <tbody>
+            {shown.map(x => (
+              <tr
+                key={x.run_id}
+                data-testid="dead-letter"
+                data-run-id={x.run_id}
+                data-node={x.node ?? ''}
+                data-error-kind={x.error_kind ?? ''}
+                onClick={() => props.openRun(x.run_id, x.node ?? undefined)}
+                title={x.node ? `Open the run at its failed node ${x.node}` : 'Open the run'}
+              >
+                {/* Selecting a run for a retry does not open it. */}
+                <td onClick={e => e.stopPropagation()}>
+                  <input type="checkbox" aria-label={`Select ${x.run_id}`} checked={selected.has(x.run_id)} onChange={() => toggle(x.run_id)} />
+                </td>
+                <td>
+                  <button className="fo-dash-link" data-testid="dead-letter-open" title={x.node ? `Open the run at its failed node ${x.node}` : 'Open the run'}>
+                    <code>{x.run_id.slice(0, 12)}</code>
+                  </button>
+                </td>
+                <td>
+                  {x.workflow ?? x.workflow_id ?? ''} <span className="fo-p-muted">{versionLabel(x.version)}</span>
+                </td>
+                <td>
+                  {x.node ? <code>{x.node}</code> : <span className="fo-p-muted">{x.history ? 'not at a node' : 'history not kept'}</span>}{' '}
+                  <span className="fo-p-muted">{x.node_type ?? ''}</span>
+                </td>
+                <td title={x.error ?? ''}>
+                  {x.error_kind ? <span className="fo-pill fo-pill-failed">{x.error_kind}</span> : null} <span className="fo-dash-dl-error">{x.error ?? ''}</span>
+                </td>
+                <td className="fo-p-muted">{fmtDateTime(x.ended)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+/** The dead letters grouped by the type of the node they failed at, most failures first. */
+export function failingTypes(letters: DeadLetter[]): { type: string; runs: number; kinds: [string, number][]; last: string | null }[] {
+  const byType = new Map<string, { runs: number; kinds: Map<string, number>; last: string | null }>();
+  for (const x of letters) {
+    if (!x.node_type) {
+      continue; // failed outside a node (timed out as a whole) or its history is gone
+    }
+    const entry = byType.get(x.node_type) ?? { runs: 0, kinds: new Map(), last: null };
+    entry.runs++;
+    const kind = x.error_kind ?? 'error';
+    entry.kinds.set(kind, (entry.kinds.get(kind) ?? 0) + 1);
+    if (x.ended && (entry.last === null || x.ended > entry.last)) {
+      entry.last = x.ended;
+    }
+    byType.set(x.node_type, entry);
+  }
+  return Array.from(byType, ([type, e]) => ({ type, runs: e.runs, kinds: Array.from(e.kinds).sort((a, b) => b[1] - a[1]), last: e.last })).sort(
+    (a, b) => b.runs - a.runs || a.type.localeCompare(b.type)
+  );
+}
+
+function FailingTypes(props: { letters: DeadLetter[] | null; chosen: string; onNodeType: (type: string) => void }): JSX.Element {
+  const { letters } = props;
+  if (letters === null) {
+    return <div className="fo-p-muted" data-testid="failing-types">Reading the failed runs…</div>;
+  }
+  const types = failingTypes(letters);
+  return (
+    <div className="fo-dash-failing" data-testid="failing-types" data-count={types.length}>
+      {types.length === 0 ? <div className="fo-p-empty">No failed run waits for a retry.</div> : null}
+      {types.map(t => (
+        <button
+          key={t.type}
+          className={`fo-dash-failing-type${t.type === props.chosen ? ' fo-dash-failing-chosen' : ''}`}
+          data-testid="failing-node-type"
+          data-node-type={t.type}
+          data-runs={t.runs}
+          aria-pressed={t.type === props.chosen}
+          title={`List the ${t.runs} run(s) that failed at a ${t.type} node`}
+          onClick={() => props.onNodeType(t.type)}
+        >
+          <code>{t.type}</code>
+          <span className="fo-dash-failing-count">
+            {t.runs} failed run{t.runs === 1 ? '' : 's'}
+          </span>
+          <span className="fo-dash-failing-kinds">
+            {t.kinds.slice(0, 3).map(([kind, n]) => (
+              <span key={kind} className="fo-pill fo-pill-failed">
+                {kind}
+                {t.kinds.length > 1 || n > 1 ? ` ×${n}` : ''}
+              </span>
+            ))}
+          </span>
+          {t.last ? <span className="fo-p-muted">last {fmtDateTime(t.last)}</span> : null}
+        </button>
+      ))}
+      {letters.length >= FAILING_SCANNED ? <div className="fo-p-muted">Counted over the newest {FAILING_SCANNED} failed runs.</div> : null}
     </div>
   );
 }

@@ -1,6 +1,7 @@
 /** The Run panel of one run: its header (status and facts), the trace, the logs and the inspector. */
 import * as React from 'react';
 import { fmtDateTime, fmtDuration, toMs, versionLabel } from './format';
+import { DiffView } from './Diff';
 import { Gantt } from './Gantt';
 import { InspectorPane } from './Inspector';
 import { LogPane } from './LogPane';
@@ -46,6 +47,7 @@ export function RunPanel(props: { session: RunSession }): JSX.Element {
           onSelect={node => session.select(node)}
         />
       </section>
+      <DiffView runId={session.runId} workflowId={run?.workflow_id ?? null} onSelect={node => session.select(node)} />
       <div className="fo-rp-bottom">
         <LogPane session={session} />
         <InspectorPane session={session}>

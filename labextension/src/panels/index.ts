@@ -9,7 +9,7 @@ import { InputDialog, MainAreaWidget, ReactWidget } from '@jupyterlab/apputils';
 import type { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
-import { Dashboard } from './Dashboard';
+import { Dashboard, type OpenRun } from './Dashboard';
 import { RunPanel } from './RunPanel';
 import { RunSession } from './session';
 import { TeamPanel } from './Team';
@@ -71,7 +71,7 @@ class RunPanelWidget extends ReactWidget {
 }
 
 class DashboardWidget extends ReactWidget {
-  constructor(private readonly openRun: (runId: string) => void) {
+  constructor(private readonly openRun: OpenRun) {
     super();
     this.addClass('fo-dash-widget');
   }
@@ -101,10 +101,15 @@ export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null)
   let dashboard: MainAreaWidget<DashboardWidget> | null = null;
   let team: MainAreaWidget<TeamWidget> | null = null;
 
-  const openRun = (runId: string): MainAreaWidget<RunPanelWidget> => {
+  // `node`: select it in the panel and bring its inspector into view (a failed run opened at
+  // the node it failed at).
+  const openRun = (runId: string, node?: string): MainAreaWidget<RunPanelWidget> => {
     const existing = runPanels.get(runId);
     if (existing && !existing.isDisposed) {
       app.shell.activateById(existing.id);
+      if (node) {
+        existing.content.session.focus(node);
+      }
       return existing;
     }
     const content = new RunPanelWidget(runId);
@@ -126,6 +131,9 @@ export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null)
       }
     });
     runPanels.set(runId, widget);
+    if (node) {
+      content.session.focus(node);
+    }
     app.shell.add(widget, 'main');
     app.shell.activateById(widget.id);
     return widget;
@@ -147,11 +155,12 @@ export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null)
 
   app.commands.addCommand(CMD_OPEN_RUN, {
     label: args => (args.runId ? `Run ${String(args.runId).slice(0, 12)}` : 'Open Run…'),
-    caption: 'The trace, logs and state of one run',
+    caption: 'The trace, logs and state of one run (args: runId, and node to select in it)',
     icon: runPanelIcon,
     execute: args => {
       const runId = typeof args.runId === 'string' ? args.runId.trim() : '';
-      return runId ? openRun(runId) : promptForRun();
+      const node = typeof args.node === 'string' && args.node ? args.node : undefined;
+      return runId ? openRun(runId, node) : promptForRun();
     }
   });
 
@@ -171,7 +180,7 @@ export function registerPanels(app: JupyterFrontEnd, launcher: ILauncher | null)
         app.shell.activateById(dashboard.id);
         return dashboard;
       }
-      const widget = new MainAreaWidget({ content: new DashboardWidget(runId => void openRun(runId)) });
+      const widget = new MainAreaWidget({ content: new DashboardWidget((runId, node) => void openRun(runId, node)) });
       widget.id = 'floworch-dashboard';
       widget.title.label = 'Flow Dashboard';
       widget.title.icon = dashboardIcon;

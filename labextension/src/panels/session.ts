@@ -91,6 +91,8 @@ export class RunSession {
   logError: string | null = null;
   logReconnects = 0;
   selected: string | null = null;
+  /** Set by `focus`: the inspector brings itself into view once it has read this node. */
+  reveal: string | null = null;
   inspection: Inspection | null = null;
   inspectionError: string | null = null;
   inspecting = false;
@@ -148,6 +150,16 @@ export class RunSession {
     if (node !== null) {
       void this.inspect();
     }
+  }
+
+  /** Select `node` and have the inspector come into view with it (e.g. the node a run failed at). */
+  focus(node: string): void {
+    this.reveal = node;
+    if (node === this.selected) {
+      this.emit(true);
+      return;
+    }
+    this.select(node);
   }
 
   refreshInspection(): void {
