@@ -13,12 +13,10 @@ import json
 import uuid
 
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 import floworch as fo
-from conftest import finished, flow_doc, nodes_by_id, wait_until
+from conftest import finished, flow_doc, nodes_by_id
 from floworch_server.deadletters import retry_run_id
 from floworch_server.errors import BadRequest, Conflict, NotFound
 from support.receiver import Receiver
@@ -241,14 +239,15 @@ async def test_bad_retries_name_the_run_and_start_nothing(service, published, re
 
 
 async def test_a_run_whose_history_is_gone_starts_again_but_cannot_resume(service, receiver):
-    flow, old = await failed_checkout(service, receiver, {"id": 9})
-    # Temporal deletes the history (as retention does); the store keeps the run record.
-    await service.client.workflow_service.delete_workflow_execution(
-        DeleteWorkflowExecutionRequest(namespace=service.settings.temporal_namespace, workflow_execution=WorkflowExecution(workflow_id=old))
-    )
-    await wait_until(lambda: not_in_temporal(service, old))
+    flow, real = await failed_checkout(service, receiver, {"id": 9})
+    # A failed run whose history Temporal no longer keeps (its retention deleted it, which the dev
+    # server does at a pace of its own): the store's record of it is all there is.
+    old = f"run-gone-{uuid.uuid4().hex}"
+    record = service.store.get_run(real)
+    service.store.upsert_run({**{k: v for k, v in record.items() if k not in ("updated_at", "timings_at")}, "run_id": old})
+    assert await not_in_temporal(service, old)
 
-    [letter] = await service.dead_letters(flow)
+    letter = {x["run_id"]: x for x in await service.dead_letters(flow)}[old]
     assert (letter["run_id"], letter["history"], letter["node"], letter["input"]) == (old, False, None, {"id": 9})
     with pytest.raises(Conflict, match=rf"run '{old}': the inputs and outputs of its nodes are not recorded.*mode 'start'"):
         await service.retry_runs([old], mode="resume", by="tester")
