@@ -519,7 +519,27 @@ def openapi_document(base_url: str) -> dict:
     # The paths hold the full API prefix; the server URL is this server's base URL.
     document["servers"] = [{"url": base_url.rstrip("/") or "/"}]
     document["components"]["schemas"]["FlowDocument"] = _flow_schema("#/components/schemas/FlowDocument")
+    _add_common(document)
     return document
+
+
+# What every operation of the API may answer whatever it does (FlowOrchHandler.prepare and the
+# service's errors), so the file describes each operation's own answers only.
+COMMON_RESPONSES = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "429": "TooManyRequests", "503": "Unavailable"}
+
+
+def _add_common(document: dict) -> None:
+    """Every API path takes the tenant header; every operation the common responses (unless it
+    describes one of them itself, as the OAuth callback's HTML pages do)."""
+    for path, item in document["paths"].items():
+        if not path.startswith(API_PREFIX + "/"):
+            continue
+        item.setdefault("parameters", []).append({"$ref": "#/components/parameters/tenant"})
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for code, name in COMMON_RESPONSES.items():
+                operation["responses"].setdefault(code, {"$ref": f"#/components/responses/{name}"})
 
 
 def _flow_schema(at: str) -> dict:
