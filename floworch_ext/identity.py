@@ -43,14 +43,10 @@ def install(identity_provider: Any, runtime: Any) -> None:
     original = identity_provider.get_user
 
     async def get_user(handler: Any) -> User | None:
-        token = bearer_jwt(handler)
-        if token is not None:
-            try:
-                claims = runtime.tokens.verify(token)
-            except Unauthorized as exc:
-                setattr(handler, TOKEN_ERROR, exc)
+        if bearer_jwt(handler) is not None:
+            claims = verified_claims(handler, runtime)
+            if claims is None:
                 return None
-            setattr(handler, CLAIMS, claims)
             # A header credential, like Jupyter's own token: no cookie, so no XSRF check needed.
             handler._token_authenticated = True
             return User(username=claims["sub"], name=claims["sub"])
@@ -60,16 +56,24 @@ def install(identity_provider: Any, runtime: Any) -> None:
     identity_provider.get_user = get_user
 
 
+def verified_claims(handler: Any, runtime: Any) -> dict | None:
+    """The claims of the request's access token, verified once per request (the outcome is kept
+    on the handler: the claims, or the error that ``refuse_bad_token`` answers with)."""
+    claims, error = getattr(handler, CLAIMS, None), getattr(handler, TOKEN_ERROR, None)
+    if claims is None and error is None and (token := bearer_jwt(handler)) is not None:
+        try:
+            claims = runtime.tokens.verify(token)
+            setattr(handler, CLAIMS, claims)
+        except Unauthorized as exc:
+            setattr(handler, TOKEN_ERROR, exc)
+    return claims
+
+
 def refuse_bad_token(handler: Any) -> None:
     """A request that sends an access token that does not verify is a 401 saying why, not
     Jupyter's bare 403 (checked before Jupyter's own checks, which would refuse it first)."""
+    verified_claims(handler, handler.settings["floworch"])
     error = getattr(handler, TOKEN_ERROR, None)
-    token = bearer_jwt(handler)
-    if error is None and token is not None and getattr(handler, CLAIMS, None) is None:
-        try:
-            handler.settings["floworch"].tokens.verify(token)
-        except Unauthorized as exc:
-            error = exc
     if error is not None:
         raise error
 

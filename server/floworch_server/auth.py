@@ -105,6 +105,7 @@ class SigningKeys:
         self.path = path
         self._lock = threading.Lock()
         self._data: dict = {}
+        self._loaded_mtime = 0
         self._load(create=True)
 
     @classmethod
@@ -115,8 +116,14 @@ class SigningKeys:
         with self._lock:
             if not self.path.exists() and create:
                 self._write({"current": None, "keys": []}, exclusive=True)
-                self._rotate_locked()
-            self._data = json.loads(self.path.read_text())
+                # The first key, unless another process that made the file first has made it.
+                if json.loads(self.path.read_text())["current"] is None:
+                    self._rotate_locked()
+            self._read()
+
+    def _read(self) -> None:
+        self._loaded_mtime = self.path.stat().st_mtime_ns
+        self._data = json.loads(self.path.read_text())
 
     def _write(self, data: dict, exclusive: bool = False) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,7 @@ class SigningKeys:
         """Make a new key current; the previous one verifies for its tokens' remaining life."""
         with self._lock:
             kid = self._rotate_locked()
-            self._data = json.loads(self.path.read_text())
+            self._read()
         return kid
 
     @property
@@ -161,7 +168,9 @@ class SigningKeys:
 
     def secret(self, kid: str) -> bytes | None:
         found = self._secret(kid)
-        if found is None:
+        # An unknown key id may be a rotation done elsewhere: read the file again if it changed
+        # (one stat), so tokens with made-up key ids cannot turn every request into file reads.
+        if found is None and self.path.stat().st_mtime_ns != self._loaded_mtime:
             self._load()
             found = self._secret(kid)
         return found

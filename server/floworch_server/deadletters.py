@@ -43,7 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from . import trace
 from .errors import BadRequest, Conflict, NotFound
-from .service import _check_input, _default_trigger, _run_request, idempotent_run_id
+from .service import check_input, default_trigger, started_request, idempotent_run_id
 from .status import node_statuses, run_status
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def retry_run_id(workflow_id: str, run_id: str, mode: str) -> str:
 def failure_of(events: list) -> dict:
     """The failed node, its type, the error kind and message of a failed run's history
     (all None where the history does not say, e.g. a run that timed out as a whole)."""
-    request = _run_request(events) or {}
+    request = started_request(events) or {}
     plan = request.get("plan") or {"nodes": {}, "triggers": [], "order": []}
     last = events[-1] if events else None
     out: dict[str, Any] = {"node": None, "node_type": None, "error_kind": None, "error": None}
@@ -144,7 +144,7 @@ def reusable_outputs(run_id: str, old_plan: dict, new_plan: dict, events: list, 
     on ``new_plan``: the recorded output of each activity node upstream of the failed node that
     succeeded (or was itself taken from an earlier run), and is unchanged with everything
     before it in the new plan. A compensated node's status is no longer "success": not reused."""
-    request = _run_request(events) or {}
+    request = started_request(events) or {}
     in_loops = {n for loop in old_plan.get("loops", {}).values() for n in loop["body"]}
     statuses = node_statuses(old_plan, events)
     calls = trace.node_io(events)
@@ -247,7 +247,7 @@ async def _read_details(service: "FlowService", run_id: str) -> dict | None:
             return {"history": False}
         log.warning("could not read the history of failed run %s: %s", run_id, exc)
         return None
-    request = _run_request(events)
+    request = started_request(events)
     if request is None:
         return {"history": False}
     meta = request.get("run") or {}
@@ -365,8 +365,8 @@ async def _check(service: "FlowService", run_id: str, mode: str, version: str) -
         raise Conflict(f"run '{run_id}' ran a draft whose plan is no longer recorded (its history is not kept); retry it with version 'latest'")
     trigger_node = meta.get("trigger_node")
     if trigger_node not in plan[0]["nodes"]:
-        trigger_node = _default_trigger(plan[0], meta.get("trigger") or "manual")
-    _named(run_id, lambda: _check_input(plan[0], trigger_node, run_input))
+        trigger_node = default_trigger(plan[0], meta.get("trigger") or "manual")
+    _named(run_id, lambda: check_input(plan[0], trigger_node, run_input))
 
     item = _Retry(run_id, workflow_id, plan, trigger_node, run_input)
     if mode == "resume":

@@ -40,9 +40,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from . import blobs, integrations, nodes, trace
 from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import format_path
-from .messages import NODE_MEMO_PREFIX, WORKFLOW_TYPE, NodeCall
+from .messages import NODE_MEMO_PREFIX, NodeCall
 from .nodes.spec import NodeError
 from .plan import Plan, canonical_json
+from .service import started_request
 from .status import run_status
 
 # How long the try route waits for its test run beyond the node's own timeout.
@@ -63,7 +64,7 @@ async def replay(service, run_id: str, plan: dict | None = None) -> dict:
 
     await service.check_run(run_id)
     history = await _history(service, run_id)
-    request = _request_of(history.events)
+    request = started_request(history.events)
     if request is None:
         raise NotFound("run", run_id)
     run_plan = request["plan"]
@@ -120,18 +121,6 @@ def _plan_data(plan: Any) -> dict:
     if isinstance(plan, dict) and {"nodes", "edges", "order", "triggers"} <= set(plan):
         return json.loads(canonical_json(plan))
     raise BadRequest("must be a compiled plan (flow.draft, or a version's plan)", field="plan")
-
-
-def _request_of(events: list) -> dict | None:
-    if not events:
-        return None
-    attrs = events[0].workflow_execution_started_event_attributes
-    if attrs.workflow_type.name != WORKFLOW_TYPE or not attrs.input.payloads:
-        return None
-    try:
-        return json.loads(attrs.input.payloads[0].data)
-    except ValueError:
-        return None
 
 
 def _with_plan(history: WorkflowHistory, plan: dict) -> WorkflowHistory:

@@ -253,8 +253,8 @@ class FlowService:
         ``reuse`` names nodes whose recorded output the run takes instead of calling them
         (RunRequest "reuse"); ``extra_memo`` adds to the run's memo (e.g. the run it retries)."""
         plan, plan_hash, version_label = plan or self._plan_for(workflow_id, version)
-        start = trigger_node or _default_trigger(plan, trigger)
-        _check_input(plan, start, input)
+        start = trigger_node or default_trigger(plan, trigger)
+        check_input(plan, start, input)
         run_id = idempotent_run_id(workflow_id, idempotency_key) if idempotency_key else f"run-{uuid.uuid4().hex}"
         request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by, extra=extra_memo)
         if reuse is not None:
@@ -394,7 +394,7 @@ class FlowService:
         With ``flow_run``, a workflow that is not a FlowRun is not found."""
         desc = await self._describe(run_id)
         events = await self._history_events(run_id)
-        request = _run_request(events)
+        request = started_request(events)
         if flow_run and request is None:
             raise NotFound("run", run_id)
         return desc, events, request
@@ -449,7 +449,7 @@ class FlowService:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise NotFound("run", run_id) from None
             raise
-        request = _run_request(events)
+        request = started_request(events)
         if request is None:
             raise NotFound("run", run_id)
         self._check_tenant(run_id, request["run"].get("tenant"))
@@ -597,7 +597,7 @@ class FlowService:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             events = []  # history gone (retention): record none, so it is not asked for again
-        request = _run_request(events)
+        request = started_request(events)
         rows = []
         if request is not None:
             segments = trace.segments(request["plan"], events, self.store.list_logs(run_id, limit=100_000))
@@ -790,7 +790,7 @@ def build_run_request(
     return {"plan": plan, "input": input, "run": meta}, meta, attrs
 
 
-def _default_trigger(plan: dict, trigger: str) -> str:
+def default_trigger(plan: dict, trigger: str) -> str:
     triggers = plan["triggers"]
     wanted = f"trigger.{trigger}"
     for t in triggers:
@@ -799,7 +799,7 @@ def _default_trigger(plan: dict, trigger: str) -> str:
     return triggers[0]
 
 
-def _check_input(plan: dict, trigger_node: str, value: Any) -> None:
+def check_input(plan: dict, trigger_node: str, value: Any) -> None:
     if trigger_node not in plan["nodes"]:
         raise BadRequest(f"no trigger node '{trigger_node}' in this flow", field="trigger_node")
     schema = plan["nodes"][trigger_node]["config"].get("input_schema")
@@ -819,7 +819,7 @@ def _payload_value(payload) -> Any:
         return None
 
 
-def _run_request(events: list) -> dict | None:
+def started_request(events: list) -> dict | None:
     """The RunRequest of a FlowRun history (its first event's input)."""
     if not events:
         return None

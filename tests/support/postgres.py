@@ -19,6 +19,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from .services import missing
+
 HOST = "127.0.0.1"
 PORT = 5432
 DATABASE = "test"
@@ -54,9 +56,7 @@ def _user() -> str:
             _unreachable_reason = "; ".join(errors)
     if _reachable_user is None:
         message = f"PostgreSQL not reachable at {HOST}:{PORT}: {_unreachable_reason}"
-        if os.environ.get("FLOWORCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " (FLOWORCH_REQUIRE_SERVICES=1: start PostgreSQL)", pytrace=False)
-        pytest.skip(message)
+        missing("PostgreSQL", message)
     return _reachable_user
 
 

@@ -19,6 +19,8 @@ from typing import Iterator
 
 import pytest
 
+from .services import missing
+
 HOST = "127.0.0.1"
 PORT = 6379
 URL = f"redis://{HOST}:{PORT}/0"
@@ -46,9 +48,7 @@ def require_redis() -> None:
             _unreachable_reason = " ".join(str(exc).split()) or type(exc).__name__
     if _unreachable_reason is not None:
         message = f"Redis not reachable at {HOST}:{PORT}: {_unreachable_reason}"
-        if os.environ.get("FLOWORCH_REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " (FLOWORCH_REQUIRE_SERVICES=1: start Redis)", pytrace=False)
-        pytest.skip(message)
+        missing("Redis", message)
 
 
 @dataclass
