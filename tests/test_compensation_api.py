@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
-from pathlib import Path
-from typing import Any, Callable
 
 import pytest
-from traitlets.config import Config
 
 from floworch import Flow, collab
+from test_collab import eventually, jp_server_config, on_disk  # noqa: F401  (a fixture among them)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -40,14 +37,6 @@ def booking_flow(flow: Flow) -> None:
 
 def compensations(nodes: list[dict]) -> dict[str, str]:
     return {n["id"]: n["compensate"] for n in nodes if "compensate" in n}
-
-
-def on_disk(path: Path) -> dict | None:
-    """The file's flow, or None while it is being written."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------------- in the file
@@ -123,29 +112,6 @@ def test_bad_compensations_are_refused_and_change_nothing(solo, call, error, wor
 
 
 # ---------------------------------------------------------------------- through a real Jupyter room
-@pytest.fixture
-def jp_server_config(tmp_path):
-    return Config(
-        {
-            "ServerApp": {"jpserver_extensions": {"jupyter_server_ydoc": True, "jupyter_server_fileid": True, "floworch_ext": True}},
-            "SQLiteYStore": {"db_path": str(tmp_path / "ystore.db")},
-            "BaseFileIdManager": {"db_path": str(tmp_path / "fileid.db")},
-            "YDocExtension": {"document_save_delay": 1, "file_poll_interval": 0.1, "session_store_path": str(tmp_path / "sessions.json")},
-        }
-    )
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not met within {timeout}s; last value: {last!r}")
-
-
 @pytest.mark.timeout(90)
 async def test_in_a_room_the_canvas_sees_the_kernels_compensations_and_the_kernel_the_canvas(jp_serverapp, http_server, jp_root_dir, monkeypatch):
     # The kernel finds the server as a kernel does: its jpserver-*.json, the server being its parent.
