@@ -17,9 +17,10 @@ TLS_DIR = $(FLOWORCH_DATA_DIR)/tls
 LABEXT_SOURCES := labextension/package.json labextension/tsconfig.json labextension/build-widget.mjs \
                   $(shell find labextension/src labextension/style -type f 2>/dev/null)
 LABEXT_LINK := $(VENV)/share/jupyter/labextensions/floworch
+LABEXT_MODULES := labextension/node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install clean
+.PHONY: run test lint install clean
 
 install: $(STAMP)
 
@@ -48,8 +49,21 @@ run: $(STAMP)
 # Unit, integration (real Temporal dev server, real Jupyter server, real SQLite and PostgreSQL),
 # replay of stored histories, and the example notebooks under nbval.
 # Browser tests drive Debian's Chromium with Playwright (browsers cannot be downloaded here).
-test: $(STAMP) $(CHROMIUM)
+# Linted first: what passes CI is what `make test` runs.
+test: lint $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -p no:cacheprovider tests notebooks --nbval-lax --durations=15
+
+# ruff (lint and format) and mypy for the Python, tsc and eslint for the labextension; their
+# settings are in pyproject.toml and labextension/eslint.config.mjs.
+lint: $(STAMP) $(LABEXT_MODULES)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd labextension && npm run lint:check
+
+# The labextension's npm packages, as locked (the install builds with them; lint needs eslint).
+$(LABEXT_MODULES): labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund
 
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

@@ -21,7 +21,10 @@ ACTIVITY_TYPE = "native_step"
 # pays for a cheaper or dearer policy than the other.
 STEP_TIMEOUT = timedelta(seconds=10)
 STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30), maximum_attempts=3
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
 )
 
 

@@ -49,10 +49,11 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from unittest.mock import patch
 
 from floworch_server.flowdoc import dumps
@@ -82,7 +83,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_server(workdir: Path, *, floworch: bool = False, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def jupyter_server(
+    workdir: Path, *, floworch: bool = False, env: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
     """A `jupyter server` with real-time collaboration; yields its connection info.
 
     ``floworch=True`` loads FlowOrchestrator's extension too (give it a data directory whose
@@ -100,7 +103,11 @@ def jupyter_server(workdir: Path, *, floworch: bool = False, env: dict[str, str]
             "allow_root": True,
             "root_dir": str(root),
             # FlowOrchestrator's own extension would start Temporal: not what is measured here.
-            "jpserver_extensions": {"floworch_ext": floworch, "jupyter_server_ydoc": True, "jupyter_server_fileid": True},
+            "jpserver_extensions": {
+                "floworch_ext": floworch,
+                "jupyter_server_ydoc": True,
+                "jupyter_server_fileid": True,
+            },
         },
         "IdentityProvider": {"token": token},
         "SQLiteYStore": {"db_path": str(workdir / "ystore.db")},
@@ -109,13 +116,13 @@ def jupyter_server(workdir: Path, *, floworch: bool = False, env: dict[str, str]
     }
     (workdir / "config.json").write_text(json.dumps(config))
     env = {**os.environ, **(env or {}), "JUPYTER_RUNTIME_DIR": str(runtime)}
-    log = open(workdir / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", f"--config={workdir / 'config.json'}"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(workdir / "server.log", "wb") as log:  # the server writes to its own copy
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", f"--config={workdir / 'config.json'}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 60
@@ -138,7 +145,6 @@ def jupyter_server(workdir: Path, *, floworch: bool = False, env: dict[str, str]
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 # ---------------------------------------------------------------------- the editors
@@ -208,7 +214,9 @@ def _write(editor: str, seq: int, recorder: Recorder, write) -> None:
     write({f"by_{editor}": {"seq": seq}})
 
 
-def _drive(editor: str, count: int, interval: float, recorder: Recorder, write, start: threading.Event, seed: int) -> None:
+def _drive(
+    editor: str, count: int, interval: float, recorder: Recorder, write, start: threading.Event, seed: int
+) -> None:
     rng = random.Random(seed)
     start.wait()
     next_at = time.perf_counter()
@@ -231,7 +239,11 @@ def product_server(workdir: Path) -> Iterator[dict[str, Any]]:
     settings = Settings(data_dir=str(workdir / "data"), workers=0)
     (workdir / "jupyter").mkdir()
     data_dir = {"FLOWORCH_DATA_DIR": settings.data_dir}
-    with patch.dict(os.environ, data_dir), Supervisor(settings), jupyter_server(workdir / "jupyter", floworch=True, env=data_dir) as info:
+    with (
+        patch.dict(os.environ, data_dir),
+        Supervisor(settings),
+        jupyter_server(workdir / "jupyter", floworch=True, env=data_dir) as info,
+    ):
         yield {**info, "settings": settings}
 
 
@@ -250,10 +262,22 @@ def measure(counts: Counts, server_kind: str = "product") -> dict[str, Any]:
     flow = None
     try:
         with SERVERS[server_kind](workdir) as info:
-            nodes = [{"id": "start", "type": "trigger.manual", "label": "Start", "position": {"x": 0, "y": 0}, "config": {}}]
-            nodes.append({"id": HOT, "type": "transform", "label": "Hot", "position": {"x": 220, "y": 0}, "config": {"output": 1}})
+            nodes = [
+                {"id": "start", "type": "trigger.manual", "label": "Start", "position": {"x": 0, "y": 0}, "config": {}}
+            ]
+            nodes.append(
+                {
+                    "id": HOT,
+                    "type": "transform",
+                    "label": "Hot",
+                    "position": {"x": 220, "y": 0},
+                    "config": {"output": 1},
+                }
+            )
             path = info["root"] / FLOW_NAME
-            path.write_text(dumps({"version": 1, "meta": {"id": "bench", "name": "bench"}, "nodes": nodes, "edges": []}))
+            path.write_text(
+                dumps({"version": 1, "meta": {"id": "bench", "name": "bench"}, "nodes": nodes, "edges": []})
+            )
 
             # The kernel finds the server as a kernel does, through its jpserver-*.json.
             os.environ["JUPYTER_RUNTIME_DIR"] = str(info["runtime"])
@@ -264,6 +288,8 @@ def measure(counts: Counts, server_kind: str = "product") -> dict[str, Any]:
             _observe(flow.room, recorder.observer(KERNEL))
 
             server = collab.find_server(path)
+            if server is None:
+                raise RuntimeError(f"no Jupyter server serves {path}")
             for name in editors[1:]:
                 loop = LoopThread(f"editor-{name}")
                 loops.append(loop)
@@ -276,11 +302,15 @@ def measure(counts: Counts, server_kind: str = "product") -> dict[str, Any]:
                 return lambda config: _locked_update(client, config)
 
             writers = {KERNEL: lambda config: flow.update(HOT, config=config)}
-            writers.update({name: room_write(c) for name, c in zip(editors[1:], clients)})
+            writers.update({name: room_write(c) for name, c in zip(editors[1:], clients, strict=True)})
 
             start = threading.Event()
             threads = [
-                threading.Thread(target=_drive, args=(name, per_editor, counts.interval, recorder, writers[name], start, i), daemon=True)
+                threading.Thread(
+                    target=_drive,
+                    args=(name, per_editor, counts.interval, recorder, writers[name], start, i),
+                    daemon=True,
+                )
                 for i, name in enumerate(editors)
                 if name != KERNEL
             ]
@@ -396,7 +426,10 @@ def table(by_server: dict[str, dict[str, Any]]) -> str:
             )
         rows.append((server, "kernel, both ways", "", f"{summary['p50_ms']:.2f}", f"{summary['p99_ms']:.2f}", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     product = by_server["product"]
     verdict = "meets" if product["p99_ms"] <= TARGET_P99_MS else "MISSES"
@@ -412,7 +445,9 @@ def table(by_server: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK.updates} updates per server instead of {FULL.updates}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK.updates} updates per server instead of {FULL.updates}"
+    )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else FULL
     by_server = {kind: summarize(measure(counts, kind)) for kind in SERVERS}

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import statistics
 import sys
@@ -52,9 +54,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from unittest.mock import patch
 
 from floworch_server.service import FlowService
@@ -139,23 +142,40 @@ class Shop:
 
 def checkout(base: str, amount: str) -> dict[str, Any]:
     """start -> customer -> quote -> charge -> receipt; ``amount`` is the charge's expression."""
-    nodes = [
+    nodes: list[dict[str, Any]] = [
         {"id": "start", "type": "trigger.manual"},
-        {"id": "customer", "type": "action.http", "config": {"url": base + "/customer", "query": {"id": "{{ input.customer }}"}}},
+        {
+            "id": "customer",
+            "type": "action.http",
+            "config": {"url": base + "/customer", "query": {"id": "{{ input.customer }}"}},
+        },
         {"id": "quote", "type": "action.http", "config": {"url": base + "/quote"}},
         {
             "id": "charge",
             "type": "action.http",
-            "config": {"method": "POST", "url": base + "/charge", "json": {"amount": amount, "customer": "{{ nodes.customer.output.body.id }}"}},
+            "config": {
+                "method": "POST",
+                "url": base + "/charge",
+                "json": {"amount": amount, "customer": "{{ nodes.customer.output.body.id }}"},
+            },
         },
-        {"id": "receipt", "type": "transform", "config": {"output": {"customer": "{{ nodes.customer.output.body.name }}", "amount": "{{ nodes.charge.output.body.amount }}"}}},
+        {
+            "id": "receipt",
+            "type": "transform",
+            "config": {
+                "output": {
+                    "customer": "{{ nodes.customer.output.body.name }}",
+                    "amount": "{{ nodes.charge.output.body.amount }}",
+                }
+            },
+        },
     ]
     ids = [n["id"] for n in nodes]
     return {
         "version": 1,
         "meta": {"id": str(uuid.uuid4()), "name": "benchmark checkout"},
         "nodes": [{"position": {"x": 220 * i, "y": 0}, **n} for i, n in enumerate(nodes)],
-        "edges": [{"id": f"e{i}", "source": a, "target": b} for i, (a, b) in enumerate(zip(ids, ids[1:]))],
+        "edges": [{"id": f"e{i}", "source": a, "target": b} for i, (a, b) in enumerate(itertools.pairwise(ids))],
     }
 
 
@@ -171,15 +191,17 @@ class Bench:
 
     async def failed_run(self) -> str:
         """A run of version 1, once it has failed at charge."""
-        run_id = (await self.service.start_run(self.flow_id, input={"customer": CUSTOMER}, version=1, by="benchmark"))["run_id"]
-        try:
+        run_id = (await self.service.start_run(self.flow_id, input={"customer": CUSTOMER}, version=1, by="benchmark"))[
+            "run_id"
+        ]
+        with contextlib.suppress(Exception):  # the run fails: that is the point
             await self.service.result(run_id, timeout=120)
-        except Exception:  # the run fails: that is the point
-            pass
         run = await self.service.get_run(run_id)
         failed = {n["node"]: n["status"] for n in run["nodes"]}
         if run["status"] != "failed" or failed.get("charge") != "failed":
-            raise RuntimeError(f"run {run_id} of version 1 should fail at charge; it is {run['status']} with nodes {failed}")
+            raise RuntimeError(
+                f"run {run_id} of version 1 should fail at charge; it is {run['status']} with nodes {failed}"
+            )
         return run_id
 
     async def rerun(self, run_id: str) -> dict[str, float]:
@@ -187,7 +209,9 @@ class Bench:
         answer = await self.service.rerun_node(run_id, "charge", config=FIX)
         total = (time.perf_counter() - began) * 1000
         if answer["status"] != "success" or answer["output"]["body"]["amount"] != 41250:
-            raise RuntimeError(f"re-running charge of {run_id} with the fix gave {answer['status']}: {answer['error'] or answer['output']}")
+            raise RuntimeError(
+                f"re-running charge of {run_id} with the fix gave {answer['status']}: {answer['error'] or answer['output']}"
+            )
         return {"total": total, "executor": answer["duration_ms"]}
 
     async def retry(self, run_id: str, mode: str) -> dict[str, float]:
@@ -201,14 +225,22 @@ class Bench:
         called = self.shop.snapshot() - before
         earlier_calls = sum(called[f"/{n}"] for n in EARLIER)
         if mode == "resume" and (retried["reused"] != sorted(EARLIER) or earlier_calls):
-            raise RuntimeError(f"the resumed run should reuse {list(EARLIER)} and call none of them; it reused {retried['reused']} and called {dict(called)}")
+            raise RuntimeError(
+                f"the resumed run should reuse {list(EARLIER)} and call none of them; it reused {retried['reused']} and called {dict(called)}"
+            )
         if mode == "start" and (retried["reused"] or earlier_calls != len(EARLIER)):
-            raise RuntimeError(f"the run from the start should call {list(EARLIER)} again; it reused {retried['reused']} and called {dict(called)}")
+            raise RuntimeError(
+                f"the run from the start should call {list(EARLIER)} again; it reused {retried['reused']} and called {dict(called)}"
+            )
         return {"total": total}
 
     async def round(self, index: int) -> dict[str, dict[str, float]]:
         run_id = await self.failed_run()
-        steps = {"rerun": lambda: self.rerun(run_id), "resume": lambda: self.retry(run_id, "resume"), "full": lambda: self.retry(run_id, "start")}
+        steps = {
+            "rerun": lambda: self.rerun(run_id),
+            "resume": lambda: self.retry(run_id, "resume"),
+            "full": lambda: self.retry(run_id, "start"),
+        }
         order = KINDS[index % 3 :] + KINDS[: index % 3]
         return {kind: await steps[kind]() for kind in order}
 
@@ -225,7 +257,13 @@ async def measure(settings: Settings, counts: Counts, log: Callable[[str], None]
         service.save_draft(flow_id, fixed, by="benchmark")
         await service.publish(flow_id, note="charges in cents", by="benchmark")
         bench = Bench(service, shop, flow_id)
-        samples: dict[str, list[float]] = {"rerun": [], "rerun_executor": [], "resume": [], "full": [], "failed_run": []}
+        samples: dict[str, list[float]] = {
+            "rerun": [],
+            "rerun_executor": [],
+            "resume": [],
+            "full": [],
+            "failed_run": [],
+        }
         for index in range(counts.warmup + counts.rounds):
             began = time.perf_counter()
             timed = await bench.round(index)
@@ -236,7 +274,9 @@ async def measure(settings: Settings, counts: Counts, log: Callable[[str], None]
             samples["resume"].append(timed["resume"]["total"])
             samples["full"].append(timed["full"]["total"])
             samples["failed_run"].append((time.perf_counter() - began) * 1000 - sum(t["total"] for t in timed.values()))
-            log(f"round {index - counts.warmup + 1}/{counts.rounds}: rerun {timed['rerun']['total']:.0f} ms, resume {timed['resume']['total']:.0f} ms, full {timed['full']['total']:.0f} ms")
+            log(
+                f"round {index - counts.warmup + 1}/{counts.rounds}: rerun {timed['rerun']['total']:.0f} ms, resume {timed['resume']['total']:.0f} ms, full {timed['full']['total']:.0f} ms"
+            )
         return {"samples": samples, "counts": counts}
     finally:
         service.store.close()
@@ -244,19 +284,21 @@ async def measure(settings: Settings, counts: Counts, log: Callable[[str], None]
 
 
 def run_benchmark(counts: Counts, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="floworch-bench-debug-") as tmp:
-        # The flow's nodes call the local server: the worker and this process (re-run) must allow loopback.
-        with patch.dict("os.environ", {"FLOWORCH_HTTP_ALLOW": "127.0.0.1"}):
-            log("starting the Temporal dev server and a worker")
-            with Supervisor(Settings(data_dir=tmp, workers=1, http_allow="127.0.0.1")) as supervisor:
-                log(f"measuring on {supervisor.address}: {counts.warmup} warm-up round(s), {counts.rounds} round(s)")
-                return asyncio.run(measure(supervisor.settings, counts, log))
+    # The flow's nodes call the local server: the worker and this process (re-run) must allow loopback.
+    with (
+        tempfile.TemporaryDirectory(prefix="floworch-bench-debug-") as tmp,
+        patch.dict("os.environ", {"FLOWORCH_HTTP_ALLOW": "127.0.0.1"}),
+    ):
+        log("starting the Temporal dev server and a worker")
+        with Supervisor(Settings(data_dir=tmp, workers=1, http_allow="127.0.0.1")) as supervisor:
+            log(f"measuring on {supervisor.address}: {counts.warmup} warm-up round(s), {counts.rounds} round(s)")
+            return asyncio.run(measure(supervisor.settings, counts, log))
 
 
 # ---------------------------------------------------------------------- results
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summarize(measured: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +319,7 @@ def summarize(measured: dict[str, Any]) -> dict[str, Any]:
         "resume_p95_ms": p95("resume"),
         "full_ms": med("full"),
         "full_p95_ms": p95("full"),
-        "resume_saved_ms": round(statistics.median(f - r for f, r in zip(s["full"], s["resume"])), 1),
+        "resume_saved_ms": round(statistics.median(f - r for f, r in zip(s["full"], s["resume"], strict=True)), 1),
         "rerun_vs_full_ratio": round(statistics.median(s["rerun"]) / statistics.median(s["full"]), 3),
         "failed_run_ms": med("failed_run"),
         "samples": len(s["rerun"]),
@@ -302,7 +344,10 @@ def table(summary: dict[str, Any], measured: dict[str, Any]) -> str:
         ("whole flow again completed (retry mode=start)", f"{s['full_ms']:.1f}", f"{s['full_p95_ms']:.1f}", spread("full"), "1.000"),
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines += [
         "",

@@ -103,6 +103,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -111,9 +112,10 @@ import sys
 import tempfile
 import time
 from bisect import bisect_right
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .collab import percentile
 
@@ -143,7 +145,12 @@ def flow_document(size: int) -> dict[str, Any]:
     """A trigger, then ``size - 1`` transforms in a square-ish grid: each row a chain, each row's
     first node fed by the first of the row above (the trigger feeds the first): ``size - 1`` edges."""
     if size == 0:
-        return {"version": 1, "meta": {"id": "bench-editor-empty", "name": "benchmark: empty flow"}, "nodes": [], "edges": []}
+        return {
+            "version": 1,
+            "meta": {"id": "bench-editor-empty", "name": "benchmark: empty flow"},
+            "nodes": [],
+            "edges": [],
+        }
     transforms = size - 1
     cols = max(1, math.ceil(math.sqrt(transforms)))
     nodes = [{"id": "start", "type": "trigger.manual", "label": "Start", "position": {"x": 0, "y": 0}, "config": {}}]
@@ -311,7 +318,7 @@ def input_frames(frames: list[float], inputs: list[float]) -> tuple[list[float],
     return durations(dispatched), durations(following)
 
 
-async def record(page: Any, action: Callable[[], Awaitable[None]]) -> dict[str, list[float]]:
+async def record(page: Any, action: Callable[[], Awaitable[None]]) -> dict[str, Any]:
     await page.evaluate("() => window.__foBench.start()")
     try:
         await action()
@@ -343,7 +350,9 @@ async def start_point(page: Any, name: str, positions: list[dict[str, Any]] | No
     script = {"pan": EMPTY_SPOT_JS, "zoom": PANE_MIDDLE_JS, "drag": MIDDLE_NODE_JS}[name]
     point = await page.evaluate(script, positions)
     if point is None:
-        raise RuntimeError({"pan": "no empty spot on the pane to start a pan from", "drag": "no node on the canvas to drag"}[name])
+        raise RuntimeError(
+            {"pan": "no empty spot on the pane to start a pan from", "drag": "no node on the canvas to drag"}[name]
+        )
     return point
 
 
@@ -444,9 +453,11 @@ async def open_flow(browser: Any, lab: Any, size: int) -> tuple[Any, Any, dict[s
     await reset_view(page)
     try:
         await page.wait_for_function(SHOWN_JS, arg=size, timeout=60_000)
-    except Exception as exc:  # noqa: BLE001 - say what was there instead
+    except Exception as exc:  # say what was there instead
         view = await page.evaluate(VIEW_JS)
-        raise RuntimeError(f"{flow_name(size)}: {view['shown']} of {size} nodes shown after fit view (zoom {view['zoom']})") from exc
+        raise RuntimeError(
+            f"{flow_name(size)}: {view['shown']} of {size} nodes shown after fit view (zoom {view['zoom']})"
+        ) from exc
     await asyncio.sleep(1.0)
     await page.evaluate(RECORDER_JS)
     return context, page, opened
@@ -460,7 +471,7 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
     try:
         idle = await record(page, lambda: asyncio.sleep(IDLE_SECONDS))
         frames = idle["frames"]
-        idle_ms = [b - a for a, b in zip(frames, frames[1:])]
+        idle_ms = [b - a for a, b in itertools.pairwise(frames)]
         out: dict[str, Any] = {
             "idle_frame_ms": percentile(idle_ms, 50),
             "opened": opened,
@@ -473,18 +484,22 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
                 continue  # nothing to drag on an empty flow
             gesture = GESTURES[name]
             positions = positions_of(flow_document(size)) if name == "drag" else None
-            await gesture(page, await start_point(page, name, positions), counts.warmup, time.monotonic() + counts.cap_seconds)
+            await gesture(
+                page, await start_point(page, name, positions), counts.warmup, time.monotonic() + counts.cap_seconds
+            )
             await reset_view(page)
             view = await page.evaluate(VIEW_JS)
             if name == "drag":  # where the rehearsal left them
                 positions = await settled_positions(lab, size)
             at = await start_point(page, name, positions)
             # A node the far view draws has no DOM to watch: its move is read from the saved file.
-            saved_before = next((p for p in positions if p["id"] == at["id"]), None) if at.get("far") else None
+            saved_before = (
+                next((p for p in positions if p["id"] == at["id"]), None) if at.get("far") and positions else None
+            )
             await page.mouse.move(at["x"], at["y"])
             await asyncio.sleep(0.3)
             began = time.monotonic()
-            data = await record(page, lambda: gesture(page, at, counts.steps, began + counts.cap_seconds))
+            data = await record(page, lambda: gesture(page, at, counts.steps, began + counts.cap_seconds))  # noqa: B023 - awaited here
             seconds = time.monotonic() - began
             dispatched, following = input_frames(data["frames"], data["inputs"])
             durations = dispatched + following
@@ -502,8 +517,12 @@ async def measure_flow(browser: Any, lab: Any, size: int, counts: Counts, log: C
                 moved = await saved_moved(lab, size, saved_before)
                 out["interactions"][name]["far"] = True
             if not moved:
-                raise RuntimeError(f"{flow_name(size)}: the {name} gesture changed nothing on the canvas (no {'node' if name == 'drag' else 'viewport'} moved)")
-            log(f"{size_key(size)} {name}: {len(durations)} input frames in {seconds:.1f} s, p95 {percentile(durations, 95):.1f} ms")
+                raise RuntimeError(
+                    f"{flow_name(size)}: the {name} gesture changed nothing on the canvas (no {'node' if name == 'drag' else 'viewport'} moved)"
+                )
+            log(
+                f"{size_key(size)} {name}: {len(durations)} input frames in {seconds:.1f} s, p95 {percentile(durations, 95):.1f} ms"
+            )
             await reset_view(page)
         return out
     finally:
@@ -542,7 +561,12 @@ async def measure_async(counts: Counts, log: Callable[[str], None]) -> dict[str,
                     measuring += IDLE_SECONDS + sum(i["seconds"] for i in results[size]["interactions"].values())
             finally:
                 await browser.close()
-        return {"sizes": results, "measuring_seconds": measuring, "seconds": time.monotonic() - began, "load_average": os.getloadavg()}
+        return {
+            "sizes": results,
+            "measuring_seconds": measuring,
+            "seconds": time.monotonic() - began,
+            "load_average": os.getloadavg(),
+        }
     finally:
         if lab is not None:
             stop_lab(lab)
@@ -602,7 +626,9 @@ def summarize(result: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         summary[f"open_seconds_{key}"] = _round(flow["opened"]["seconds"], 1)
         summary[f"labextension_build_{key}"] = flow["build"]["mode"]
     idle = [flow["idle_frame_ms"] for flow in result["sizes"].values()]
-    summary["idle_raf_hz_baseline"] = _round(1000 / result["sizes"][0]["idle_frame_ms"]) if 0 in result["sizes"] else None
+    summary["idle_raf_hz_baseline"] = (
+        _round(1000 / result["sizes"][0]["idle_frame_ms"]) if 0 in result["sizes"] else None
+    )
     summary["raf_unthrottled"] = all(ms < 0.75 * VSYNC_MS for ms in idle)
     for size, target in TARGET_P95_MS.items():
         got = summary.get(f"p95_frame_ms_{size}")
@@ -646,11 +672,14 @@ def table(summary: dict[str, Any]) -> str:
         "(p50 / p95 / max over both); event p95 / next p95: the two kinds apart"
     )
     views = ", ".join(
-        f"{'empty' if s == 0 else s}: {summary[f'rendered_nodes_{size_key(s)}']} DOM nodes and {summary[f'drawn_nodes_{size_key(s)}']} drawn by the far view at zoom {summary[f'zoom_{size_key(s)}']}" for s in SIZES
+        f"{'empty' if s == 0 else s}: {summary[f'rendered_nodes_{size_key(s)}']} DOM nodes and {summary[f'drawn_nodes_{size_key(s)}']} drawn by the far view at zoom {summary[f'zoom_{size_key(s)}']}"
+        for s in SIZES
     )
     lines.append(f"measured with the whole flow in view ({views})")
     opened = ", ".join(
-        f"{s}: {summary[f'opened_rendered_nodes_{size_key(s)}']} at zoom {summary[f'opened_zoom_{size_key(s)}']}" for s in SIZES if s
+        f"{s}: {summary[f'opened_rendered_nodes_{size_key(s)}']} at zoom {summary[f'opened_zoom_{size_key(s)}']}"
+        for s in SIZES
+        if s
     )
     lines.append(f"nodes shown when the flow opened, before fit view ({opened})")
     seconds = ", ".join(f"{'empty' if s == 0 else s} {summary[f'open_seconds_{size_key(s)}']} s" for s in SIZES)
@@ -662,7 +691,9 @@ def table(summary: dict[str, Any]) -> str:
             "faster than 60 Hz: frame times are not capped by vsync"
         )
     else:
-        lines.append(f"WARNING: idle rAF interval p50 ({idle}) is not well below 16.7 ms: the figures may be vsync-capped")
+        lines.append(
+            f"WARNING: idle rAF interval p50 ({idle}) is not well below 16.7 ms: the figures may be vsync-capped"
+        )
     for size, target in TARGET_P95_MS.items():
         got = summary[f"p95_frame_ms_{size}"]
         verdict = "meets" if summary[f"meets_target_{size}"] else "MISSES"
@@ -678,17 +709,26 @@ def table(summary: dict[str, Any]) -> str:
         lines.append(f"canvas (labextension) build: {builds.pop()}")
     else:
         # Someone rebuilt it during the run: the flows were measured on different builds.
-        lines.append("canvas (labextension) build, per flow: " + ", ".join(f"{'empty' if s == 0 else s}: {summary[f'labextension_build_{size_key(s)}']}" for s in SIZES))
+        lines.append(
+            "canvas (labextension) build, per flow: "
+            + ", ".join(f"{'empty' if s == 0 else s}: {summary[f'labextension_build_{size_key(s)}']}" for s in SIZES)
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.editor", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK.steps} steps per interaction instead of {FULL.steps} (under a minute of measuring)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK.steps} steps per interaction instead of {FULL.steps} (under a minute of measuring)",
+    )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else FULL
     began = time.monotonic()
-    result = measure(counts, log=lambda msg: print(f"[{time.monotonic() - began:5.1f}s] {msg}", file=sys.stderr, flush=True))
+    result = measure(
+        counts, log=lambda msg: print(f"[{time.monotonic() - began:5.1f}s] {msg}", file=sys.stderr, flush=True)
+    )
     summary = summarize(result, quick=args.quick)
     print(table(summary))
     print(json.dumps(summary), flush=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -35,12 +36,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -52,9 +53,9 @@ from floworch_server.flowdoc import FlowDocument
 from floworch_server.interpreter import workflow_runner
 from floworch_server.messages import WORKFLOW_TYPE
 from floworch_server.plan import compile_plan
+from floworch_server.service import build_run_request
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
-from floworch_server.service import build_run_request
 from floworch_server.worker import MAX_CONCURRENT_ACTIVITIES, default_registrations
 
 from . import _native
@@ -102,7 +103,9 @@ def flow_document(nodes: int) -> dict[str, Any]:
     transforms = []
     for i in range(1, nodes + 1):
         previous = "input.value" if i == 1 else f"nodes.t{i - 1}.output.value"
-        transforms.append({"id": f"t{i}", "type": "transform", "config": {"output": {"step": i, "value": f"{{{{ {previous} }}}}"}}})
+        transforms.append(
+            {"id": f"t{i}", "type": "transform", "config": {"output": {"step": i, "value": f"{{{{ {previous} }}}}"}}}
+        )
     ids = ["start", *(t["id"] for t in transforms)]
     return {
         "version": 1,
@@ -111,7 +114,7 @@ def flow_document(nodes: int) -> dict[str, Any]:
             {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "config": {}},
             *({**t, "position": {"x": 200 * n, "y": 0}} for n, t in enumerate(transforms, 1)),
         ],
-        "edges": [{"id": f"e{n}", "source": a, "target": b} for n, (a, b) in enumerate(zip(ids, ids[1:]))],
+        "edges": [{"id": f"e{n}", "source": a, "target": b} for n, (a, b) in enumerate(itertools.pairwise(ids))],
     }
 
 
@@ -122,7 +125,7 @@ class CompiledFlow:
     hash: str
 
     @classmethod
-    def of_chain(cls, nodes: int) -> "CompiledFlow":
+    def of_chain(cls, nodes: int) -> CompiledFlow:
         plan = compile_plan(FlowDocument.model_validate(flow_document(nodes)))
         return cls(nodes, plan.to_data(), plan.hash)
 
@@ -142,7 +145,15 @@ class Sides:
         """Start a FlowRun the way `FlowService.start_run` does (same request, memo, attributes)."""
         flow = self.flows[nodes]
         request, meta, attrs = build_run_request(
-            flow.plan["flow"]["id"], flow.plan, flow.hash, "draft", "manual", "start", RUN_INPUT, "benchmark", self.tenant
+            flow.plan["flow"]["id"],
+            flow.plan,
+            flow.hash,
+            "draft",
+            "manual",
+            "start",
+            RUN_INPUT,
+            "benchmark",
+            self.tenant,
         )
         return await self.client.start_workflow(
             WORKFLOW_TYPE,
@@ -192,16 +203,24 @@ def _sandbox() -> SandboxedWorkflowRunner:
 async def running_sides(client: Client) -> AsyncIterator[Sides]:
     """Both workers, polling their own queues of ``client``'s server, until the block ends."""
     suffix = uuid.uuid4().hex[:8]
-    sides = Sides(client, f"bench-ours-{suffix}", f"bench-native-{suffix}", {n: CompiledFlow.of_chain(n) for n in (1, CHAIN)})
+    sides = Sides(
+        client, f"bench-ours-{suffix}", f"bench-native-{suffix}", {n: CompiledFlow.of_chain(n) for n in (1, CHAIN)}
+    )
     runner = _sandbox()  # one runner, so both sides share the very same sandbox settings
     workflows, activities = default_registrations()
-    common = dict(
+    common: dict[str, Any] = dict(
         workflow_runner=runner,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         graceful_shutdown_timeout=timedelta(seconds=1),
     )
     ours = Worker(client, task_queue=sides.ours_queue, workflows=workflows, activities=activities, **common)
-    native = Worker(client, task_queue=sides.native_queue, workflows=[_native.NativeChain], activities=[_native.native_step], **common)
+    native = Worker(
+        client,
+        task_queue=sides.native_queue,
+        workflows=[_native.NativeChain],
+        activities=[_native.native_step],
+        **common,
+    )
     async with ours, native:
         yield sides
 
@@ -264,7 +283,9 @@ async def _batch(sides: Sides, side: str, count: int, server_pid: int | None = N
     return Batch(elapsed, process_cpu, server_cpu)
 
 
-async def measure_throughput(sides: Sides, concurrent: int, rounds: int, server_pid: int | None = None) -> dict[str, Any]:
+async def measure_throughput(
+    sides: Sides, concurrent: int, rounds: int, server_pid: int | None = None
+) -> dict[str, Any]:
     """Runs per second of each side over ``rounds`` batches of ``concurrent`` runs (ABBA order),
     and the CPU time each run cost: wall-clock throughput swings with other load on the machine,
     CPU time per run much less, and on a small machine it is what bounds throughput."""
@@ -410,7 +431,10 @@ def table(summary: dict[str, Any], main: dict[str, Any]) -> str:
         ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines += [
         "",
@@ -453,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else FULL
     began = time.monotonic()
-    summary, raw = run_benchmark(counts, log=lambda msg: print(f"[{time.monotonic() - began:5.1f}s] {msg}", file=sys.stderr, flush=True))
+    summary, raw = run_benchmark(
+        counts, log=lambda msg: print(f"[{time.monotonic() - began:5.1f}s] {msg}", file=sys.stderr, flush=True)
+    )
     print(table(summary, raw))
     print(f"(took {time.monotonic() - began:.0f} s)")
     print(json.dumps(summary), flush=True)

@@ -34,10 +34,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
@@ -104,7 +105,13 @@ async def measure_trace(settings: Settings, repeats: int, log: Callable[[str], N
             steps["figure"].append((t3 - t2) * 1000)
             steps["total"].append((t3 - t0) * 1000)
         activities = sum(1 for s in segments if s["kind"] == "activity")
-        return {"samples": steps, "events": len(events), "activities": activities, "figure_bytes": len(payload), "run_s": run_s}
+        return {
+            "samples": steps,
+            "events": len(events),
+            "activities": activities,
+            "figure_bytes": len(payload),
+            "run_s": run_s,
+        }
     finally:
         service.store.close()
 
@@ -217,7 +224,7 @@ def postgres_base() -> tuple[str | None, str]:
 
 
 def run_dashboards(counts: Counts, log: Callable[[str], None]) -> dict[str, Any]:
-    until = datetime.now(timezone.utc).replace(microsecond=0)
+    until = datetime.now(UTC).replace(microsecond=0)
     run_rows, timing_rows = generate(until, RUNS)
     log(f"generated {len(run_rows)} runs and {len(timing_rows)} node timings")
     out: dict[str, Any] = {}
@@ -256,7 +263,7 @@ def run_log_tail(counts: Counts, log: Callable[[str], None]) -> dict[str, Any]:
         with product_server(Path(tmp)) as server:
             store = Store(server["settings"].store_url)
             run_id = f"run-bench-tail-{uuid.uuid4().hex}"
-            store.upsert_run({"run_id": run_id, "status": "running", "start_time": datetime.now(timezone.utc)})
+            store.upsert_run({"run_id": run_id, "status": "running", "start_time": datetime.now(UTC)})
             log(f"tailing {counts.log_lines} log lines")
             delays = asyncio.run(_tail(server, store, run_id, counts.log_lines))
             store.close()
@@ -273,7 +280,10 @@ async def _tail(server: dict, store: Store, run_id: str, lines: int) -> list[flo
 
     async def read() -> None:
         while len(received) < lines:
-            message = json.loads(await ws.read_message())
+            text = await ws.read_message()
+            if text is None:
+                raise RuntimeError(f"the log socket closed after {len(received)} of {lines} lines")
+            message = json.loads(text)
             if message["type"] == "log":
                 sent_ns = int(message["record"]["message"])
                 received.append((time.time_ns() - sent_ns) / 1e6)
@@ -289,7 +299,7 @@ async def _tail(server: dict, store: Store, run_id: str, lines: int) -> list[flo
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------------- results
@@ -340,7 +350,14 @@ def table(summary: dict[str, Any], traced: dict[str, Any], dashboards: dict[str,
             rows.append((f"dashboard, {RUNS} runs, {backend}", "-", "-", f"skipped: {figures['skipped']}"))
             continue
         value = s[f"dashboard_100k_ms_{backend}"]
-        rows.append((f"dashboard, {RUNS} runs, {backend}", f"{value:.1f}", spread(figures["samples"]), f"<= {DASHBOARD_TARGET_MS:.0f} {verdict(value, DASHBOARD_TARGET_MS)}"))
+        rows.append(
+            (
+                f"dashboard, {RUNS} runs, {backend}",
+                f"{value:.1f}",
+                spread(figures["samples"]),
+                f"<= {DASHBOARD_TARGET_MS:.0f} {verdict(value, DASHBOARD_TARGET_MS)}",
+            )
+        )
         for part, ms in figures["parts"].items():
             rows.append((f"  {part}", f"{ms:.1f}", "", ""))
     rows.append(
@@ -348,7 +365,7 @@ def table(summary: dict[str, Any], traced: dict[str, Any], dashboards: dict[str,
          f"p99 <= {LOG_TAIL_TARGET_MS:.0f} {verdict(s['log_tail_p99_ms'], LOG_TAIL_TARGET_MS)}")
     )  # fmt: skip
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append(
         f"trace: {traced['events']} history events, {traced['activities']} activity segments, "
         f"{traced['figure_bytes'] / 1024:.0f} KiB of figure JSON; the run itself took {traced['run_s']:.1f} s"
@@ -358,7 +375,9 @@ def table(summary: dict[str, Any], traced: dict[str, Any], dashboards: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observe", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (the sizes stay: 500 nodes, 100 000 runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repetitions (the sizes stay: 500 nodes, 100 000 runs)"
+    )
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else FULL
     began = time.monotonic()

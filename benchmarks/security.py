@@ -70,12 +70,13 @@ import tempfile
 import time
 import timeit
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.observe import postgres_base
@@ -124,9 +125,9 @@ def install_switch(tenant_setting: bool = True) -> None:
     def off(handler: Any) -> bool:
         return handler.request.headers.get(SWITCH_HEADER) == "off"
 
-    def install_with_switch(provider: Any, runtime: Any) -> None:
-        install(provider, runtime)
-        checked = provider.get_user
+    def install_with_switch(identity_provider: Any, runtime: Any) -> None:
+        install(identity_provider, runtime)
+        checked = identity_provider.get_user
 
         async def get_user(handler: Any) -> Any:
             if off(handler):
@@ -134,11 +135,11 @@ def install_switch(tenant_setting: bool = True) -> None:
                 return User(username=BENCH_USER, name=BENCH_USER)
             return await checked(handler)
 
-        provider.get_user = get_user
+        identity_provider.get_user = get_user
 
     identity.install = install_with_switch
     identity.refuse_bad_token = lambda handler: None if off(handler) else refuse_bad_token(handler)
-    identity.authorize = lambda handler, runtime, permission: (
+    identity.authorize = lambda handler, runtime, permission: (  # type: ignore[assignment]  # one stand-in for both overloads
         (fixed if permission is not None else None) if off(handler) else authorize(handler, runtime, permission)
     )
     if not tenant_setting:
@@ -179,7 +180,9 @@ def services(workdir: Path) -> Iterator[Any]:
 
 
 @contextmanager
-def bench_server(workdir: Path, settings: Any, *, database: tuple[str, str] | None = None, tenant_setting: bool = True) -> Iterator[dict]:
+def bench_server(
+    workdir: Path, settings: Any, *, database: tuple[str, str] | None = None, tenant_setting: bool = True
+) -> Iterator[dict]:
     """A `jupyter server` with the extension and the switch, on ``settings``' services;
     ``database``: (application URL, owner URL) of its store, else the SQLite file."""
     from .collab import jupyter_server
@@ -205,7 +208,7 @@ def started_together(*servers: Any) -> Iterator[list[dict]]:
     with ExitStack() as stack, ThreadPoolExecutor(len(servers)) as pool:
         futures = [pool.submit(server.__enter__) for server in servers]
         errors = []
-        for server, future in zip(servers, futures):
+        for server, future in zip(servers, futures, strict=True):
             try:
                 future.result()
                 stack.push(server.__exit__)
@@ -232,11 +235,15 @@ class Client:
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         parts = urlsplit(url)
+        if parts.hostname is None:
+            raise ValueError(f"no host in {url!r}")
         self.host, self.port = parts.hostname, parts.port
         self.headers = headers
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
 
-    def call(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,), headers: dict | None = None) -> tuple[float, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,), headers: dict | None = None
+    ) -> tuple[float, Any]:
         data = None if body is None else json.dumps(body).encode()
         sent = {**self.headers, **(headers or {}), **({"Content-Type": "application/json"} if data is not None else {})}
         for attempt in (1, 2):
@@ -302,7 +309,10 @@ def measure_routes(sides: dict[str, tuple[dict, dict]], rounds: int, warmup: int
     on the starts' measurement only, where it belongs."""
     clients = {}
     for name, (info, prepared) in sides.items():
-        headers = {"Authorization": f"Bearer {prepared['token']}", **({SWITCH_HEADER: "off"} if name.endswith("checks off") else {})}
+        headers = {
+            "Authorization": f"Bearer {prepared['token']}",
+            **({SWITCH_HEADER: "off"} if name.endswith("checks off") else {}),
+        }
         clients[name] = (Client(info["url"], headers), prepared)
     calls: dict[str, Callable[[Client, dict, int], float]] = {
         "run_get": lambda client, prepared, n: client.call("GET", f"/runs/{prepared['run_id']}")[0],
@@ -364,7 +374,9 @@ def profile_auth(settings: Any, repeats: int = 2000) -> dict[str, float]:
         checks, verifications = _request_checks(tokens, roles, settings, token)
         return {
             "verify_token_us": per_call_us(lambda: tokens.verify(token), repeats),
-            "role_cached_us": per_call_us(lambda: roles.principal(BENCH_USER, "default", "token").require("edit"), repeats),
+            "role_cached_us": per_call_us(
+                lambda: roles.principal(BENCH_USER, "default", "token").require("edit"), repeats
+            ),
             "role_lookup_sqlite_us": per_call_us(miss, max(50, repeats // 10)),
             "checks_per_request_us": per_call_us(checks, repeats),
             "token_verifications_per_request": verifications,
@@ -444,10 +456,16 @@ def postgres_schemas(base: str) -> Iterator[dict[str, tuple[str, str]]]:
             seed(owner)
             urls[name] = (app, owner)
         with admin.connect() as conn:
-            tables = conn.execute(
-                text("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relrowsecurity"),
-                {"s": schemas["no rls"]},
-            ).scalars().all()
+            tables = (
+                conn.execute(
+                    text(
+                        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relrowsecurity"
+                    ),
+                    {"s": schemas["no rls"]},
+                )
+                .scalars()
+                .all()
+            )
             if not tables:
                 raise RuntimeError(f"schema {schemas['no rls']} has no table with row-level security to turn off")
             for table in tables:
@@ -477,7 +495,7 @@ def seed(owner_url: str) -> None:
 
     from floworch_server.store.repo import runs
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     rows = [
         {
             "run_id": f"seed-{tenant}-{i:05d}", "workflow_id": "seed-flow", "version": "1", "trigger": "manual", "tenant": tenant,
@@ -513,7 +531,10 @@ def store_views(urls: dict[str, tuple[str, str]]) -> dict[str, Any]:
 
 STORE_OPS = ("get_member", "get_workflow", "get_version", "get_run", "insert_run", "update_run", "audit", "list_runs")
 # What each route asks of the store (the role lookup is cached; it is counted on its own).
-ROUTE_STORE_OPS = {"run_get": ("update_run", "get_run"), "run_start": ("get_workflow", "get_version", "get_run", "insert_run", "audit", "get_run")}
+ROUTE_STORE_OPS = {
+    "run_get": ("update_run", "get_run"),
+    "run_start": ("get_workflow", "get_version", "get_run", "insert_run", "audit", "get_run"),
+}
 
 
 def measure_store(views: dict[str, Any], rounds: int, warmup: int) -> dict[str, Any]:
@@ -523,17 +544,23 @@ def measure_store(views: dict[str, Any], rounds: int, warmup: int) -> dict[str, 
 
     compiled = CompiledFlow.of_chain(1)
     doc = flow_document(1)
-    finished = datetime.now(timezone.utc)
-    prepared: dict[str, dict[str, Callable[[], Any]]] = {}
+    finished = datetime.now(UTC)
+    prepared: dict[str, dict[str, Callable[..., Any]]] = {}  # called with no arguments
     for name, store in views.items():
         if store.get_member(BENCH_USER) is None:  # "policies off" and "no rls" share a schema
             store.add_member(BENCH_USER, "editor", by="benchmark")
-        flow = store.get_workflow("bench-flow") or store.create_workflow(name="bench", document=doc, created_by="benchmark", id="bench-flow")
+        flow = store.get_workflow("bench-flow") or store.create_workflow(
+            name="bench", document=doc, created_by="benchmark", id="bench-flow"
+        )
         if flow["version"] is None:
-            store.add_version("bench-flow", plan=compiled.plan, plan_hash=compiled.hash, document=doc, note="", created_by="benchmark")
+            store.add_version(
+                "bench-flow", plan=compiled.plan, plan_hash=compiled.hash, document=doc, note="", created_by="benchmark"
+            )
         known = f"seed-default-{SEED_RUNS // 2:05d}"
         if store.get_run(known) is None:
-            raise RuntimeError(f"the seeded run {known} is not visible to the store {name!r}: the tenant filter or policies are wrong")
+            raise RuntimeError(
+                f"the seeded run {known} is not visible to the store {name!r}: the tenant filter or policies are wrong"
+            )
         if store.get_run(f"seed-{OTHER_TENANT}-00001") is not None:
             raise RuntimeError(f"the store {name!r} sees another tenant's run")
         # The configurations are what they say: a query with no tenant filter of its own sees
@@ -541,18 +568,27 @@ def measure_store(views: dict[str, Any], rounds: int, warmup: int) -> dict[str, 
         with store._engine.connect() as conn:
             seen = conn.execute(text("SELECT count(*) FROM workflow_runs WHERE run_id LIKE 'seed-%'")).scalar()
         if seen != (SEED_RUNS if name == "rls" else 2 * SEED_RUNS):
-            raise RuntimeError(f"the store {name!r} sees {seen} seeded runs through an unfiltered query: its RLS state is not what it is named")
+            raise RuntimeError(
+                f"the store {name!r} sees {seen} seeded runs through an unfiltered query: its RLS state is not what it is named"
+            )
         counter = iter(range(10**9))
         prepared[name] = {
             "get_member": lambda s=store: s.get_member(BENCH_USER),
             "get_workflow": lambda s=store: s.get_workflow("bench-flow"),
             "get_version": lambda s=store: s.get_version("bench-flow", 1),
-            "get_run": lambda s=store: s.get_run(known),
+            "get_run": lambda s=store, k=known: s.get_run(k),
             "insert_run": lambda s=store, c=counter, n=name: s.upsert_run(
-                {"run_id": f"bench-{n.replace(' ', '-')}-{next(c)}", "workflow_id": "bench-flow", "version": "1", "status": "running"}
+                {
+                    "run_id": f"bench-{n.replace(' ', '-')}-{next(c)}",
+                    "workflow_id": "bench-flow",
+                    "version": "1",
+                    "status": "running",
+                }
             ),
-            "update_run": lambda s=store: s.upsert_run({"run_id": known, "status": "success", "end_time": finished}),
-            "audit": lambda s=store: s.audit(BENCH_USER, "run.start", known, {"workflow_id": "bench-flow"}),
+            "update_run": lambda s=store, k=known: s.upsert_run(
+                {"run_id": k, "status": "success", "end_time": finished}
+            ),
+            "audit": lambda s=store, k=known: s.audit(BENCH_USER, "run.start", k, {"workflow_id": "bench-flow"}),
             "list_runs": lambda s=store: s.list_runs(limit=100),
         }
     samples: dict[str, dict[str, list[float]]] = {name: {op: [] for op in STORE_OPS} for name in views}
@@ -567,12 +603,14 @@ def measure_store(views: dict[str, Any], rounds: int, warmup: int) -> dict[str, 
     # A route's store work, round by round: the sum of its operations in that round.
     for name in views:
         for route, ops in ROUTE_STORE_OPS.items():
-            samples[name][route] = [sum(parts) for parts in zip(*(samples[name][op] for op in ops))]
+            samples[name][route] = [sum(parts) for parts in zip(*(samples[name][op] for op in ops), strict=True)]
     return {"samples": samples}
 
 
 # ---------------------------------------------------------------------- (c) through the servers
-def run_postgres(urls: dict[str, tuple[str, str]], servers: list[dict], counts: Counts, log: Callable[[str], None]) -> dict[str, Any]:
+def run_postgres(
+    urls: dict[str, tuple[str, str]], servers: list[dict], counts: Counts, log: Callable[[str], None]
+) -> dict[str, Any]:
     views = store_views(urls)
     try:
         log(f"measuring the store: {counts.store_rounds} rounds of {len(STORE_OPS)} operations, three configurations")
@@ -597,11 +635,15 @@ def postgres_or_reason() -> tuple[str | None, str]:
 # ---------------------------------------------------------------------- results
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def figures(samples: list[float]) -> dict[str, float]:
-    return {"median_ms": round(statistics.median(samples), 3), "p95_ms": round(percentile(samples, 95), 3), "n": len(samples)}
+    return {
+        "median_ms": round(statistics.median(samples), 3),
+        "p95_ms": round(percentile(samples, 95), 3),
+        "n": len(samples),
+    }
 
 
 def compare(ours: list[float], base: list[float]) -> dict[str, Any]:
@@ -609,7 +651,7 @@ def compare(ours: list[float], base: list[float]) -> dict[str, Any]:
     95 % confidence interval (distribution-free: the sign test's order statistics), also given
     as a ratio interval over the baseline's median. An interval that holds 0 added ms means the
     noise of this machine is larger than what the checks cost."""
-    diffs = sorted(a - b for a, b in zip(ours, base))
+    diffs = sorted(a - b for a, b in zip(ours, base, strict=True))
     n, base_median = len(diffs), statistics.median(base)
     k = max(0, int((n - 1.96 * n**0.5) / 2))
     low, high = diffs[k], diffs[n - 1 - k]
@@ -704,8 +746,10 @@ def table(summary: dict[str, Any]) -> str:
                 f"{ratio:.3f}{' >5%' if ratio > TARGET_RATIO and not prefix.endswith('store') else ''}", str(s[f"{key}_ours_samples"]),
             ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.append("(ms; ratio = ours / baseline on the medians; added = median of the round-by-round differences, with its 95 % CI)")
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(
+        "(ms; ratio = ours / baseline on the medians; added = median of the round-by-round differences, with its 95 % CI)"
+    )
     lines.append(
         f"in-process, one request's checks: {summary['checks_per_request_us']:.1f} us of CPU, verifying the token "
         f"{summary['token_verifications_per_request']:.0f} time(s) at {summary['verify_token_us']:.1f} us each; cached role + "
@@ -717,7 +761,9 @@ def table(summary: dict[str, Any]) -> str:
     for name, key in (("authentication", "auth_overhead_ratio"), ("row-level security", "rls_overhead_ratio")):
         value = summary[key]
         verdict = "skipped" if value is None else ("ok" if value <= TARGET_RATIO else "MISSED")
-        lines.append(f"{name}: worst route ratio {value if value is not None else '-'} (target <= {TARGET_RATIO}) {verdict}")
+        lines.append(
+            f"{name}: worst route ratio {value if value is not None else '-'} (target <= {TARGET_RATIO}) {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -753,7 +799,9 @@ def main(argv: list[str] | None = None) -> int:
                     bench_server(workdir / "pg-rls", settings, database=urls["rls"]),
                     bench_server(workdir / "pg-norls", settings, database=urls["no rls"], tenant_setting=False),
                 ]
-            log(f"starting {len(servers)} Jupyter server(s) with the extension: SQLite{', PostgreSQL with and without RLS' if urls else ''}")
+            log(
+                f"starting {len(servers)} Jupyter server(s) with the extension: SQLite{', PostgreSQL with and without RLS' if urls else ''}"
+            )
             started = stack.enter_context(started_together(*servers))
             auth = run_auth(started[0], counts, log)
             pg = run_postgres(urls, started[1:], counts, log) if urls else {"skipped": reason}

@@ -11,6 +11,7 @@ them itself and stops them again when the server shuts down; services someone el
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -25,10 +26,11 @@ from floworch_server import logging_json, tracing
 from floworch_server.auth import Roles, SigningKeys, Tokens
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
+from floworch_server.store import Store
 from floworch_server.supervisor import Supervisor
+from floworch_server.temporal import port_open
 
 from .room_audit import RoomEdits
-from floworch_server.temporal import port_open
 
 SYNC_INTERVAL = 2.0  # seconds between copies of Temporal's run states into the store
 PURGE_INTERVAL = 3600.0  # seconds between retention purges
@@ -40,8 +42,12 @@ LOGGERS = ("floworch_ext", "floworch_server")
 class FlowOrch(Configurable):
     """``c.FlowOrch.<name>`` in Jupyter config; each one overrides its FLOWORCH_<NAME> variable."""
 
-    temporal_address = Unicode(None, allow_none=True, config=True, help="Temporal frontend host:port; empty runs the embedded dev server.")
-    database_url = Unicode(None, allow_none=True, config=True, help="SQLAlchemy URL of the store; empty is SQLite in data_dir.")
+    temporal_address = Unicode(
+        None, allow_none=True, config=True, help="Temporal frontend host:port; empty runs the embedded dev server."
+    )
+    database_url = Unicode(
+        None, allow_none=True, config=True, help="SQLAlchemy URL of the store; empty is SQLite in data_dir."
+    )
     data_dir = Unicode(None, allow_none=True, config=True, help="State directory of the embedded services.")
     task_queue = Unicode(None, allow_none=True, config=True, help="Task queue of the interpreter workflow.")
 
@@ -91,7 +97,7 @@ class Runtime:
         # Access tokens verify from the signing keys alone; refresh tokens and roles need the store.
         self.tokens = Tokens(SigningKeys.for_settings(settings), store=None, refresh_days=settings.refresh_token_days)
         self._roles: Roles | None = None
-        self.room_edits = RoomEdits(lambda: self._service.store)
+        self.room_edits = RoomEdits(self._tenant_store)
 
     @property
     def roles(self) -> Roles:
@@ -110,6 +116,11 @@ class Runtime:
                     self._sync_task = asyncio.create_task(self._sync_forever(self._service))
                     self._ops_task = asyncio.create_task(self._operate_forever(self._service))
         return self._service
+
+    def _tenant_store(self) -> Store:
+        if self._service is None:
+            raise RuntimeError("FlowOrchestrator services are not connected yet")
+        return self._service.store
 
     async def _connect(self) -> FlowService:
         if needs_embedded_services(self.settings):
@@ -155,17 +166,13 @@ class Runtime:
     async def stop(self) -> None:
         if self._ops_task is not None:
             self._ops_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._ops_task
-            except asyncio.CancelledError:
-                pass
             self._ops_task = None
         if self._sync_task is not None:
             self._sync_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
-            except asyncio.CancelledError:
-                pass
             self._sync_task = None
         if self._service is not None:
             self.room_edits.flush_all()
@@ -217,7 +224,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
         await cleanup_extensions()
 
     serverapp.cleanup_extensions = cleanup_with_floworch
-    runtime.log.info("FlowOrchestrator API at %sfloworch/api/ (data in %s)", serverapp.base_url, runtime.settings.data_path)
+    runtime.log.info(
+        "FlowOrchestrator API at %sfloworch/api/ (data in %s)", serverapp.base_url, runtime.settings.data_path
+    )
 
 
 def _attach_logs(serverapp, settings: Settings) -> Callable[[], None]:
@@ -257,5 +266,5 @@ async def _start_jupyter_server_extension(serverapp) -> None:
     # Connect (and start the embedded services if needed) with the server, not on the first click.
     try:
         await serverapp.web_app.settings["floworch"].service()
-    except Exception:  # noqa: BLE001 - the API answers 503 and retries on the next request
+    except Exception:  # the API answers 503 and retries on the next request
         serverapp.log.exception("FlowOrchestrator: services not available yet")

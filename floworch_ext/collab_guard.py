@@ -60,17 +60,27 @@ def install() -> None:
         return
     original = YDocWebSocketHandler.on_message
 
-    async def on_message(self, message):  # type: ignore[no-untyped-def]
+    async def on_message(self, message):
         if getattr(self, "_room_id", "").startswith(FLOW_ROOM_PREFIX) and isinstance(message, bytes):
             principal = await room_principal(self)
             if principal is not None and principal.role is None:
-                log.warning("%s is not a member of tenant %s: disconnected from %s", principal.user, principal.tenant, self._room_id)
+                log.warning(
+                    "%s is not a member of tenant %s: disconnected from %s",
+                    principal.user,
+                    principal.tenant,
+                    self._room_id,
+                )
                 self.close(NOT_A_MEMBER, f"not a member of tenant '{principal.tenant}'")
                 return None
             if changes_document(message):
                 if principal is None or not principal.allows("edit"):
                     who = principal.user if principal else "a user whose role is unknown"
-                    log.info("dropped a document update from %s (%s) in %s", who, principal.role if principal else "no store", self._room_id)
+                    log.info(
+                        "dropped a document update from %s (%s) in %s",
+                        who,
+                        principal.role if principal else "no store",
+                        self._room_id,
+                    )
                     return None
                 document = getattr(self.room, "_document", None)
                 if document is not None:

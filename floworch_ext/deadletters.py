@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tornado import web
 
 from floworch_server.deadletters import MAX_LIMIT
@@ -38,7 +40,7 @@ class DeadLettersHandler(FlowOrchHandler):
 
 class RetryHandler(FlowOrchHandler):
     # Starts runs: an editor's right, like starting one.
-    permissions = {"post": "edit"}
+    permissions: ClassVar[dict[str, str | None]] = {"post": "edit"}
 
     @web.authenticated
     async def post(self) -> None:

@@ -10,20 +10,22 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tornado import web
 
 from .handlers import FlowOrchHandler, optional
 
 
 class TryNodeHandler(FlowOrchHandler):
-    permissions = {"post": "edit"}  # it starts a (test) run
+    permissions: ClassVar[dict[str, str | None]] = {"post": "edit"}  # it starts a (test) run
 
     @web.authenticated
     async def post(self, run_id: str, node_id: str) -> None:
         body = self.json_body()
         config = optional(body, "config", (dict,), "an object of config fields to change")
         given = optional(body, "input", (dict,), "an object of inputs by upstream node id")
-        call = optional(body, "call", (str,), "a call of the node in a loop, e.g. \"2\"")
+        call = optional(body, "call", (str,), 'a call of the node in a loop, e.g. "2"')
         service = await self.service()
         self.reply(await service.try_node(run_id, node_id, config=config, input=given, call=call, by=self.user_name))
 

@@ -22,13 +22,12 @@ import json
 import re
 from http.client import responses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-
-from jupyter_server.auth.decorator import allow_unauthenticated
 
 from floworch_server import members, metrics, ratelimit
 from floworch_server.auth import Principal
@@ -103,7 +102,7 @@ def whole_number(raw: str, name: str, low: int, high: int) -> int:
 class FlowOrchHandler(APIHandler):
     # What a method needs: "read", "edit", "admin" (auth.PERMISSIONS), or None when the handler
     # checks the caller itself. Methods not listed: GET reads, every other method edits.
-    permissions: dict[str, str | None] = {}
+    permissions: ClassVar[dict[str, str | None]] = {}
     principal: Principal | None = None
 
     def permission(self) -> str | None:
@@ -141,6 +140,13 @@ class FlowOrchHandler(APIHandler):
         return root.for_tenant(self.principal.tenant) if self.principal is not None else root
 
     @property
+    def caller(self) -> Principal:
+        """The principal ``prepare`` checked: every route that names a permission has one."""
+        if self.principal is None:
+            raise RuntimeError(f"{type(self).__name__} checks no permission, so it has no principal")
+        return self.principal
+
+    @property
     def user_name(self) -> str:
         if self.principal is not None:
             return self.principal.user
@@ -168,7 +174,7 @@ class FlowOrchHandler(APIHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         super().send_error(error_status(exc) or status_code, **kwargs)
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+    def log_exception(self, typ, value, tb) -> None:
         if error_status(value) is not None:
             self.log.info("%s %s: %s", self.request.method, self.request.path, value)
         else:
@@ -252,7 +258,7 @@ class VersionHandler(FlowOrchHandler):
 
 
 class ValidateHandler(FlowOrchHandler):
-    permissions = {"post": "read"}  # checks a document, stores nothing
+    permissions: ClassVar[dict[str, str | None]] = {"post": "read"}  # checks a document, stores nothing
 
     @web.authenticated
     async def post(self) -> None:
@@ -281,7 +287,9 @@ class EventsHandler(FlowOrchHandler):
     @web.authenticated
     async def post(self, topic: str) -> None:
         if not TOPIC.fullmatch(topic):
-            raise BadRequest(f"must be 1 to 200 letters, digits or _ . : / - (send / as %2F), got {topic!r}", field="topic")
+            raise BadRequest(
+                f"must be 1 to 200 letters, digits or _ . : / - (send / as %2F), got {topic!r}", field="topic"
+            )
         body = self.json_body()
         # The payload may be any JSON value, null included, but it must be there: an event sent
         # with the payload under another name would otherwise start runs with no input.
@@ -313,7 +321,7 @@ class ResumeSchedulesHandler(PauseSchedulesHandler):
 
 
 class WebhooksHandler(FlowOrchHandler):
-    permissions = {"get": "edit"}  # the answer holds the signing secrets
+    permissions: ClassVar[dict[str, str | None]] = {"get": "edit"}  # the answer holds the signing secrets
 
     @web.authenticated
     async def get(self, workflow_id: str) -> None:
@@ -399,34 +407,38 @@ class AlertsHandler(FlowOrchHandler):
 class MeHandler(FlowOrchHandler):
     @web.authenticated
     async def get(self) -> None:
-        p = self.principal
+        p = self.caller
         self.reply({"user": p.user, "tenant": p.tenant, "role": p.role, "via": p.via})
 
 
 class LoginHandler(FlowOrchHandler):
     """Tokens for the signed-in Jupyter user, for clients outside JupyterLab (fo.login)."""
 
-    permissions = {"post": "read"}
+    permissions: ClassVar[dict[str, str | None]] = {"post": "read"}
 
     @web.authenticated
     async def post(self) -> None:
-        if self.principal.via != "jupyter":
-            raise BadRequest("log in with your Jupyter credentials; an access token is refreshed, not logged in with", field="Authorization")
+        p = self.caller
+        if p.via != "jupyter":
+            raise BadRequest(
+                "log in with your Jupyter credentials; an access token is refreshed, not logged in with",
+                field="Authorization",
+            )
         runtime = self.settings["floworch"]
         store = (await self.service()).store
-        if store.get_member(self.principal.user) is None:
+        if store.get_member(p.user) is None and p.role is not None:
             # A role that came from being this server's Jupyter user (settings.jupyter_role)
             # becomes a membership: tokens act by membership, which admins can see and revoke.
-            members.set_member(store, self.principal.user, self.principal.role, by=self.principal.user)
+            members.set_member(store, p.user, p.role, by=p.user)
             runtime.roles.forget()
-        store.audit(self.principal.user, "token.login", self.principal.user, None)
-        self.reply(runtime.tokens.login(self.principal.user, self.principal.tenant), 201)
+        store.audit(p.user, "token.login", p.user, None)
+        self.reply(runtime.tokens.login(p.user, p.tenant), 201)
 
 
 class RefreshHandler(FlowOrchHandler):
     """A new token pair for a refresh token, which is the only credential this route takes."""
 
-    permissions = {"post": None}
+    permissions: ClassVar[dict[str, str | None]] = {"post": None}
 
     # No cookie authenticates this route, so there is nothing for a cross-site request to forge.
     def check_xsrf_cookie(self) -> None:
@@ -442,7 +454,7 @@ class RefreshHandler(FlowOrchHandler):
 class TokensHandler(FlowOrchHandler):
     """An admin issues a login for a member (a service account, a colleague's script)."""
 
-    permissions = {"post": "admin"}
+    permissions: ClassVar[dict[str, str | None]] = {"post": "admin"}
 
     @web.authenticated
     async def post(self) -> None:
@@ -455,7 +467,7 @@ class TokensHandler(FlowOrchHandler):
 
 
 class MembersHandler(FlowOrchHandler):
-    permissions = {"get": "admin"}
+    permissions: ClassVar[dict[str, str | None]] = {"get": "admin"}
 
     @web.authenticated
     async def get(self) -> None:
@@ -463,7 +475,7 @@ class MembersHandler(FlowOrchHandler):
 
 
 class MemberHandler(FlowOrchHandler):
-    permissions = {"put": "admin", "delete": "admin"}
+    permissions: ClassVar[dict[str, str | None]] = {"put": "admin", "delete": "admin"}
 
     @web.authenticated
     async def put(self, user: str) -> None:
@@ -481,7 +493,7 @@ class MemberHandler(FlowOrchHandler):
 
 
 class AuditHandler(FlowOrchHandler):
-    permissions = {"get": "admin"}
+    permissions: ClassVar[dict[str, str | None]] = {"get": "admin"}
 
     @web.authenticated
     async def get(self) -> None:
@@ -525,7 +537,13 @@ def openapi_document(base_url: str) -> dict:
 
 # What every operation of the API may answer whatever it does (FlowOrchHandler.prepare and the
 # service's errors), so the file describes each operation's own answers only.
-COMMON_RESPONSES = {"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "429": "TooManyRequests", "503": "Unavailable"}
+COMMON_RESPONSES = {
+    "400": "BadRequest",
+    "401": "Unauthorized",
+    "403": "Forbidden",
+    "429": "TooManyRequests",
+    "503": "Unavailable",
+}
 
 
 def _add_common(document: dict) -> None:

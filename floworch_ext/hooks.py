@@ -56,7 +56,9 @@ class WebhookHandler(web.RequestHandler):
         try:
             self._receiver = WebhookReceiver(await self.settings["floworch"].service())
         except Exception:  # noqa: BLE001 - the reason goes to the server log, not to the caller
-            app_log.warning("FlowOrchestrator: webhook %s refused, services not available", self.request.path, exc_info=True)
+            app_log.warning(
+                "FlowOrchestrator: webhook %s refused, services not available", self.request.path, exc_info=True
+            )
             return self.answer(Answer(503, {"error": "FlowOrchestrator is not available, try again later"}))
         self._limit = self._receiver.max_body(self.path_kwargs["hook_id"])
         declared = self.request.headers.get("Content-Length", "")

@@ -14,7 +14,7 @@ tenant the token is not for, or one the user is not a member of, is refused.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, overload
 
 from jupyter_server.auth.identity import User
 
@@ -88,7 +88,9 @@ def principal(handler: Any, runtime: Any) -> Principal:
     user = handler.current_user
     if user is None:
         # As Jupyter answers a request with no credentials: 403 (401 is for a token that failed).
-        raise Forbidden("not signed in: sign in to JupyterLab, or send a token (Authorization: token ... or Bearer ...)")
+        raise Forbidden(
+            "not signed in: sign in to JupyterLab, or send a token (Authorization: token ... or Bearer ...)"
+        )
     named = handler.request.headers.get(TENANT_HEADER) or handler.get_query_argument("tenant", None)
     claims = getattr(handler, CLAIMS, None)
     if claims is not None:
@@ -103,6 +105,10 @@ def principal(handler: Any, runtime: Any) -> Principal:
     return runtime.roles.principal(user_name(user), tenant, "jupyter")
 
 
+@overload
+def authorize(handler: Any, runtime: Any, permission: str) -> Principal: ...
+@overload
+def authorize(handler: Any, runtime: Any, permission: None) -> None: ...
 def authorize(handler: Any, runtime: Any, permission: str | None) -> Principal | None:
     """The request's principal, after checking it has ``permission`` (None: the route checks itself)."""
     if permission is None:

@@ -16,7 +16,6 @@ from tornado.websocket import WebSocketClosedError
 
 from .sockets import RunSocket
 
-
 # Lines are written by worker processes into the store; a short poll keeps delivery near-live.
 POLL_SECONDS = 0.05
 FINAL = ("success", "failed", "cancelled")

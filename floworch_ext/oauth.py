@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -37,18 +37,20 @@ class ConnectHandler(OAuthHandler):
     @web.authenticated
     async def post(self) -> None:
         body = self.json_body()
-        provider = required(body, "provider", (str,), "the name of a registered OAuth provider, e.g. \"hubspot\"")
+        provider = required(body, "provider", (str,), 'the name of a registered OAuth provider, e.g. "hubspot"')
         integration = required(body, "integration", (str,), "the name the connected integration gets")
-        settings = optional(body, "settings", (dict,), "an object of public settings, e.g. {\"base_url\": \"https://...\"}")
+        settings = optional(body, "settings", (dict,), 'an object of public settings, e.g. {"base_url": "https://..."}')
         callback = f"{self.request.protocol}://{self.request.host}{url_path_join(self.base_url, CALLBACK_ROUTE)}"
         oauth = await self.oauth()
-        started = await asyncio.to_thread(oauth.start, provider, integration, by=self.user_name, redirect_uri=callback, settings=settings)
+        started = await asyncio.to_thread(
+            oauth.start, provider, integration, by=self.user_name, redirect_uri=callback, settings=settings
+        )
         self.reply(started, 201)
 
 
 class CallbackHandler(OAuthHandler):
     # Finishing a connection stores a credential: the same right as starting one.
-    permissions = {"get": "edit"}
+    permissions: ClassVar[dict[str, str | None]] = {"get": "edit"}
 
     @web.authenticated
     async def get(self) -> None:
@@ -67,7 +69,9 @@ class CallbackHandler(OAuthHandler):
         self.set_status(status)
         # The page shows where a connection stands; it must not be cached or framed.
         self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+        self.set_header(
+            "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        )
         self.finish(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)} - FlowOrchestrator</title>"

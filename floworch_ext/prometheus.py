@@ -31,14 +31,16 @@ class MetricsHandler(APIHandler):
         runtime = self.settings["floworch"]
         try:
             service = await runtime.service()
-        except Exception as exc:  # noqa: BLE001 - the store or Temporal is not up (yet)
+        except Exception as exc:  # the store or Temporal is not up (yet)
             raise web.HTTPError(503, "FlowOrchestrator services are not available: %s", exc) from exc
         try:
             principal = identity.authorize(self, runtime, "read")
         except FloworchError as exc:
             raise web.HTTPError(exc.status, str(exc)) from None
         if principal.tenant != runtime.settings.tenant:
-            raise web.HTTPError(403, f"these metrics are tenant '{runtime.settings.tenant}''s, not '{principal.tenant}''s")
+            raise web.HTTPError(
+                403, f"these metrics are tenant '{runtime.settings.tenant}''s, not '{principal.tenant}''s"
+            )
         text = await service.prometheus()
         self.set_header("Cache-Control", "no-store")
         self.finish(text, set_content_type=PROMETHEUS_CONTENT_TYPE)

@@ -82,7 +82,7 @@ class RoomEdits:
                 detail["with"] = others
             target = (after.get("meta") or {}).get("id") or detail["path"] or batch.room_id
             self._store_of().audit(batch.user, "workflow.edit", target, detail)
-        except Exception:  # noqa: BLE001 - an audit failure must not break collaboration
+        except Exception:  # an audit failure must not break collaboration
             log.exception("could not write the audit entry of %s's edits in %s", batch.user, batch.room_id)
 
     def flush_all(self) -> None:

@@ -30,7 +30,7 @@ class RunSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         runtime = self.settings["floworch"]
         try:
             root = await runtime.service()
-        except Exception as exc:  # noqa: BLE001 - Temporal or the store is not up (yet)
+        except Exception as exc:  # Temporal or the store is not up (yet)
             raise web.HTTPError(503, f"FlowOrchestrator services are not available: {exc}") from exc
         try:
             principal = identity.authorize(self, runtime, "read")
@@ -39,7 +39,7 @@ class RunSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
             raise web.HTTPError(exc.status, str(exc)) from None
         return service
 
-    def open(self, *args, **kwargs) -> None:  # type: ignore[override]
+    def open(self, *args, **kwargs) -> None:
         super().open()
         self.pump_task = asyncio.ensure_future(self.pump())
 

@@ -72,8 +72,10 @@ if _imported_first:
     finally:
         sys.modules[__name__] = _this
 
+# The imports below must follow that dance.
+# ruff: noqa: E402
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from functools import partial
 from typing import Any
 
@@ -237,7 +239,7 @@ class YFlow(YBaseDoc):
             elif not same(self._ymeta.get(key), value):
                 self._ymeta[key] = value
 
-    def _add(self, ymap: Map, item: dict[str, Any], nested: set[str]) -> None:
+    def _add(self, ymap: Map, item: dict[str, Any], nested: Collection[str]) -> None:  # (`set` is a method here)
         with self._ydoc.transaction():
             item_id = item.get("id")
             if not isinstance(item_id, str) or not item_id:
@@ -316,10 +318,14 @@ def parse_text(text: str, path: str | None = None) -> dict[str, Any]:
         raise FlowTextError(f"{where} must hold a JSON object with version, meta, nodes and edges")
     version = data.get("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        raise FlowTextError(f"{where} has format version {version!r}; this FlowOrchestrator reads version {FORMAT_VERSION}")
+        raise FlowTextError(
+            f"{where} has format version {version!r}; this FlowOrchestrator reads version {FORMAT_VERSION}"
+        )
     extra = sorted(set(data) - {"version", "meta", "nodes", "edges"})
     if extra:
-        raise FlowTextError(f"{where} has unknown top-level field(s) {', '.join(extra)}: a flow has version, meta, nodes and edges")
+        raise FlowTextError(
+            f"{where} has unknown top-level field(s) {', '.join(extra)}: a flow has version, meta, nodes and edges"
+        )
     if not isinstance(data.get("meta", {}), dict):
         raise FlowTextError(f"{where}: meta must be an object")
     for section in ("nodes", "edges"):
@@ -339,12 +345,12 @@ def parse_text(text: str, path: str | None = None) -> dict[str, Any]:
     return data
 
 
-def _prelim(entry: dict[str, Any], nested: set[str]) -> Map:
+def _prelim(entry: dict[str, Any], nested: Collection[str]) -> Map:
     return Map({k: (Map(dict(v)) if k in nested and isinstance(v, dict) else v) for k, v in entry.items()})
 
 
 def _sync_plain_map(ymap: Map, wanted: dict[str, Any]) -> None:
-    for key in [k for k in ymap.keys() if k not in wanted]:
+    for key in [k for k in ymap.keys() if k not in wanted]:  # noqa: SIM118 - pycrdt types Map.__iter__ as a non-iterator
         del ymap[key]
     for key, value in wanted.items():
         if key not in ymap or not same(ymap.get(key), value):
@@ -353,14 +359,14 @@ def _sync_plain_map(ymap: Map, wanted: dict[str, Any]) -> None:
 
 def _sync_items(ymap: Map, items: Iterable[dict[str, Any]], nested: set[str]) -> None:
     wanted = {item["id"]: {**item, ORDER: order} for order, item in enumerate(items)}
-    for item_id in [k for k in ymap.keys() if k not in wanted]:
+    for item_id in [k for k in ymap.keys() if k not in wanted]:  # noqa: SIM118 - pycrdt types Map.__iter__ as a non-iterator
         del ymap[item_id]
     for item_id, entry in wanted.items():
         yitem = ymap.get(item_id)
         if not isinstance(yitem, Map):
             ymap[item_id] = _prelim(entry, nested)
             continue
-        for key in [k for k in yitem.keys() if k not in entry]:
+        for key in [k for k in yitem.keys() if k not in entry]:  # noqa: SIM118 - pycrdt types Map.__iter__ as a non-iterator
             del yitem[key]
         for key, value in entry.items():
             current = yitem.get(key) if key in yitem else _MISSING

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def supervisor(request):
 
 
 @pytest.fixture(scope="session")
-async def service() -> FlowService:
+async def service() -> AsyncIterator[FlowService]:
     svc = await FlowService.connect(Settings.from_env())
     yield svc
     svc.store.close()
@@ -71,7 +72,7 @@ def flow_doc(nodes: list[dict], edges: list[Any], name: str | None = None) -> di
 
 
 @pytest.fixture
-def published(service: FlowService) -> Callable[..., str]:
+def published(service: FlowService) -> Callable[..., Awaitable[str]]:
     """Create and publish a flow; ``await published(nodes, edges)`` returns its workflow id."""
 
     async def make(nodes: list[dict], edges: list[Any], name: str | None = None) -> str:

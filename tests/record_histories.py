@@ -11,10 +11,12 @@ It starts its own embedded services in a temporary directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -29,15 +31,30 @@ def tf(node_id, output):
     return {"id": node_id, "type": "transform", "config": {"output": output}}
 
 
-FLOWS = {
-    "sequential": ([T, tf("a", "{{ input.name }}"), tf("b", "Hello, {{ nodes.a.output }}")], [("start", "a"), ("a", "b")], {"name": "Ada"}),
+FLOWS: dict[str, tuple[Any, ...]] = {
+    "sequential": (
+        [T, tf("a", "{{ input.name }}"), tf("b", "Hello, {{ nodes.a.output }}")],
+        [("start", "a"), ("a", "b")],
+        {"name": "Ada"},
+    ),
     "if_else": (
-        [T, {"id": "big", "type": "control.if", "config": {"condition": "input.amount > 100"}}, tf("yes", "big"), tf("no", "small")],
+        [
+            T,
+            {"id": "big", "type": "control.if", "config": {"condition": "input.amount > 100"}},
+            tf("yes", "big"),
+            tf("no", "small"),
+        ],
         [("start", "big"), ("big", "true", "yes"), ("big", "false", "no")],
         {"amount": 500},
     ),
     "parallel_join": (
-        [T, {"id": "fan", "type": "control.parallel"}, tf("a", 1), tf("b", 2), tf("join", "{{ nodes.a.output + nodes.b.output }}")],
+        [
+            T,
+            {"id": "fan", "type": "control.parallel"},
+            tf("a", 1),
+            tf("b", 2),
+            tf("join", "{{ nodes.a.output + nodes.b.output }}"),
+        ],
         [("start", "fan"), ("fan", "branches", "a"), ("fan", "branches", "b"), ("a", "join"), ("b", "join")],
         {},
     ),
@@ -46,13 +63,29 @@ FLOWS = {
         [("start", "review"), ("review", "approved", "pay"), ("review", "rejected", "refuse")],
         {},
     ),
-    "delay": ([T, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, tf("after", "x")], [("start", "wait"), ("wait", "after")], {}),
+    "delay": (
+        [T, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, tf("after", "x")],
+        [("start", "wait"), ("wait", "after")],
+        {},
+    ),
     "retry": (
-        [T, {"id": "flaky", "type": "test.fail", "config": {"fail_times": 1}, "policy": {"retry": {"initial_interval_seconds": 0.2}}}],
+        [
+            T,
+            {
+                "id": "flaky",
+                "type": "test.fail",
+                "config": {"fail_times": 1},
+                "policy": {"retry": {"initial_interval_seconds": 0.2}},
+            },
+        ],
         [("start", "flaky")],
         {},
     ),
-    "failure": ([T, {"id": "bad", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}}], [("start", "bad")], {}),
+    "failure": (
+        [T, {"id": "bad", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}}],
+        [("start", "bad")],
+        {},
+    ),
     # "c" fails for good: "b" is compensated by a compensation that fails, then "a" by one
     # that succeeds on its second attempt.
     "compensation": (
@@ -62,7 +95,12 @@ FLOWS = {
             {**tf("b", "B"), "compensate": "undo_b"},
             {"id": "c", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}},
             {"id": "undo_b", "type": "test.fail", "config": {"fail_times": 1, "permanent": True}},
-            {"id": "undo_a", "type": "test.fail", "config": {"fail_times": 1, "output": "undid"}, "policy": {"retry": {"initial_interval_seconds": 0.2}}},
+            {
+                "id": "undo_a",
+                "type": "test.fail",
+                "config": {"fail_times": 1, "output": "undid"},
+                "policy": {"retry": {"initial_interval_seconds": 0.2}},
+            },
         ],
         [("start", "a"), ("a", "b"), ("b", "c")],
         {"n": 1},
@@ -87,7 +125,9 @@ async def record(names: list[str]) -> None:
             continue
         record = service.create_workflow(flow_doc(nodes, edges, name), by="recorder")
         await service.publish(record["id"], by="recorder")
-        run_id = (await service.start_run(record["id"], input=run_input, by="recorder", **(options[0] if options else {})))["run_id"]
+        run_id = (
+            await service.start_run(record["id"], input=run_input, by="recorder", **(options[0] if options else {}))
+        )["run_id"]
         if name == "approval":
             while True:
                 run = await service.get_run(run_id)
@@ -96,10 +136,8 @@ async def record(names: list[str]) -> None:
                 await asyncio.sleep(0.1)
             await service.approve(run_id, "review", by="ada")
         handle = service.handle(run_id)
-        try:
+        with contextlib.suppress(Exception):  # the failure flow fails on purpose
             await handle.result()
-        except Exception:  # noqa: BLE001 - the failure flow fails on purpose
-            pass
         history = await handle.fetch_history()
         (OUT / f"{name}.json").write_text(history.to_json())
         print(f"recorded {name}: {len(history.events)} events")

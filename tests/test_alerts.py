@@ -5,7 +5,7 @@ action flow runs on the session's real Temporal."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -15,14 +15,19 @@ from floworch_server import alerts
 from floworch_server.service import FlowService
 from floworch_server.store import NotFound, Store
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 
 def seed_runs(store: Store, status: str, count: int, ended: datetime) -> None:
     for _ in range(count):
         store.upsert_run(
-            {"run_id": f"seed-{uuid.uuid4().hex}", "status": status, "start_time": ended - timedelta(seconds=1), "end_time": ended}
+            {
+                "run_id": f"seed-{uuid.uuid4().hex}",
+                "status": status,
+                "start_time": ended - timedelta(seconds=1),
+                "end_time": ended,
+            }
         )
 
 
@@ -61,7 +66,10 @@ async def test_an_alert_opens_while_runs_fail_and_clears_when_the_success_rate_r
     assert changes(await alerts.evaluate(store, now=T0)) == [("run-success-rate", "opened")]
     [alert] = store.list_alerts(open_only=True)
     assert alert["value"] == 90.0 and alert["opened_at"] == T0 and alert["cleared_at"] is None
-    assert alert["message"] == "run success rate 90.00 % over the last 5 min (1 of 10 runs failed), below the 99.9 % objective"
+    assert (
+        alert["message"]
+        == "run success rate 90.00 % over the last 5 min (1 of 10 runs failed), below the 99.9 % objective"
+    )
 
     # Still violated a minute later: the same alert, with the new value.
     seed_runs(store, "success", 10, T0 + timedelta(seconds=40))
@@ -127,7 +135,10 @@ class QueueDepth:
         if isinstance(self.backlog, Exception):
             raise self.backlog
         return pd.DataFrame(
-            [{"task_queue": "floworch", "type": "workflow", "backlog": 0}, {"task_queue": "floworch", "type": "activity", "backlog": self.backlog}]
+            [
+                {"task_queue": "floworch", "type": "workflow", "backlog": 0},
+                {"task_queue": "floworch", "type": "activity", "backlog": self.backlog},
+            ]
         )
 
 
@@ -141,7 +152,9 @@ async def test_a_backlog_over_the_threshold_alerts_and_an_unreachable_temporal_c
     assert await alerts.evaluate(store, QueueDepth(RuntimeError("connection refused")), now=T0 + MINUTE) == []
     assert store.list_alerts(open_only=True) == [alert]
 
-    assert changes(await alerts.evaluate(store, QueueDepth(3), now=T0 + 2 * MINUTE)) == [("task-queue-backlog", "cleared")]
+    assert changes(await alerts.evaluate(store, QueueDepth(3), now=T0 + 2 * MINUTE)) == [
+        ("task-queue-backlog", "cleared")
+    ]
 
 
 # ---------------------------------------------------------------------- action flows
@@ -160,12 +173,17 @@ async def test_an_alert_with_an_action_flow_starts_a_run_of_it(service, store):
     await svc.publish(flow, note="alert action", by="tester")
     store.update_alert_rule("run-success-rate", action_workflow_id=flow)
 
-    seed_runs(store, "failed", 1, datetime.now(timezone.utc) - timedelta(seconds=5))
+    seed_runs(store, "failed", 1, datetime.now(UTC) - timedelta(seconds=5))
     [opened] = [c for c in await svc.evaluate_alerts() if c["change"] == "opened"]
     assert opened["rule"] == "run-success-rate" and opened["action_run_id"]
 
     run = await finished(svc, opened["action_run_id"])
-    assert run["status"] == "success" and run["trigger"] == "alert" and run["workflow_id"] == flow and run["version"] == "1"
+    assert (
+        run["status"] == "success"
+        and run["trigger"] == "alert"
+        and run["workflow_id"] == flow
+        and run["version"] == "1"
+    )
     assert run["result"] == {"outputs": {"notify": {"text": f"ALERT {opened['message']}"}}}
     assert run["input"]["alert"] == alerts.alert_payload(opened)
     assert store.list_alerts(open_only=True)[0]["action_run_id"] == opened["action_run_id"]
@@ -181,7 +199,9 @@ def test_the_kernel_lists_alerts_newest_first_with_open_ones_marked():
     from floworch._service import service
 
     store = service().store
-    rule = store.add_alert_rule(name=f"kernel-{uuid.uuid4().hex[:8]}", kind="sync_latency", threshold=500, enabled=False)
+    rule = store.add_alert_rule(
+        name=f"kernel-{uuid.uuid4().hex[:8]}", kind="sync_latency", threshold=500, enabled=False
+    )
     store.judge_alert(rule["id"], violated=True, value=900, message="slow", at=T0)
     store.judge_alert(rule["id"], violated=False, value=None, message="", at=T0 + MINUTE)
     store.judge_alert(rule["id"], violated=True, value=800, message="slow again", at=T0 + 2 * MINUTE)

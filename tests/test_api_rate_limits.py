@@ -42,7 +42,9 @@ def jp_server_config(backend):
     return server_config()
 
 
-async def test_a_burst_of_a_thousand_requests_gets_429s_with_retry_after_and_the_server_still_answers(api, jp_fetch, backend, request):
+async def test_a_burst_of_a_thousand_requests_gets_429s_with_retry_after_and_the_server_still_answers(
+    api, jp_fetch, backend, request
+):
     # Before the burst, Ada (the Jupyter user, admin) adds Vera and gets her a token: 2 requests.
     assert (await api.put("/members/{user}", {"role": "viewer"}, user="vera")).code == 200
     issued = await api.post("/auth/tokens", {"user": "vera"})
@@ -75,4 +77,4 @@ async def test_a_burst_of_a_thousand_requests_gets_429s_with_retry_after_and_the
     assert again.code == 429 and again.headers["Retry-After"].isdigit()
     if backend == "redis":  # counted where every server of the deployment sees it, under the tenant
         redis = request.getfixturevalue("redis_service")
-        assert f"{redis.prefix}:default:user/ada/{USER_LIMIT}/1/hour" in redis.keys()
+        assert f"{redis.prefix}:default:user/ada/{USER_LIMIT}/1/hour" in redis

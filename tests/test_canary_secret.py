@@ -96,7 +96,9 @@ def spans_of(traces: Path, trace_id: str) -> list[dict]:
     return [span for span in lines if span.get("trace_id") == trace_id]
 
 
-async def test_a_canary_token_used_by_real_runs_is_nowhere_in_the_store_temporal_logs_traces_or_outputs(service, published, slack):
+async def test_a_canary_token_used_by_real_runs_is_nowhere_in_the_store_temporal_logs_traces_or_outputs(
+    service, published, slack
+):
     token = f"canary-{uuid.uuid4()}"
     marker = f"visible-{uuid.uuid4().hex}"  # goes into the run input: shows each place is read
     name = f"slack-canary-{uuid.uuid4().hex[:6]}"
@@ -114,7 +116,11 @@ async def test_a_canary_token_used_by_real_runs_is_nowhere_in_the_store_temporal
     for channel in ("C-OK", "C-GONE", "C-REVOKED"):
         started = await service.start_run(flow, input={"channel": channel, "marker": marker}, by="tester")
         runs[channel] = await finished(service, started["run_id"])
-    assert [(r["status"], nodes_by_id(r)["call"]["status"]) for r in runs.values()] == [("success", "success"), ("failed", "failed"), ("failed", "failed")]
+    assert [(r["status"], nodes_by_id(r)["call"]["status"]) for r in runs.values()] == [
+        ("success", "success"),
+        ("failed", "failed"),
+        ("failed", "failed"),
+    ]
     assert "channel_not_found" in nodes_by_id(runs["C-GONE"])["call"]["error"]
     assert f"integration '{name}' was refused by Slack: invalid_auth" in nodes_by_id(runs["C-REVOKED"])["call"]["error"]
     # The token did reach the provider, on every run: the activity really used it.
@@ -147,7 +153,8 @@ async def test_a_canary_token_used_by_real_runs_is_nowhere_in_the_store_temporal
 
     async def traced():
         return all(
-            any(s["name"] == "RunActivity:action.slack" for s in spans_of(settings.traces_file, run["trace_id"])) for run in runs.values()
+            any(s["name"] == "RunActivity:action.slack" for s in spans_of(settings.traces_file, run["trace_id"]))
+            for run in runs.values()
         )
 
     await wait_until(traced, timeout=60, interval=0.2)
@@ -161,4 +168,6 @@ async def test_a_canary_token_used_by_real_runs_is_nowhere_in_the_store_temporal
     # Control: the run input is in Temporal's and the store's SQLite files, as they were read.
     for database in ("temporal.db", "floworch.db"):
         copies = b"".join(data for path, data in files.items() if path.name.startswith(database))
-        assert hits(copies, marker.encode()), f"{database}: the run input was not found, so the search did not see the runs"
+        assert hits(copies, marker.encode()), (
+            f"{database}: the run input was not found, so the search did not see the runs"
+        )

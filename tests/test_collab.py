@@ -12,8 +12,10 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from traitlets.config import Config
@@ -46,7 +48,13 @@ ORDERS = {
             "config": {"condition": "input.amount > 100"},
             "policy": {"retry": {"max_attempts": 3, "backoff": 1.5}, "timeout_seconds": 30},
         },
-        {"id": "approve", "type": "transform", "label": "", "position": {"x": 480, "y": 0}, "config": {"output": "{{ input }}"}},
+        {
+            "id": "approve",
+            "type": "transform",
+            "label": "",
+            "position": {"x": 480, "y": 0},
+            "config": {"output": "{{ input }}"},
+        },
     ],
     "edges": [
         {"id": "e2", "source": "check", "sourceHandle": "true", "target": "approve"},
@@ -62,7 +70,11 @@ def jp_server_config(tmp_path):
     return Config(
         {
             "ServerApp": {
-                "jpserver_extensions": {"jupyter_server_ydoc": True, "jupyter_server_fileid": True, "floworch_ext": True},
+                "jpserver_extensions": {
+                    "jupyter_server_ydoc": True,
+                    "jupyter_server_fileid": True,
+                    "floworch_ext": True,
+                },
             },
             "SQLiteYStore": {"db_path": str(tmp_path / "ystore.db")},
             "BaseFileIdManager": {"db_path": str(tmp_path / "fileid.db")},
@@ -222,7 +234,9 @@ async def test_an_edit_by_one_client_is_seen_by_another_and_back(join):
 
     edit(bob, lambda d: d.add_node({"id": "notify", "type": "transform", "config": {"output": "sent"}}))
     edit(bob, lambda d: d.add_edge({"id": "e3", "source": "approve", "target": "notify"}))
-    await eventually(lambda: node(ada, "notify") is not None and "e3" in ada.document.yedges, what="ada sees bob's node and edge")
+    await eventually(
+        lambda: node(ada, "notify") is not None and "e3" in ada.document.yedges, what="ada sees bob's node and edge"
+    )
     # What a client receives is never sent back: ada's only update is her own edit.
     assert (ada.local_updates, bob.local_updates) == (1, 2)
 
@@ -246,7 +260,10 @@ async def test_a_live_flow_edits_the_room_and_the_file_follows(join, jp_root_dir
         flow.update("check", config={"condition": "input.amount > 500"})
 
         await eventually(lambda: node(canvas, node_id) is not None, what="the canvas sees the kernel's node")
-        await eventually(lambda: (node(canvas, "check") or {}).get("config", {}).get("condition") == "input.amount > 500", what="config edit")
+        await eventually(
+            lambda: (node(canvas, "check") or {}).get("config", {}).get("condition") == "input.amount > 500",
+            what="config edit",
+        )
         assert node(canvas, node_id)["position"] == {"x": 700, "y": 0}  # placed after the last node
 
         def saved() -> dict | None:
@@ -258,10 +275,16 @@ async def test_a_live_flow_edits_the_room_and_the_file_follows(join, jp_root_dir
 
         # And the other way: what the canvas does, the kernel reads (also while a cell runs).
         edit(canvas, lambda d: d.update_node(node_id, label="Audit log"))
-        await eventually(lambda: next(n for n in flow.nodes if n["id"] == node_id)["label"] == "Audit log", what="the kernel sees the canvas edit")
+        await eventually(
+            lambda: next(n for n in flow.nodes if n["id"] == node_id)["label"] == "Audit log",
+            what="the kernel sees the canvas edit",
+        )
         assert flow.validate() == []
         flow.remove(node_id)
-        await eventually(lambda: node(canvas, node_id) is None and len(canvas.read()["edges"]) == 2, what="removal reaches the canvas")
+        await eventually(
+            lambda: node(canvas, node_id) is None and len(canvas.read()["edges"]) == 2,
+            what="removal reaches the canvas",
+        )
     finally:
         await flow.room.aclose()
 
@@ -279,7 +302,9 @@ def test_a_flow_is_edited_in_its_file_when_no_server_collaborates(tmp_path, monk
         Flow.open(path, live=True)
 
 
-async def test_the_kernel_finds_the_server_serving_a_file(server, jp_serverapp, jp_root_dir, flow_file, tmp_path, monkeypatch):
+async def test_the_kernel_finds_the_server_serving_a_file(
+    server, jp_serverapp, jp_root_dir, flow_file, tmp_path, monkeypatch
+):
     monkeypatch.delenv("FLOWORCH_JUPYTER_URL", raising=False)
     monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
 
@@ -290,7 +315,9 @@ async def test_the_kernel_finds_the_server_serving_a_file(server, jp_serverapp, 
     monkeypatch.setenv("FLOWORCH_JUPYTER_URL", "http://example.invalid:8888/lab-base/")
     monkeypatch.setenv("FLOWORCH_JUPYTER_TOKEN", "t0k")
     explicit = collab.find_server(flow_file)
-    assert explicit.url == "http://example.invalid:8888/lab-base/" and explicit.headers() == {"Authorization": "token t0k"}
+    assert explicit.url == "http://example.invalid:8888/lab-base/" and explicit.headers() == {
+        "Authorization": "token t0k"
+    }
     assert explicit.ws("api/collaboration/room/x") == "ws://example.invalid:8888/lab-base/api/collaboration/room/x"
 
 
@@ -311,7 +338,9 @@ async def test_a_change_written_to_the_file_reaches_connected_clients(join, flow
     # A file that is not JSON leaves the room as it was.
     flow_file.write_text(text[:-20], encoding="utf-8")
     edit(ada, lambda d: d.update_node("check", label="after the bad write"))
-    await eventually(lambda: (node(bob, "check") or {}).get("label") == "after the bad write", what="the room still works")
+    await eventually(
+        lambda: (node(bob, "check") or {}).get("label") == "after the bad write", what="the room still works"
+    )
     assert bob.read()["meta"]["name"] == "orders (edited on disk)"
 
 
@@ -347,13 +376,19 @@ async def test_five_clients_editing_concurrently_converge_to_one_document(join, 
         for step in range(20):
             choice = rng.random()
             if choice < 0.4:  # everybody fights over the same field and label
-                edit(client, lambda d: d.update_node("check", config={"condition": f"input.amount > {i}{step}"}, label=f"c{i}"))
+                edit(
+                    client,
+                    lambda d: d.update_node("check", config={"condition": f"input.amount > {i}{step}"}, label=f"c{i}"),  # noqa: B023 - edit() calls it at once
+                )
             elif choice < 0.7:  # and over the same position
-                edit(client, lambda d: d.update_node("approve", position={"x": i * 10 + step, "y": step}))
+                edit(client, lambda d: d.update_node("approve", position={"x": i * 10 + step, "y": step}))  # noqa: B023 - edit() calls it at once
             elif choice < 0.9:
-                edit(client, lambda d: d.add_node({"id": f"n{i}_{step}", "type": "transform", "config": {"output": step}}))
+                edit(
+                    client,
+                    lambda d: d.add_node({"id": f"n{i}_{step}", "type": "transform", "config": {"output": step}}),  # noqa: B023 - edit() calls it at once
+                )
             else:
-                edit(client, lambda d: d.update_node("start", config={f"by_{i}": step}))
+                edit(client, lambda d: d.update_node("start", config={f"by_{i}": step}))  # noqa: B023 - edit() calls it at once
 
     # Each burst runs on its own thread, so the edits really interleave on the wire.
     await asyncio.gather(*(asyncio.to_thread(burst, i, c) for i, c in enumerate(clients)))
@@ -365,13 +400,15 @@ async def test_five_clients_editing_concurrently_converge_to_one_document(join, 
     added = {n["id"] for n in data["nodes"]} - {"start", "check", "approve"}
     assert added and all(n.startswith("n") for n in added)
     assert data["nodes"][0]["config"]["example"] == ORDERS["nodes"][0]["config"]["example"]
-    await eventually(lambda: flow_file.read_text(encoding="utf-8") == final, what="the server saved the converged document")
+    await eventually(
+        lambda: flow_file.read_text(encoding="utf-8") == final, what="the server saved the converged document"
+    )
 
 
 async def test_a_live_flow_reports_its_rooms_sync_latency_to_the_alert_rule(join, jp_root_dir, flow_file, monkeypatch):
     # The collaboration sync-latency SLA rule is fed by kernels: each edit's confirmation by the
     # server is timed, and the slowest of each window is stored as a metric sample.
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from floworch._service import service
     from floworch.flow import SyncLatencyReporter
@@ -379,7 +416,7 @@ async def test_a_live_flow_reports_its_rooms_sync_latency_to_the_alert_rule(join
 
     monkeypatch.delenv("FLOWORCH_JUPYTER_URL", raising=False)
     monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     flow = await asyncio.to_thread(Flow.open, flow_file)
     try:
         assert isinstance(flow.room.on_sync_latency, SyncLatencyReporter)
@@ -390,7 +427,7 @@ async def test_a_live_flow_reports_its_rooms_sync_latency_to_the_alert_rule(join
         assert all(0 < ms < 60_000 for ms in measured)
 
         def stored() -> list[float]:
-            return service().store.metric_values(SYNC_LATENCY_METRIC, since, datetime.now(timezone.utc) + timedelta(seconds=1))
+            return service().store.metric_values(SYNC_LATENCY_METRIC, since, datetime.now(UTC) + timedelta(seconds=1))
 
         values = await eventually(lambda: stored() or None, what="the sample reaches the store")
         assert set(values) <= set(measured)

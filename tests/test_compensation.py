@@ -43,7 +43,9 @@ class BookingAPI:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
                 key = self.headers.get("Idempotency-Key")
                 with api.lock:
-                    api.deliveries.append({"path": self.path, "key": key, "attempt": self.headers.get("X-Floworch-Attempt"), "body": body})
+                    api.deliveries.append(
+                        {"path": self.path, "key": key, "attempt": self.headers.get("X-Floworch-Attempt"), "body": body}
+                    )
                     if self.path in refuse:
                         answer, status = {"error": "cannot cancel"}, 409
                     elif key in api.answers:
@@ -96,10 +98,29 @@ def booking(api: BookingAPI, *, charge_fails: bool = True) -> tuple[list, list]:
     nodes = [
         TRIGGER,
         post("flight", f"{api.url}/flights/reserve", {"guest": "{{ input.guest }}"}, compensate="cancel_flight"),
-        post("hotel", f"{api.url}/hotels/reserve", {"guest": "{{ input.guest }}", "flight": "{{ nodes.flight.output.body.id }}"}, compensate="cancel_hotel"),
-        {"id": "charge", "type": "test.fail", "config": {"fail_times": 1 if charge_fails else 0, "permanent": True, "message": "card declined"}},
-        post("cancel_hotel", f"{api.url}/hotels/cancel", {"reservation": "{{ nodes.hotel.output.body.id }}", "guest": "{{ input.guest }}"}, policy=undo_policy),
-        post("cancel_flight", f"{api.url}/flights/cancel", {"reservation": "{{ nodes.flight.output.body.id }}"}, policy=undo_policy),
+        post(
+            "hotel",
+            f"{api.url}/hotels/reserve",
+            {"guest": "{{ input.guest }}", "flight": "{{ nodes.flight.output.body.id }}"},
+            compensate="cancel_hotel",
+        ),
+        {
+            "id": "charge",
+            "type": "test.fail",
+            "config": {"fail_times": 1 if charge_fails else 0, "permanent": True, "message": "card declined"},
+        },
+        post(
+            "cancel_hotel",
+            f"{api.url}/hotels/cancel",
+            {"reservation": "{{ nodes.hotel.output.body.id }}", "guest": "{{ input.guest }}"},
+            policy=undo_policy,
+        ),
+        post(
+            "cancel_flight",
+            f"{api.url}/flights/cancel",
+            {"reservation": "{{ nodes.flight.output.body.id }}"},
+            policy=undo_policy,
+        ),
     ]
     return nodes, [("start", "flight"), ("flight", "hotel"), ("hotel", "charge")]
 
@@ -120,7 +141,12 @@ async def test_when_the_charge_fails_the_hotel_then_the_flight_are_cancelled_onc
     assert "node 'charge' (test.fail) failed: card declined" in run["error"]
     assert run["error"].endswith("; compensated: cancel_hotel (for 'hotel'), cancel_flight (for 'flight')")
     # Undone in reverse order, each exactly once, with what the reservation returned.
-    assert [e["what"] for e in bookings.effects] == ["flights reserve", "hotels reserve", "hotels cancel", "flights cancel"]
+    assert [e["what"] for e in bookings.effects] == [
+        "flights reserve",
+        "hotels reserve",
+        "hotels cancel",
+        "flights cancel",
+    ]
     assert bookings.effects[2]["body"] == {"reservation": "H2", "guest": "Ada"}
     assert bookings.effects[3]["body"] == {"reservation": "F1"}
     assert [d["key"] for d in bookings.deliveries[2:]] == [f"{run_id}:cancel_hotel", f"{run_id}:cancel_flight"]
@@ -163,7 +189,10 @@ async def test_a_compensation_that_fails_is_shown_and_the_others_still_run(servi
 
     assert run["status"] == "failed"
     assert run["error"].startswith("node 'charge' (test.fail) failed: card declined")
-    assert "; compensated: cancel_flight (for 'flight'); compensation failed: cancel_hotel (for 'hotel'): POST " in run["error"]
+    assert (
+        "; compensated: cancel_flight (for 'flight'); compensation failed: cancel_hotel (for 'hotel'): POST "
+        in run["error"]
+    )
     assert run["error"].endswith("/hotels/cancel answered 409 Conflict: " + '{"error": "cannot cancel"}')
     assert [e["what"] for e in bookings.effects] == ["flights reserve", "hotels reserve", "flights cancel"]
     nodes = nodes_by_id(run)
@@ -210,16 +239,25 @@ def test_a_compensation_that_edges_reach_is_refused(api):
 
 def test_a_compensation_reading_a_downstream_nodes_output_is_refused(api):
     nodes, edges = booking(api())
-    nodes[5]["config"]["json"] = {"reservation": "{{ nodes.flight.output.body.id }}", "paid": "{{ nodes.charge.output }}"}
+    nodes[5]["config"]["json"] = {
+        "reservation": "{{ nodes.flight.output.body.id }}",
+        "paid": "{{ nodes.charge.output }}",
+    }
     found = problems_of(nodes, edges)
-    assert [(p["code"], p["node"], p["field"]) for p in found] == [("compensation-reference", "cancel_flight", "config.json.paid")]
+    assert [(p["code"], p["node"], p["field"]) for p in found] == [
+        ("compensation-reference", "cancel_flight", "config.json.paid")
+    ]
     assert found[0]["message"].startswith("refers to node 'charge', which does not run before 'flight'")
     assert found[0]["hint"] == "a compensation reads the run input and the outputs of 'flight' and the nodes before it"
 
 
 def test_a_compensation_may_read_the_input_and_the_compensated_node_and_what_ran_before_it(api):
     nodes, edges = booking(api())
-    nodes[4]["config"]["json"] = {"hotel": "{{ nodes.hotel.output.body.id }}", "flight": "{{ nodes.flight.output.body.id }}", "guest": "{{ input.guest }}"}
+    nodes[4]["config"]["json"] = {
+        "hotel": "{{ nodes.hotel.output.body.id }}",
+        "flight": "{{ nodes.flight.output.body.id }}",
+        "guest": "{{ input.guest }}",
+    }
     assert problems_of(nodes, edges) == []
 
 
@@ -232,7 +270,10 @@ def test_control_nodes_triggers_and_shared_compensations_are_refused(api):
     found = {(p["code"], p["node"]): p["message"] for p in problems_of(nodes, edges)}
     assert found[("invalid-compensation", "start")] == "a trigger cannot be compensated: it only starts the run"
     assert found[("compensation-shared", "hotel")] == "'cancel_flight' already compensates 'flight'"
-    assert found[("invalid-compensation", "charge")] == "'pause' is a control node (control.delay); a compensation must be an activity node"
+    assert (
+        found[("invalid-compensation", "charge")]
+        == "'pause' is a control node (control.delay); a compensation must be an activity node"
+    )
 
 
 async def test_publishing_a_flow_with_a_bad_compensation_is_refused_and_stores_no_version(service, api):
@@ -241,7 +282,9 @@ async def test_publishing_a_flow_with_a_bad_compensation_is_refused_and_stores_n
     record = service.create_workflow(flow_doc(nodes, edges), by="t")
     with pytest.raises(FlowInvalid) as refused:
         await service.publish(record["id"], by="t")
-    assert ("unknown-compensation", "flight", "compensate") in [(p.code, p.node, p.field) for p in refused.value.problems]
+    assert ("unknown-compensation", "flight", "compensate") in [
+        (p.code, p.node, p.field) for p in refused.value.problems
+    ]
     assert service.list_versions(record["id"]) == []
 
 
@@ -260,7 +303,11 @@ async def test_a_reused_node_is_not_called_and_its_recorded_output_flows_on(serv
     assert [e["what"] for e in bookings.effects] == ["hotels reserve"]  # no second flight
     assert bookings.effects[0]["body"] == {"guest": "Ada", "flight": "F-old"}
     flight = nodes_by_id(run)["flight"]
-    assert (flight["status"], flight["attempts"], flight["detail"]) == ("success", 0, {"reused": True, "from_run": "run-earlier"})
+    assert (flight["status"], flight["attempts"], flight["detail"]) == (
+        "success",
+        0,
+        {"reused": True, "from_run": "run-earlier"},
+    )
     [seg] = [s for s in await service.trace(run_id) if s["node"] == "flight"]
     assert (seg["kind"], seg["status"], seg["started"]) == ("reused", "success", seg["ended"])
 
@@ -269,13 +316,19 @@ async def test_a_reused_node_is_not_compensated_by_the_run_that_reused_it(servic
     bookings = api()
     flow = await published(*booking(bookings))
     reuse = {"flight": {"output": RECORDED_FLIGHT, "from_run": "run-earlier"}}
-    run = await finished(service, (await service.start_run(flow, input={"guest": "Ada"}, by="t", reuse=reuse))["run_id"])
+    run = await finished(
+        service, (await service.start_run(flow, input={"guest": "Ada"}, by="t", reuse=reuse))["run_id"]
+    )
 
     assert run["status"] == "failed"
     assert run["error"].endswith("; compensated: cancel_hotel (for 'hotel')")
     assert [e["what"] for e in bookings.effects] == ["hotels reserve", "hotels cancel"]
     nodes = nodes_by_id(run)
-    assert (nodes["flight"]["status"], nodes["hotel"]["status"], nodes["cancel_flight"]["status"]) == ("success", "compensated", "idle")
+    assert (nodes["flight"]["status"], nodes["hotel"]["status"], nodes["cancel_flight"]["status"]) == (
+        "success",
+        "compensated",
+        "idle",
+    )
 
 
 @pytest.mark.parametrize(
@@ -299,7 +352,9 @@ async def test_bad_reuse_entries_are_refused_and_start_no_run(service, published
 
 
 # ---------------------------------------------------------------------- durability
-async def test_compensation_survives_a_worker_killed_mid_way_and_undoes_each_step_once(service, published, supervisor, api):
+async def test_compensation_survives_a_worker_killed_mid_way_and_undoes_each_step_once(
+    service, published, supervisor, api
+):
     bookings = api(hold="/hotels/cancel")
     flow = await published(*booking(bookings))
     run_id = (await service.start_run(flow, input={"guest": "Ada"}, by="t"))["run_id"]
@@ -311,7 +366,10 @@ async def test_compensation_survives_a_worker_killed_mid_way_and_undoes_each_ste
     [old_pid] = supervisor.worker_pids()
     restarts = supervisor.restarts
     os.kill(old_pid, signal.SIGKILL)
-    await wait_until(lambda: _value(supervisor.restarts > restarts and supervisor.worker_pids()[0] not in (None, old_pid)), timeout=60)
+    await wait_until(
+        lambda: _value(supervisor.restarts > restarts and supervisor.worker_pids()[0] not in (None, old_pid)),
+        timeout=60,
+    )
     bookings.release.set()
 
     run = await finished(service, run_id, timeout=120)
@@ -324,7 +382,12 @@ async def test_compensation_survives_a_worker_killed_mid_way_and_undoes_each_ste
         ("/hotels/cancel", f"{run_id}:cancel_hotel", "2"),
         ("/flights/cancel", f"{run_id}:cancel_flight", "1"),
     ]
-    assert [e["what"] for e in bookings.effects] == ["flights reserve", "hotels reserve", "hotels cancel", "flights cancel"]
+    assert [e["what"] for e in bookings.effects] == [
+        "flights reserve",
+        "hotels reserve",
+        "hotels cancel",
+        "flights cancel",
+    ]
     nodes = nodes_by_id(run)
     assert (nodes["hotel"]["status"], nodes["flight"]["status"]) == ("compensated", "compensated")
     assert nodes["cancel_hotel"]["attempts"] == 2

@@ -24,7 +24,9 @@ def booking_flow(flow: Flow) -> None:
     """Reserve a flight, then a hotel, then charge; each reservation undone by its cancellation."""
     url = "http://127.0.0.1:9/"
     flow.add_node("trigger.manual", "start")
-    flow.add_node("action.http", "flight", config={"method": "POST", "url": url + "flights"}, compensate="cancel_flight")
+    flow.add_node(
+        "action.http", "flight", config={"method": "POST", "url": url + "flights"}, compensate="cancel_flight"
+    )
     flow.add_node("action.http", "hotel", config={"method": "POST", "url": url + "hotels"})
     flow.add_node("test.fail", "charge", config={"fail_times": 1, "permanent": True})
     flow.add_node("action.http", "cancel_flight", config={"method": "POST", "url": url + "flights/cancel"})
@@ -95,11 +97,23 @@ def test_removing_the_undo_node_removes_the_compensation_naming_it(solo):
 @pytest.mark.parametrize(
     "call, error, words",
     [
-        (lambda f: f.compensate("hotel", by="nowhere"), ValueError, "compensate: no node 'nowhere' in 'booking'; add the node that undoes 'hotel' first"),
+        (
+            lambda f: f.compensate("hotel", by="nowhere"),
+            ValueError,
+            "compensate: no node 'nowhere' in 'booking'; add the node that undoes 'hotel' first",
+        ),
         (lambda f: f.compensate("nowhere", by="cancel_hotel"), KeyError, "no node 'nowhere' in 'booking'"),
-        (lambda f: f.compensate("hotel", by="not an id!"), ValueError, "compensate must be the id of the node that undoes this one"),
-        (lambda f: f.update("hotel", compensate=3), ValueError, "got 3; pass \"\" to remove it"),
-        (lambda f: f.add_node("action.http", "refund", compensate=["cancel_hotel"]), ValueError, "got ['cancel_hotel']"),
+        (
+            lambda f: f.compensate("hotel", by="not an id!"),
+            ValueError,
+            "compensate must be the id of the node that undoes this one",
+        ),
+        (lambda f: f.update("hotel", compensate=3), ValueError, 'got 3; pass "" to remove it'),
+        (
+            lambda f: f.add_node("action.http", "refund", compensate=["cancel_hotel"]),
+            ValueError,
+            "got ['cancel_hotel']",
+        ),
         (lambda f: f.update("nowhere", compensate="cancel_hotel"), KeyError, "no node 'nowhere'"),
     ],
 )
@@ -113,12 +127,23 @@ def test_bad_compensations_are_refused_and_change_nothing(solo, call, error, wor
 
 # ---------------------------------------------------------------------- through a real Jupyter room
 @pytest.mark.timeout(90)
-async def test_in_a_room_the_canvas_sees_the_kernels_compensations_and_the_kernel_the_canvas(jp_serverapp, http_server, jp_root_dir, monkeypatch):
+async def test_in_a_room_the_canvas_sees_the_kernels_compensations_and_the_kernel_the_canvas(
+    jp_serverapp, http_server, jp_root_dir, monkeypatch
+):
     # The kernel finds the server as a kernel does: its jpserver-*.json, the server being its parent.
     monkeypatch.delenv("FLOWORCH_JUPYTER_URL", raising=False)
     monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
     path = jp_root_dir / "booking.flow"
-    path.write_text(json.dumps({"version": 1, "meta": {"id": "b00c1e5e-0000-4000-8000-000000000013", "name": "booking"}, "nodes": [], "edges": []}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "meta": {"id": "b00c1e5e-0000-4000-8000-000000000013", "name": "booking"},
+                "nodes": [],
+                "edges": [],
+            }
+        )
+    )
     server = collab.Server.from_info(jp_serverapp.server_info())
     canvas = collab.RoomClient(server, "booking.flow").start()
     await canvas.wait_synced_async(timeout=15)
@@ -128,28 +153,49 @@ async def test_in_a_room_the_canvas_sees_the_kernels_compensations_and_the_kerne
         await asyncio.to_thread(booking_flow, flow)
 
         # The canvas sees each as the node's own field, not as an edge.
-        await eventually(lambda: compensations(canvas.read()["nodes"]) == {"flight": "cancel_flight", "hotel": "cancel_hotel"}, what="the canvas sees both compensations")
+        await eventually(
+            lambda: compensations(canvas.read()["nodes"]) == {"flight": "cancel_flight", "hotel": "cancel_hotel"},
+            what="the canvas sees both compensations",
+        )
         assert len(canvas.read()["edges"]) == 3
         assert canvas.document.ynodes["hotel"]["compensate"] == "cancel_hotel"
-        saved = await eventually(lambda: (d := on_disk(path)) and compensations(d["nodes"]) == {"flight": "cancel_flight", "hotel": "cancel_hotel"} and d, what="the file holds them")
+        saved = await eventually(
+            lambda: (
+                (d := on_disk(path))
+                and compensations(d["nodes"]) == {"flight": "cancel_flight", "hotel": "cancel_hotel"}
+                and d
+            ),
+            what="the file holds them",
+        )
         assert len(saved["edges"]) == 3
         assert flow.validate() == []
 
         # The canvas deletes the hotel's "undo" link (its compensate field): the kernel reads that.
         with canvas.transaction() as shared:
             shared.update_node("hotel", compensate="")
-        await eventually(lambda: compensations(flow.nodes) == {"flight": "cancel_flight"}, what="the kernel sees the cleared compensation")
-        await eventually(lambda: (d := on_disk(path)) and compensations(d["nodes"]) == {"flight": "cancel_flight"}, what="the file follows")
+        await eventually(
+            lambda: compensations(flow.nodes) == {"flight": "cancel_flight"},
+            what="the kernel sees the cleared compensation",
+        )
+        await eventually(
+            lambda: (d := on_disk(path)) and compensations(d["nodes"]) == {"flight": "cancel_flight"},
+            what="the file follows",
+        )
 
         # The kernel's update and bad input, in the room as in the file.
         await asyncio.to_thread(flow.update, "flight", compensate="")
-        await eventually(lambda: compensations(canvas.read()["nodes"]) == {}, what="the canvas sees the kernel clear the flight's")
+        await eventually(
+            lambda: compensations(canvas.read()["nodes"]) == {}, what="the canvas sees the kernel clear the flight's"
+        )
         with pytest.raises(ValueError, match="no node 'nowhere'"):
             await asyncio.to_thread(flow.compensate, "flight", by="nowhere")
         await asyncio.to_thread(flow.update, "flight", compensate="cancel_flight")
         await eventually(lambda: compensations(canvas.read()["nodes"]) == {"flight": "cancel_flight"}, what="set again")
         await asyncio.to_thread(flow.remove, "cancel_flight")
-        await eventually(lambda: compensations(canvas.read()["nodes"]) == {} and "cancel_flight" not in canvas.document.ynodes, what="removing the undo node clears the flight's compensation")
+        await eventually(
+            lambda: compensations(canvas.read()["nodes"]) == {} and "cancel_flight" not in canvas.document.ynodes,
+            what="removing the undo node clears the flight's compensation",
+        )
     finally:
         await flow.room.aclose()
         await canvas.aclose()

@@ -64,11 +64,18 @@ def db(request, tmp_path, service):
 
 def store_connection(service, url: str) -> None:
     # The worker shares the store and the secret key: it finds the URL by the integration's name.
-    Integrations.from_settings(Settings.from_env(), store=service.store).add(CONNECTION, "database", {"url": url}, by="t")
+    Integrations.from_settings(Settings.from_env(), store=service.store).add(
+        CONNECTION, "database", {"url": url}, by="t"
+    )
 
 
 def write_node(**config) -> dict:
-    return {"id": "write", "type": "action.db_write", "config": {"connection": CONNECTION, "table": "orders", **config}, "policy": FAST_RETRY}
+    return {
+        "id": "write",
+        "type": "action.db_write",
+        "config": {"connection": CONNECTION, "table": "orders", **config},
+        "policy": FAST_RETRY,
+    }
 
 
 async def run_flow(service, flow: str, input=None) -> dict:
@@ -80,7 +87,9 @@ async def test_an_insert_writes_the_values_its_references_name_and_returns_the_n
     flow = await published(
         [
             TRIGGER,
-            write_node(values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}", "customer": "{{ input.customer.name }}"}),
+            write_node(
+                values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}", "customer": "{{ input.customer.name }}"}
+            ),
             {"id": "use", "type": "transform", "config": {"output": "{{ nodes.write.output.rows[0].id }}"}},
         ],
         [("start", "write"), ("write", "use")],
@@ -101,7 +110,13 @@ async def test_several_rows_are_written_in_one_transaction(service, published, d
     run = await run_flow(service, flow, {"items": [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}]})
     assert run["status"] == "success", run.get("error")
     ids = [r["id"] for r in db.rows()]
-    assert run["result"]["outputs"]["write"] == {"operation": "insert", "table": "orders", "rowcount": 2, "rows": [{"id": i} for i in ids], "duplicate": False}
+    assert run["result"]["outputs"]["write"] == {
+        "operation": "insert",
+        "table": "orders",
+        "rowcount": 2,
+        "rows": [{"id": i} for i in ids],
+        "duplicate": False,
+    }
 
     # The second row breaks the CHECK constraint: the first is not written either, and the
     # node fails at once (the same data would fail again) with the database's message.
@@ -116,7 +131,12 @@ async def test_an_update_changes_only_the_row_its_key_columns_name(service, publ
     db.insert(sku="A", qty=1, customer="Ada")
     kept = db.insert(sku="B", qty=2, customer="Bob")
     flow = await published(
-        [TRIGGER, write_node(operation="update", key_columns=["sku"], values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}"})],
+        [
+            TRIGGER,
+            write_node(
+                operation="update", key_columns=["sku"], values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}"}
+            ),
+        ],
         [("start", "write")],
     )
     run = await run_flow(service, flow, {"sku": "A", "qty": 7})
@@ -125,12 +145,23 @@ async def test_an_update_changes_only_the_row_its_key_columns_name(service, publ
     [a, b] = db.rows()
     assert (a["sku"], a["qty"], a["customer"]) == ("A", 7, "Ada")
     assert (b["id"], b["qty"]) == (kept, 2)
-    assert run["result"]["outputs"]["write"] == {"operation": "update", "table": "orders", "rowcount": 1, "rows": [{"id": a["id"]}], "duplicate": False}
+    assert run["result"]["outputs"]["write"] == {
+        "operation": "update",
+        "table": "orders",
+        "rowcount": 1,
+        "rows": [{"id": a["id"]}],
+        "duplicate": False,
+    }
 
 
 async def test_an_upsert_run_twice_inserts_the_row_once_and_then_updates_it(service, published, db):
     flow = await published(
-        [TRIGGER, write_node(operation="upsert", key_columns=["sku"], values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}"})],
+        [
+            TRIGGER,
+            write_node(
+                operation="upsert", key_columns=["sku"], values={"sku": "{{ input.sku }}", "qty": "{{ input.qty }}"}
+            ),
+        ],
         [("start", "write")],
     )
     first = await run_flow(service, flow, {"sku": "A", "qty": 1})
@@ -139,11 +170,21 @@ async def test_an_upsert_run_twice_inserts_the_row_once_and_then_updates_it(serv
     assert (first["status"], second["status"]) == ("success", "success")
     [row] = db.rows()
     assert (row["sku"], row["qty"]) == ("A", 5)
-    assert first["result"]["outputs"]["write"]["rows"] == second["result"]["outputs"]["write"]["rows"] == [{"id": row["id"]}]
+    assert (
+        first["result"]["outputs"]["write"]["rows"]
+        == second["result"]["outputs"]["write"]["rows"]
+        == [{"id": row["id"]}]
+    )
 
 
 async def test_an_upsert_on_columns_without_a_unique_key_fails_saying_what_the_table_has(service, published, db):
-    flow = await published([TRIGGER, write_node(operation="upsert", key_columns=["customer"], values={"sku": "A", "qty": 1, "customer": "Ada"})], [("start", "write")])
+    flow = await published(
+        [
+            TRIGGER,
+            write_node(operation="upsert", key_columns=["customer"], values={"sku": "A", "qty": 1, "customer": "Ada"}),
+        ],
+        [("start", "write")],
+    )
     run = await run_flow(service, flow)
 
     write = nodes_by_id(run)["write"]
@@ -155,8 +196,12 @@ async def test_an_upsert_on_columns_without_a_unique_key_fails_saying_what_the_t
 
 # ------------------------------------------------------------------ names checked against the live schema
 async def test_an_unknown_table_or_column_fails_at_once_naming_it_and_the_known_ones(service, published, db):
-    no_table = await published([TRIGGER, write_node(table="order", values={"sku": "A", "qty": 1})], [("start", "write")])
-    no_column = await published([TRIGGER, write_node(values={"sku": "A", "qty": 1, "colour": "red"})], [("start", "write")])
+    no_table = await published(
+        [TRIGGER, write_node(table="order", values={"sku": "A", "qty": 1})], [("start", "write")]
+    )
+    no_column = await published(
+        [TRIGGER, write_node(values={"sku": "A", "qty": 1, "colour": "red"})], [("start", "write")]
+    )
 
     run = await run_flow(service, no_table)
     write = nodes_by_id(run)["write"]
@@ -173,7 +218,9 @@ async def test_an_unknown_table_or_column_fails_at_once_naming_it_and_the_known_
 
 
 async def test_a_connection_that_is_not_stored_fails_at_once_saying_how_to_add_it(service, published):
-    flow = await published([TRIGGER, write_node(connection="no-such-db", values={"sku": "A", "qty": 1})], [("start", "write")])
+    flow = await published(
+        [TRIGGER, write_node(connection="no-such-db", values={"sku": "A", "qty": 1})], [("start", "write")]
+    )
     run = await run_flow(service, flow)
 
     write = nodes_by_id(run)["write"]
@@ -189,12 +236,16 @@ def test_a_config_that_breaks_the_schema_is_a_validation_problem_naming_the_fiel
 
     assert problems(operation="delete", values={"sku": "A"}) == {("write", "config.operation", "invalid-config")}
     assert problems(values={"sku": "A"}, rows=[{"sku": "B"}]) == {("write", "config", "invalid-config")}
-    assert problems(operation="update", values={"sku": "A"}) == {("write", "config.key_columns", "db-key-columns-missing")}
+    assert problems(operation="update", values={"sku": "A"}) == {
+        ("write", "config.key_columns", "db-key-columns-missing")
+    }
     assert problems(values={"sku": "A", "idem_key": "x"}, idempotency_column="idem_key") == {
         ("write", "config.values.idem_key", "db-idempotency-column-set")
     }
     # The URL, and its password, belong in the integration, never in the .flow file.
-    assert problems(connection="postgresql://app:hunter2@db/orders", values={"sku": "A"}) == {("write", "config.connection", "db-connection-is-url")}
+    assert problems(connection="postgresql://app:hunter2@db/orders", values={"sku": "A"}) == {
+        ("write", "config.connection", "db-connection-is-url")
+    }
 
 
 # ------------------------------------------------------------------ exactly once
@@ -256,7 +307,9 @@ class CommitHoldingProxy:
     def url(self, url: str) -> str:
         # No TLS or GSS negotiation: the proxy must read the protocol's messages.
         parsed = sa.engine.make_url(url).set(host="127.0.0.1", port=self.port)
-        return parsed.update_query_dict({"sslmode": "disable", "gssencmode": "disable"}).render_as_string(hide_password=False)
+        return parsed.update_query_dict({"sslmode": "disable", "gssencmode": "disable"}).render_as_string(
+            hide_password=False
+        )
 
     def close(self) -> None:
         self.listener.close()
@@ -265,7 +318,9 @@ class CommitHoldingProxy:
 
 
 @pytest.mark.postgres
-async def test_a_worker_killed_after_the_commit_leaves_exactly_one_row_and_the_retry_says_duplicate(service, published, supervisor, pg_url):  # noqa: F811
+async def test_a_worker_killed_after_the_commit_leaves_exactly_one_row_and_the_retry_says_duplicate(
+    service, published, supervisor, pg_url
+):
     database = Database(pg_url)
     parsed = sa.engine.make_url(pg_url)
     proxy = CommitHoldingProxy((parsed.host, parsed.port))
@@ -277,7 +332,12 @@ async def test_a_worker_killed_after_the_commit_leaves_exactly_one_row_and_the_r
                 {
                     "id": "write",
                     "type": "action.db_write",
-                    "config": {"connection": CONNECTION, "table": "orders", "values": {"sku": "{{ input.sku }}", "qty": 1}, "idempotency_column": "idem_key"},
+                    "config": {
+                        "connection": CONNECTION,
+                        "table": "orders",
+                        "values": {"sku": "{{ input.sku }}", "qty": 1},
+                        "idempotency_column": "idem_key",
+                    },
                     # A short heartbeat: Temporal notices the dead worker in seconds.
                     "policy": {"heartbeat_seconds": 2, "retry": {"initial_interval_seconds": 0.5}},
                 },
@@ -291,7 +351,9 @@ async def test_a_worker_killed_after_the_commit_leaves_exactly_one_row_and_the_r
             if proxy.holding.is_set():
                 return True
             run = await service.get_run(run_id, with_nodes=False)
-            assert run["status"] not in ("success", "failed", "cancelled"), f"the run ended before its commit was held: {run}"
+            assert run["status"] not in ("success", "failed", "cancelled"), (
+                f"the run ended before its commit was held: {run}"
+            )
             return False
 
         await wait_until(committed, timeout=30)
@@ -311,7 +373,13 @@ async def test_a_worker_killed_after_the_commit_leaves_exactly_one_row_and_the_r
         assert run["status"] == "success", run.get("error")
         assert nodes_by_id(run)["write"]["attempts"] == 2
         # The second attempt found its key and wrote nothing: one row, reported as a duplicate.
-        assert run["result"]["outputs"]["write"] == {"operation": "insert", "table": "orders", "rowcount": 1, "rows": [{"id": row["id"]}], "duplicate": True}
+        assert run["result"]["outputs"]["write"] == {
+            "operation": "insert",
+            "table": "orders",
+            "rowcount": 1,
+            "rows": [{"id": row["id"]}],
+            "duplicate": True,
+        }
         assert database.rows() == [row]
     finally:
         proxy.close()

@@ -20,8 +20,7 @@ from conftest import finished, flow_doc, nodes_by_id
 from floworch_server.deadletters import retry_run_id
 from floworch_server.errors import BadRequest, Conflict, NotFound
 from support.receiver import Receiver
-from support.rest import run_until
-from support.rest import api, jp_server_config, runtime  # noqa: F401  (fixtures)
+from support.rest import api, jp_server_config, run_until, runtime  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(120)
@@ -35,7 +34,12 @@ def receiver():
 
 
 def http(node_id: str, url: str, **config) -> dict:
-    return {"id": node_id, "type": "action.http", "config": {"method": "POST", "url": url, **config}, "policy": {"retry": {"max_attempts": 2, "initial_interval_seconds": 0.1}}}
+    return {
+        "id": node_id,
+        "type": "action.http",
+        "config": {"method": "POST", "url": url, **config},
+        "policy": {"retry": {"max_attempts": 2, "initial_interval_seconds": 0.1}},
+    }
 
 
 def checkout(base: str, charge_path: str = "/charge") -> tuple[list[dict], list]:
@@ -54,7 +58,9 @@ async def failed_checkout(service, receiver: Receiver, input=None) -> tuple[str,
     name = f"checkout-{uuid.uuid4().hex[:6]}"
     record = service.create_workflow(flow_doc(*checkout(receiver.base), name=name), by="tester")
     await service.publish(record["id"], by="tester")
-    run = await finished(service, (await service.start_run(record["id"], input=input or {"id": 7}, by="tester"))["run_id"])
+    run = await finished(
+        service, (await service.start_run(record["id"], input=input or {"id": 7}, by="tester"))["run_id"]
+    )
     assert run["status"] == "failed", run
     return record["id"], run["run_id"]
 
@@ -85,7 +91,9 @@ async def test_a_failed_run_is_a_dead_letter_with_its_input_failed_node_and_erro
     assert letter["input"] == {"id": 7} and letter["ended"] is not None and letter["retried_as"] is None
 
     # Filters by node type and error kind; a succeeded run of the same flow is no dead letter.
-    assert [x["run_id"] for x in await service.dead_letters(flow, node_type="action.http", error_kind="HttpStatus422")] == [run_id]
+    assert [
+        x["run_id"] for x in await service.dead_letters(flow, node_type="action.http", error_kind="HttpStatus422")
+    ] == [run_id]
     assert await service.dead_letters(flow, node_type="transform") == []
     assert await service.dead_letters(flow, error_kind="HttpStatus503") == []
     receiver.fixed = True
@@ -98,14 +106,27 @@ async def test_a_failed_run_is_a_dead_letter_with_its_input_failed_node_and_erro
 async def test_the_error_kind_is_the_failing_nodes_own_failure_type(service, published):
     missing = f"crm-{uuid.uuid4().hex[:6]}"
     flows = {
-        "IntegrationMissing": [{"id": "post", "type": "action.slack", "config": {"integration": missing, "channel": "#x", "text": "hi"}}],
-        "TestFailure": [{"id": "post", "type": "test.fail", "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"}}],
+        "IntegrationMissing": [
+            {"id": "post", "type": "action.slack", "config": {"integration": missing, "channel": "#x", "text": "hi"}}
+        ],
+        "TestFailure": [
+            {
+                "id": "post",
+                "type": "test.fail",
+                "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"},
+            }
+        ],
     }
     for kind, nodes in flows.items():
         flow = await published([{"id": "start", "type": "trigger.manual"}, *nodes], [("start", "post")])
         run = await finished(service, (await service.start_run(flow, by="tester"))["run_id"])
         [letter] = await service.dead_letters(flow)
-        assert (letter["run_id"], letter["node"], letter["node_type"], letter["error_kind"]) == (run["run_id"], "post", nodes[0]["type"], kind)
+        assert (letter["run_id"], letter["node"], letter["node_type"], letter["error_kind"]) == (
+            run["run_id"],
+            "post",
+            nodes[0]["type"],
+            kind,
+        )
 
 
 # ---------------------------------------------------------------------- retrying
@@ -122,20 +143,27 @@ async def test_retry_from_the_start_runs_the_whole_flow_again_with_the_same_inpu
     # The dead letter left the list; with the retried ones, it names the run that retried it.
     assert await service.dead_letters(flow) == []
     [letter] = await service.dead_letters(flow, include_retried=True)
-    assert (letter["run_id"], letter["retried_as"], letter["retry_mode"], letter["retry_status"]) == (old, new["run_id"], "start", "success")
+    assert (letter["run_id"], letter["retried_as"], letter["retry_mode"], letter["retry_status"]) == (
+        old,
+        new["run_id"],
+        "start",
+        "success",
+    )
     [entry] = service.store.list_audit(action="run.retry", target=old)
     assert entry["actor"] == "tester" and entry["detail"]["run"] == new["run_id"]
 
 
 async def test_resume_starts_a_run_with_the_recorded_outputs_before_the_failed_node(service, receiver):
-    flow, old = await failed_checkout(service, receiver)
+    _flow, old = await failed_checkout(service, receiver)
     fetched = (await service.inspect(old, "fetch"))["calls"]["fetch"]["output"]
     receiver.fixed = True
     [retried] = await service.retry_runs([old], mode="resume", by="tester")
     assert retried["reused"] == ["fetch"] and retried["retry_run_id"] != old
     request = await started_with(service, retried["retry_run_id"])
     assert request["reuse"] == {"fetch": {"output": fetched, "from_run": old}}
-    assert request["input"] == {"id": 7} and request["run"]["retry_of"] == old and request["run"]["retry_mode"] == "resume"
+    assert (
+        request["input"] == {"id": 7} and request["run"]["retry_of"] == old and request["run"]["retry_mode"] == "resume"
+    )
     await finished(service, retried["retry_run_id"])
 
 
@@ -211,7 +239,9 @@ async def test_bad_retries_name_the_run_and_start_nothing(service, published, re
         ({"run_ids": [old], "version": "3"}, "version"),
     ]:
         with pytest.raises(BadRequest) as caught:
-            await service.retry_runs(body["run_ids"], mode=body.get("mode", "start"), version=body.get("version", "same"), by="tester")
+            await service.retry_runs(
+                body["run_ids"], mode=body.get("mode", "start"), version=body.get("version", "same"), by="tester"
+            )
         assert caught.value.field == field, (body, caught.value)
 
     with pytest.raises(NotFound, match="no run with id 'run-nope'"):
@@ -222,7 +252,10 @@ async def test_bad_retries_name_the_run_and_start_nothing(service, published, re
     with pytest.raises(Conflict, match=f"run '{done['run_id']}' is success, not failed"):
         await service.retry_runs([old, done["run_id"]], mode="resume", by="tester")
 
-    waiting = await published([{"id": "start", "type": "trigger.manual"}, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}], [("start", "wait")])
+    waiting = await published(
+        [{"id": "start", "type": "trigger.manual"}, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}],
+        [("start", "wait")],
+    )
     running = (await service.start_run(waiting, by="tester"))["run_id"]
     try:
         with pytest.raises(Conflict, match=rf"run '{running}' is running, not failed.*resume of a running run"):
@@ -244,12 +277,16 @@ async def test_a_run_whose_history_is_gone_starts_again_but_cannot_resume(servic
     # server does at a pace of its own): the store's record of it is all there is.
     old = f"run-gone-{uuid.uuid4().hex}"
     record = service.store.get_run(real)
-    service.store.upsert_run({**{k: v for k, v in record.items() if k not in ("updated_at", "timings_at")}, "run_id": old})
+    service.store.upsert_run(
+        {**{k: v for k, v in record.items() if k not in ("updated_at", "timings_at")}, "run_id": old}
+    )
     assert await not_in_temporal(service, old)
 
     letter = {x["run_id"]: x for x in await service.dead_letters(flow)}[old]
     assert (letter["run_id"], letter["history"], letter["node"], letter["input"]) == (old, False, None, {"id": 9})
-    with pytest.raises(Conflict, match=rf"run '{old}': the inputs and outputs of its nodes are not recorded.*mode 'start'"):
+    with pytest.raises(
+        Conflict, match=rf"run '{old}': the inputs and outputs of its nodes are not recorded.*mode 'start'"
+    ):
         await service.retry_runs([old], mode="resume", by="tester")
     assert await not_in_temporal(service, retry_run_id(flow, old, "resume"))
 
@@ -288,10 +325,19 @@ async def test_the_rest_api_lists_and_retries_dead_letters(api, service, receive
     listed = await api.get("/dead-letters", params={"workflow_id": flow})
     assert listed.code == 200 and [x["run_id"] for x in listed.json] == [old]
     letter = listed.json[0]
-    assert (letter["node"], letter["node_type"], letter["error_kind"], letter["input"]) == ("charge", "action.http", "HttpStatus422", {"id": 5})
+    assert (letter["node"], letter["node_type"], letter["error_kind"], letter["input"]) == (
+        "charge",
+        "action.http",
+        "HttpStatus422",
+        {"id": 5},
+    )
     for params in ({"node_type": "transform"}, {"error_kind": "HttpStatus500"}):
         assert (await api.get("/dead-letters", params={"workflow_id": flow, **params})).json == []
-    for params, field in [({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"include_retried": "yes"}, "include_retried")]:
+    for params, field in [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"include_retried": "yes"}, "include_retried"),
+    ]:
         reply = await api.get("/dead-letters", params=params)
         assert (reply.code, reply.json["field"]) == (400, field)
 
@@ -327,7 +373,17 @@ async def test_the_kernel_lists_dead_letters_as_a_frame_and_retries_them(service
     flow, old = await failed_checkout(service, receiver, {"id": 3})
     # The kernel API blocks on its own loop thread, so it runs in a thread here.
     frame = await asyncio.to_thread(fo.dead_letters, flow)
-    assert list(frame.columns[:9]) == ["run_id", "workflow", "version", "node", "node_type", "error_kind", "error", "input", "ended"]
+    assert list(frame.columns[:9]) == [
+        "run_id",
+        "workflow",
+        "version",
+        "node",
+        "node_type",
+        "error_kind",
+        "error",
+        "input",
+        "ended",
+    ]
     assert frame.to_dict("records")[0] | {"error": None, "ended": None} == {
         "run_id": old, "workflow": service.get_workflow(flow)["name"], "version": "1", "node": "charge", "node_type": "action.http",
         "error_kind": "HttpStatus422", "error": None, "input": {"id": 3}, "ended": None, "workflow_id": flow, "retried_as": None,

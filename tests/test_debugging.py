@@ -42,7 +42,11 @@ def orders():
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            status, payload = (200, {"orders": [{"id": 7, "total": 12.5}]}) if self.path == "/orders" else (404, {"error": "no such page"})
+            status, payload = (
+                (200, {"orders": [{"id": 7, "total": 12.5}]})
+                if self.path == "/orders"
+                else (404, {"error": "no such page"})
+            )
             send_json(self, status, payload)
 
         def log_message(self, *args):
@@ -55,7 +59,7 @@ def orders():
 
 def fetching(base: str) -> tuple[list[dict], list]:
     """start -> fetch (GET base + input.path) -> total: a flow whose fetch fails on a wrong path."""
-    nodes = [
+    nodes: list[dict] = [
         TRIGGER,
         {"id": "fetch", "type": "action.http", "config": {"method": "GET", "url": base + "/{{ input.path }}"}},
         {"id": "total", "type": "transform", "config": {"output": "{{ nodes.fetch.output.body.orders[0].total }}"}},
@@ -64,7 +68,9 @@ def fetching(base: str) -> tuple[list[dict], list]:
 
 
 async def run_of(service, workflow_id: str, input=None, version=None) -> dict:
-    return await finished(service, (await service.start_run(workflow_id, input=input, version=version, by="tester"))["run_id"])
+    return await finished(
+        service, (await service.start_run(workflow_id, input=input, version=version, by="tester"))["run_id"]
+    )
 
 
 async def history_length(service, run_id: str) -> int:
@@ -75,7 +81,9 @@ def without(doc: dict, node_id: str, bridge: tuple[str, str]) -> dict:
     """The document with ``node_id`` removed and ``bridge`` connected in its place."""
     out = copy.deepcopy(doc)
     out["nodes"] = [n for n in out["nodes"] if n["id"] != node_id]
-    out["edges"] = [e for e in out["edges"] if node_id not in (e["source"], e["target"])] + [{"id": "bridge", "source": bridge[0], "target": bridge[1]}]
+    out["edges"] = [e for e in out["edges"] if node_id not in (e["source"], e["target"])] + [
+        {"id": "bridge", "source": bridge[0], "target": bridge[1]}
+    ]
     return out
 
 
@@ -114,8 +122,13 @@ async def test_a_draft_that_inserts_a_node_before_one_the_run_executed_names_bot
     flow = await published(CHAIN, CHAIN_EDGES)
     run_id = (await run_of(service, flow, {"name": "Ada"}))["run_id"]
     doc = copy.deepcopy(service.get_workflow(flow)["document"])
-    doc["nodes"].append({"id": "audit", "type": "transform", "position": {"x": 0, "y": 0}, "config": {"output": "seen"}})
-    doc["edges"] = [e for e in doc["edges"] if e["target"] != "a"] + [{"id": "s-audit", "source": "start", "target": "audit"}, {"id": "audit-a", "source": "audit", "target": "a"}]
+    doc["nodes"].append(
+        {"id": "audit", "type": "transform", "position": {"x": 0, "y": 0}, "config": {"output": "seen"}}
+    )
+    doc["edges"] = [e for e in doc["edges"] if e["target"] != "a"] + [
+        {"id": "s-audit", "source": "start", "target": "audit"},
+        {"id": "audit-a", "source": "audit", "target": "a"},
+    ]
 
     result = await service.replay(run_id, plan=_compiled(doc))
     assert not result["deterministic"]
@@ -135,7 +148,9 @@ async def test_a_draft_that_only_changes_a_config_still_replays_and_says_what_ch
     assert result.deterministic
     [changed] = result.plan_changes["nodes_changed"]
     assert changed["node"] == "b" and changed["fields"] == ["config"]
-    assert changed["config"] == [{"path": "$.output", "change": "changed", "a": "Hello, {{ nodes.a.output }}", "b": "Hi, {{ nodes.a.output }}"}]
+    assert changed["config"] == [
+        {"path": "$.output", "change": "changed", "a": "Hello, {{ nodes.a.output }}", "b": "Hi, {{ nodes.a.output }}"}
+    ]
 
 
 async def test_replay_of_an_unknown_run_or_another_tenants_run_is_not_found(service, published):
@@ -156,7 +171,9 @@ def _compiled(doc: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- re-run one node here
-async def test_rerun_here_of_a_failed_node_with_a_fixed_config_gives_output_and_logs_and_leaves_the_run_as_it_was(service, published, orders):
+async def test_rerun_here_of_a_failed_node_with_a_fixed_config_gives_output_and_logs_and_leaves_the_run_as_it_was(
+    service, published, orders
+):
     flow = await published(*fetching(orders))
     run = await run_of(service, flow, {"path": "ordrs"})  # a typo: 404, which is not retried
     assert run["status"] == "failed" and nodes_by_id(run)["fetch"]["status"] == "failed"
@@ -199,14 +216,20 @@ async def test_rerun_overrides_are_checked_against_the_node_schema_and_its_input
         ({"config": {"retries": 3}}, "config", "Additional properties are not allowed ('retries' was unexpected)"),
         ({"config": {"url": "ftp://example"}}, "config.url", "does not match"),
         ({"config": "GET"}, "config", "must be an object of config fields"),
-        ({"input": {"extract": {}}}, "input.extract", "node 'fetch' has no input from 'extract': its inputs are by upstream node id (start)"),
+        (
+            {"input": {"extract": {}}},
+            "input.extract",
+            "node 'fetch' has no input from 'extract': its inputs are by upstream node id (start)",
+        ),
         ({"input": [1]}, "input", "must be an object of inputs by upstream node id"),
     ]
     for overrides, field, message in cases:
         with pytest.raises(BadRequest) as refused:
             await service.rerun_node(run_id, "fetch", **overrides)
         assert refused.value.field == field and message in str(refused.value), (overrides, str(refused.value))
-        assert "node 'fetch'" in str(refused.value) or field in ("config", "input") and "must be" in str(refused.value)
+        assert "node 'fetch'" in str(refused.value) or (
+            field in ("config", "input") and "must be" in str(refused.value)
+        )
 
 
 async def test_rerun_of_an_unknown_run_an_unknown_node_or_a_node_that_never_ran_says_why(service, published, orders):
@@ -216,7 +239,10 @@ async def test_rerun_of_an_unknown_run_an_unknown_node_or_a_node_that_never_ran_
         await service.rerun_node("run-missing", "fetch")
     with pytest.raises(NotFound, match=r"no node with id 'fecth' \(nodes of run '.*': start, fetch, total\)"):
         await service.rerun_node(run_id, "fecth")
-    with pytest.raises(Conflict, match="node 'total' of run '.*' has no recorded inputs: it was never called in that run \\(its status is idle\\)"):
+    with pytest.raises(
+        Conflict,
+        match=r"node 'total' of run '.*' has no recorded inputs: it was never called in that run \(its status is idle\)",
+    ):
         await service.rerun_node(run_id, "total")
     with pytest.raises(BadRequest, match="node 'start' is a trigger node"):
         await service.rerun_node(run_id, "start")
@@ -233,7 +259,9 @@ CALC = [
 CALC_EDGES = [("start", "calc"), ("calc", "wrap")]
 
 
-async def test_a_diff_of_two_runs_with_other_inputs_shows_the_output_differences_and_the_first_divergence(service, published):
+async def test_a_diff_of_two_runs_with_other_inputs_shows_the_output_differences_and_the_first_divergence(
+    service, published
+):
     flow = await published(CALC, CALC_EDGES)
     a, b = await run_of(service, flow, {"n": 1}), await run_of(service, flow, {"n": 2})
 
@@ -242,7 +270,11 @@ async def test_a_diff_of_two_runs_with_other_inputs_shows_the_output_differences
     assert d.first_divergence["node"] == "start" and d.first_divergence["reasons"] == ["input: 1 path(s) differ"]
     frame = d.frame.set_index("node")
     assert list(frame.index) == ["start", "calc", "wrap"]
-    assert (frame["plan"] == "same").all() and (frame["status_a"] == "success").all() and (frame["status_b"] == "success").all()
+    assert (
+        (frame["plan"] == "same").all()
+        and (frame["status_a"] == "success").all()
+        and (frame["status_b"] == "success").all()
+    )
     assert frame.loc["calc", "output_changes"] == 1 and frame.loc["start", "first"] and not frame.loc["calc", "first"]
     assert d.outputs("calc").to_dict("records") == [{"path": "$.total", "change": "changed", "a": 2, "b": 4}]
     assert d.outputs("wrap").to_dict("records") == [{"path": "$.result", "change": "changed", "a": 2, "b": 4}]
@@ -262,7 +294,9 @@ async def test_a_diff_of_runs_of_two_versions_shows_the_plan_difference(service,
     flow = await published(CALC, CALC_EDGES)
     doc = copy.deepcopy(service.get_workflow(flow)["document"])
     next(n for n in doc["nodes"] if n["id"] == "calc")["config"]["output"]["label"] = "invoice"
-    doc["nodes"].append({"id": "notify", "type": "transform", "position": {"x": 0, "y": 0}, "config": {"output": "sent"}})
+    doc["nodes"].append(
+        {"id": "notify", "type": "transform", "position": {"x": 0, "y": 0}, "config": {"output": "sent"}}
+    )
     doc["edges"].append({"id": "wrap-notify", "source": "wrap", "target": "notify"})
     service.save_draft(flow, doc, by="tester")
     await service.publish(flow, note="v2", by="tester")
@@ -273,16 +307,26 @@ async def test_a_diff_of_runs_of_two_versions_shows_the_plan_difference(service,
     assert not plan["same"] and plan["nodes_added"] == ["notify"] and plan["nodes_removed"] == []
     assert plan["edges_added"] == ["wrap.out -> notify"]
     [changed] = plan["nodes_changed"]
-    assert changed == {"node": "calc", "fields": ["config"], "config": [{"path": "$.output.label", "change": "changed", "a": "order", "b": "invoice"}]}
+    assert changed == {
+        "node": "calc",
+        "fields": ["config"],
+        "config": [{"path": "$.output.label", "change": "changed", "a": "order", "b": "invoice"}],
+    }
     rows = {r["node"]: r for r in d["nodes"]}
-    assert rows["notify"]["plan"] == "added" and rows["notify"]["status_a"] is None and rows["notify"]["status_b"] == "success"
+    assert (
+        rows["notify"]["plan"] == "added"
+        and rows["notify"]["status_a"] is None
+        and rows["notify"]["status_b"] == "success"
+    )
     assert rows["calc"]["output_changes"] == [{"path": "$.label", "change": "changed", "a": "order", "b": "invoice"}]
     assert d["first_divergence"]["node"] == "calc"
     assert d["first_divergence"]["reasons"] == ["plan: node changed (config)", "output: 1 path(s) differ"]
     assert (d["a"]["version"], d["b"]["version"]) == ("1", "2")
 
 
-async def test_a_diff_of_a_failed_run_and_its_resumed_run_shows_the_reused_nodes_as_the_same(service, published, orders):
+async def test_a_diff_of_a_failed_run_and_its_resumed_run_shows_the_reused_nodes_as_the_same(
+    service, published, orders
+):
     nodes = [TRIGGER, {"id": "name", "type": "transform", "config": {"output": "{{ input.name }}"}},
              {"id": "fetch", "type": "action.http", "config": {"method": "GET", "url": orders + "/ordrs"}}]  # fmt: skip
     flow = await published(nodes, [("start", "name"), ("name", "fetch")])
@@ -333,7 +377,9 @@ async def test_try_here_runs_the_node_on_a_worker_as_a_test_run_and_leaves_the_r
     run = await run_until(api, started.json["run_id"], lambda r: r["status"] == "failed")
     run_id = run["run_id"]
 
-    tried = await api.post("/runs/{run_id}/nodes/{node_id}/try", {"config": {"url": f"{orders}/orders"}}, run_id=run_id, node_id="fetch")
+    tried = await api.post(
+        "/runs/{run_id}/nodes/{node_id}/try", {"config": {"url": f"{orders}/orders"}}, run_id=run_id, node_id="fetch"
+    )
     assert tried.code == 200, tried.json
     t = tried.json
     assert (t["status"], t["where"], t["error"]) == ("success", "worker", None)
@@ -343,12 +389,19 @@ async def test_try_here_runs_the_node_on_a_worker_as_a_test_run_and_leaves_the_r
 
     # The try is a run of its own, marked as a test of a draft, of the same flow.
     test_run = (await api.get("/runs/{run_id}", run_id=t["test_run_id"])).json
-    assert (test_run["trigger"], test_run["version"], test_run["workflow_id"], test_run["status"]) == ("test", "draft", workflow_id, "success")
+    assert (test_run["trigger"], test_run["version"], test_run["workflow_id"], test_run["status"]) == (
+        "test",
+        "draft",
+        workflow_id,
+        "success",
+    )
     assert test_run["search_attributes"]["test_of"] == {"run_id": run_id, "node": "fetch", "call": "fetch"}
     assert [n["node"] for n in test_run["nodes"]] == ["start", "fetch"]
     # The real run has not moved.
     again = (await api.get("/runs/{run_id}", run_id=run_id)).json
-    assert again["status"] == "failed" and {n["node"]: n["status"] for n in again["nodes"]} == {n["node"]: n["status"] for n in run["nodes"]}
+    assert again["status"] == "failed" and {n["node"]: n["status"] for n in again["nodes"]} == {
+        n["node"]: n["status"] for n in run["nodes"]
+    }
 
     # Without the fix it fails as the run did, and says so in the answer (not as an error reply).
     failed = await api.post("/runs/{run_id}/nodes/{node_id}/try", {}, run_id=run_id, node_id="fetch")
@@ -374,7 +427,10 @@ async def test_try_here_refuses_bad_requests_clearly_and_starts_nothing(api, ord
         reply = await api.post("/runs/{run_id}/nodes/{node_id}/try", body, run_id=rid, node_id=node)
         assert reply.code == code, (rid, node, body, reply.json)
         assert reply.json["field"] == field and reply.json["error"]
-    assert "has no recorded inputs" in (await api.post("/runs/{run_id}/nodes/{node_id}/try", {}, run_id=run_id, node_id="total")).json["error"]
+    assert (
+        "has no recorded inputs"
+        in (await api.post("/runs/{run_id}/nodes/{node_id}/try", {}, run_id=run_id, node_id="total")).json["error"]
+    )
     assert len((await api.get("/runs", params={"workflow_id": workflow_id})).json) == runs_before
 
 

@@ -28,7 +28,13 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"key": self.headers.get("Idempotency-Key"), "attempt": self.headers.get("X-Floworch-Attempt"), "body": json.loads(body)})
+                receiver.requests.append(
+                    {
+                        "key": self.headers.get("Idempotency-Key"),
+                        "attempt": self.headers.get("X-Floworch-Attempt"),
+                        "body": json.loads(body),
+                    }
+                )
                 if len(receiver.requests) == 1:
                     receiver.first_arrived.set()
                     receiver.release.wait(30)  # the worker dies while we hold the request
@@ -59,11 +65,18 @@ def receiver():
     r.close()
 
 
-async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(service, published, supervisor, receiver):
+async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(
+    service, published, supervisor, receiver
+):
     flow = await published(
         [
             TRIGGER,
-            {"id": "post", "type": "action.http", "config": {"method": "POST", "url": receiver.url, "json": {"order": "{{ input.order }}"}}, "policy": {"heartbeat_seconds": 2, "retry": {"initial_interval_seconds": 0.5}}},
+            {
+                "id": "post",
+                "type": "action.http",
+                "config": {"method": "POST", "url": receiver.url, "json": {"order": "{{ input.order }}"}},
+                "policy": {"heartbeat_seconds": 2, "retry": {"initial_interval_seconds": 0.5}},
+            },
             {"id": "done", "type": "transform", "config": {"output": "{{ nodes.post.output.body }}"}},
         ],
         [("start", "post"), ("post", "done")],
@@ -75,7 +88,10 @@ async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(s
     [old_pid] = supervisor.worker_pids()
     restarts = supervisor.restarts
     os.kill(old_pid, signal.SIGKILL)
-    await wait_until(lambda: _async(supervisor.restarts > restarts and supervisor.worker_pids()[0] not in (None, old_pid)), timeout=30)
+    await wait_until(
+        lambda: _async(supervisor.restarts > restarts and supervisor.worker_pids()[0] not in (None, old_pid)),
+        timeout=30,
+    )
     receiver.release.set()
 
     run = await finished(service, run_id, timeout=90)
@@ -93,7 +109,11 @@ async def test_a_worker_killed_mid_activity_is_restarted_and_the_run_completes(s
 
 async def test_a_run_resumes_after_the_temporal_server_restarts(service, published, supervisor):
     flow = await published(
-        [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 3}}, {"id": "after", "type": "transform", "config": {"output": "{{ input.n }}"}}],
+        [
+            TRIGGER,
+            {"id": "wait", "type": "control.delay", "config": {"seconds": 3}},
+            {"id": "after", "type": "transform", "config": {"output": "{{ input.n }}"}},
+        ],
         [("start", "wait"), ("wait", "after")],
     )
     run_id = (await service.start_run(flow, input={"n": 5}, by="t"))["run_id"]

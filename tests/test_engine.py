@@ -26,7 +26,11 @@ def transform(node_id: str, output) -> dict:
 
 async def test_a_run_passes_data_between_nodes_and_reports_every_node(service, published):
     flow = await published(
-        [TRIGGER, transform("greet", {"message": "Hello, {{ input.name }}!"}), transform("shout", "{{ upper(nodes.greet.output.message) }}")],
+        [
+            TRIGGER,
+            transform("greet", {"message": "Hello, {{ input.name }}!"}),
+            transform("shout", "{{ upper(nodes.greet.output.message) }}"),
+        ],
         [("start", "greet"), ("greet", "shout")],
     )
     started = await service.start_run(flow, input={"name": "Ada"}, by="tester")
@@ -54,8 +58,20 @@ async def test_if_follows_the_true_branch_and_skips_the_false_one(service, publi
     big = await finished(service, (await service.start_run(flow, input={"amount": 500}, by="t"))["run_id"])
     small = await finished(service, (await service.start_run(flow, input={"amount": 5}, by="t"))["run_id"])
     status = lambda run: {n["node"]: n["status"] for n in run["nodes"]}  # noqa: E731
-    assert status(big) == {"start": "success", "big": "success", "review": "success", "auto": "skipped", "after_auto": "skipped"}
-    assert status(small) == {"start": "success", "big": "success", "review": "skipped", "auto": "success", "after_auto": "success"}
+    assert status(big) == {
+        "start": "success",
+        "big": "success",
+        "review": "success",
+        "auto": "skipped",
+        "after_auto": "skipped",
+    }
+    assert status(small) == {
+        "start": "success",
+        "big": "success",
+        "review": "skipped",
+        "auto": "success",
+        "after_auto": "success",
+    }
     assert nodes_by_id(big)["big"]["detail"]["ports"] == ["true"]
     assert small["result"] == {"outputs": {"after_auto": "auto approved"}}
 
@@ -69,7 +85,13 @@ async def test_parallel_branches_run_together_and_join_with_both_outputs(service
             {"id": "fast", "type": "test.fail", "config": {"sleep_seconds": 1.0, "output": "fast"}},
             transform("join", {"a": "{{ nodes.slow.output.output }}", "b": "{{ nodes.fast.output.output }}"}),
         ],
-        [("start", "fan"), ("fan", "branches", "slow"), ("fan", "branches", "fast"), ("slow", "join"), ("fast", "join")],
+        [
+            ("start", "fan"),
+            ("fan", "branches", "slow"),
+            ("fan", "branches", "fast"),
+            ("slow", "join"),
+            ("fast", "join"),
+        ],
     )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
     assert run["status"] == "success"
@@ -104,7 +126,15 @@ async def test_a_branch_inside_a_parallel_skips_only_its_own_side(service, publi
     )
     run = await finished(service, (await service.start_run(flow, input={"vip": False}, by="t"))["run_id"])
     status = {n["node"]: n["status"] for n in run["nodes"]}
-    assert status == {"start": "success", "fan": "success", "check": "success", "vip": "skipped", "normal": "success", "audit": "success", "done": "success"}
+    assert status == {
+        "start": "success",
+        "fan": "success",
+        "check": "success",
+        "vip": "skipped",
+        "normal": "success",
+        "audit": "success",
+        "done": "success",
+    }
 
 
 async def test_an_approval_after_a_branch_waits_then_follows_the_decision(service, published):
@@ -137,14 +167,21 @@ async def test_an_approval_after_a_branch_waits_then_follows_the_decision(servic
 
 async def test_an_approval_can_be_rejected_from_a_second_process(service, published):
     flow = await published(
-        [TRIGGER, {"id": "review", "type": "control.approval"}, transform("pay", "paid"), transform("refuse", "refused by {{ nodes.review.output.by }}")],
+        [
+            TRIGGER,
+            {"id": "review", "type": "control.approval"},
+            transform("pay", "paid"),
+            transform("refuse", "refused by {{ nodes.review.output.by }}"),
+        ],
         [("start", "review"), ("review", "approved", "pay"), ("review", "rejected", "refuse")],
     )
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     await wait_until(lambda: _status_of(service, run_id, "review", "waiting"))
     # Another process (a second kernel, say) finds the run through the same data directory.
     code = f"import floworch as fo; print(fo.get_run({run_id!r}).reject('review', by='grace'))"
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert "rejected" in out.decode()
@@ -154,7 +191,12 @@ async def test_an_approval_can_be_rejected_from_a_second_process(service, publis
 
 async def test_an_approval_that_times_out_follows_its_timeout_branch(service, published):
     flow = await published(
-        [TRIGGER, {"id": "review", "type": "control.approval", "config": {"timeout_seconds": 1}}, transform("pay", "paid"), transform("escalate", "{{ nodes.review.output.decision }}")],
+        [
+            TRIGGER,
+            {"id": "review", "type": "control.approval", "config": {"timeout_seconds": 1}},
+            transform("pay", "paid"),
+            transform("escalate", "{{ nodes.review.output.decision }}"),
+        ],
         [("start", "review"), ("review", "approved", "pay"), ("review", "timeout", "escalate")],
     )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
@@ -163,7 +205,14 @@ async def test_an_approval_that_times_out_follows_its_timeout_branch(service, pu
 
 
 async def test_a_delay_waits_on_a_durable_timer(service, published):
-    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 1.5}}, transform("after", "{{ nodes.wait.output }}")], [("start", "wait"), ("wait", "after")])
+    flow = await published(
+        [
+            TRIGGER,
+            {"id": "wait", "type": "control.delay", "config": {"seconds": 1.5}},
+            transform("after", "{{ nodes.wait.output }}"),
+        ],
+        [("start", "wait"), ("wait", "after")],
+    )
     run_id = (await service.start_run(flow, input={"x": 1}, by="t"))["run_id"]
     waiting = await wait_until(lambda: _status_of(service, run_id, "wait", "waiting"))
     assert waiting["detail"]["reason"] == "timer" and "until" in waiting["detail"]
@@ -176,7 +225,15 @@ async def test_a_delay_waits_on_a_durable_timer(service, published):
 
 async def test_a_node_failing_twice_reports_retrying_then_success_with_3_attempts(service, published):
     flow = await published(
-        [TRIGGER, {"id": "flaky", "type": "test.fail", "config": {"fail_times": 2}, "policy": {"retry": {"initial_interval_seconds": 1, "backoff": 1}}}],
+        [
+            TRIGGER,
+            {
+                "id": "flaky",
+                "type": "test.fail",
+                "config": {"fail_times": 2},
+                "policy": {"retry": {"initial_interval_seconds": 1, "backoff": 1}},
+            },
+        ],
         [("start", "flaky")],
     )
     run_id = (await service.start_run(flow, by="t"))["run_id"]
@@ -190,7 +247,15 @@ async def test_a_node_failing_twice_reports_retrying_then_success_with_3_attempt
 
 async def test_a_node_over_its_timeout_fails_the_run_naming_the_node(service, published):
     flow = await published(
-        [TRIGGER, {"id": "slow", "type": "test.fail", "config": {"sleep_seconds": 5}, "policy": {"timeout_seconds": 1, "retry": {"max_attempts": 1}}}],
+        [
+            TRIGGER,
+            {
+                "id": "slow",
+                "type": "test.fail",
+                "config": {"sleep_seconds": 5},
+                "policy": {"timeout_seconds": 1, "retry": {"max_attempts": 1}},
+            },
+        ],
         [("start", "slow")],
     )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
@@ -200,7 +265,17 @@ async def test_a_node_over_its_timeout_fails_the_run_naming_the_node(service, pu
 
 
 async def test_a_permanent_failure_is_not_retried(service, published):
-    flow = await published([TRIGGER, {"id": "bad", "type": "test.fail", "config": {"fail_times": 9, "permanent": True, "message": "card declined"}}], [("start", "bad")])
+    flow = await published(
+        [
+            TRIGGER,
+            {
+                "id": "bad",
+                "type": "test.fail",
+                "config": {"fail_times": 9, "permanent": True, "message": "card declined"},
+            },
+        ],
+        [("start", "bad")],
+    )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
     bad = nodes_by_id(run)["bad"]
     assert (run["status"], bad["status"], bad["attempts"]) == ("failed", "failed", 1)
@@ -216,7 +291,10 @@ async def test_a_reference_that_cannot_be_resolved_fails_the_node_with_its_path(
 
 
 async def test_cancelling_a_run_stops_it(service, published):
-    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}, transform("after", "x")], [("start", "wait"), ("wait", "after")])
+    flow = await published(
+        [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 60}}, transform("after", "x")],
+        [("start", "wait"), ("wait", "after")],
+    )
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     await wait_until(lambda: _status_of(service, run_id, "wait", "waiting"))
     await service.cancel(run_id, by="t")
@@ -229,7 +307,9 @@ async def test_cancelling_a_run_stops_it(service, published):
 
 async def test_the_same_idempotency_key_gives_one_run(service, published):
     flow = await published([TRIGGER, transform("x", "{{ input.n }}")], [("start", "x")])
-    starts = await asyncio.gather(*(service.start_run(flow, input={"n": i}, by="t", idempotency_key="order-42") for i in range(10)))
+    starts = await asyncio.gather(
+        *(service.start_run(flow, input={"n": i}, by="t", idempotency_key="order-42") for i in range(10))
+    )
     assert len({s["run_id"] for s in starts}) == 1
     run = await finished(service, starts[0]["run_id"])
     again = await service.start_run(flow, input={"n": 99}, by="t", idempotency_key="order-42")
@@ -262,7 +342,9 @@ async def test_a_run_started_elsewhere_appears_in_the_runs_with_its_final_status
     # Started straight through Temporal, as another tool would: no store record is written.
     handle = await service.client.start_workflow(
         WORKFLOW_TYPE,
-        RunRequest(plan=version["plan"], input={}, run={"flow_id": flow, "version": "1", "plan_hash": version["plan_hash"]}),
+        RunRequest(
+            plan=version["plan"], input={}, run={"flow_id": flow, "version": "1", "plan_hash": version["plan_hash"]}
+        ),
         id=f"external-{flow}",
         task_queue=service.settings.task_queue,
         memo={"floworch": {"flow_id": flow, "version": "1", "plan_hash": version["plan_hash"], "trigger": "cli"}},
@@ -279,7 +361,11 @@ async def test_an_invalid_flow_never_reaches_temporal(service):
     before = [wf.id async for wf in service.client.list_workflows(f"WorkflowType = '{WORKFLOW_TYPE}'")]
     with pytest.raises(FlowInvalid) as failure:
         await service.publish(record["id"], by="t")
-    assert {p.code for p in failure.value.problems} == {"unknown-node-type", "unreachable-node", "reference-not-upstream"}
+    assert {p.code for p in failure.value.problems} == {
+        "unknown-node-type",
+        "unreachable-node",
+        "reference-not-upstream",
+    }
     with pytest.raises(FlowInvalid):
         await service.start_run(record["id"], version="draft", by="t")
     after = [wf.id async for wf in service.client.list_workflows(f"WorkflowType = '{WORKFLOW_TYPE}'")]
@@ -288,7 +374,16 @@ async def test_an_invalid_flow_never_reaches_temporal(service):
 
 async def test_input_not_matching_the_trigger_schema_is_refused_before_starting(service, published):
     flow = await published(
-        [{"id": "start", "type": "trigger.manual", "config": {"input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}, transform("x", 1)],
+        [
+            {
+                "id": "start",
+                "type": "trigger.manual",
+                "config": {
+                    "input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+                },
+            },
+            transform("x", 1),
+        ],
         [("start", "x")],
     )
     with pytest.raises(BadRequest) as bad:
@@ -308,7 +403,10 @@ async def test_a_draft_runs_without_publishing_and_records_its_plan(service):
 
 
 async def test_watch_streams_status_changes_until_the_run_ends(service, published):
-    flow = await published([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, transform("x", 1)], [("start", "wait"), ("wait", "x")])
+    flow = await published(
+        [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}}, transform("x", 1)],
+        [("start", "wait"), ("wait", "x")],
+    )
     run_id = (await service.start_run(flow, by="t"))["run_id"]
     seen: list[tuple[str, str]] = []
     async for changes in service.watch(run_id, interval=0.05):

@@ -39,7 +39,9 @@ def floworch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
     """The `floworch` command, as an operator runs it."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWORCH_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "floworch_server.cli", *args], capture_output=True, text=True, env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "floworch_server.cli", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def blob(token: bytes) -> dict:
@@ -76,7 +78,9 @@ def test_the_key_file_is_made_once_with_owner_only_permissions_even_by_racing_pr
         sys.stdout.write(box_for(Settings(data_dir={settings.data_dir!r})).encrypt({{"n": int(sys.argv[1])}}).decode())
         """
     )
-    racers = [subprocess.Popen([sys.executable, "-c", script, str(n)], stdout=subprocess.PIPE, text=True) for n in range(4)]
+    racers = [
+        subprocess.Popen([sys.executable, "-c", script, str(n)], stdout=subprocess.PIPE, text=True) for n in range(4)
+    ]
     tokens = [racer.communicate(timeout=60)[0].encode() for racer in racers]
     key_file = settings.data_path / "keys.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -111,7 +115,9 @@ def test_a_tampered_ciphertext_fails_authentication_naming_what_was_decrypted(se
     ct = bytearray(base64.b64decode(fields["ct"]))
     ct[0] ^= 0xFF
     fields["ct"] = base64.b64encode(bytes(ct)).decode()
-    with pytest.raises(SecretError, match=r"stored webhook secret: it was altered or damaged \(authentication failed\)"):
+    with pytest.raises(
+        SecretError, match=r"stored webhook secret: it was altered or damaged \(authentication failed\)"
+    ):
         box.decrypt(json.dumps(fields).encode(), "webhook secret")
 
 
@@ -134,7 +140,9 @@ def test_a_secret_of_another_deployment_names_the_unknown_kek_and_the_key_file(s
     token = box_of(other).encrypt({"token": "abc"})
     box_of(settings).encrypt({"made": "the key file"})
     kek = blob(token)["kek"]
-    with pytest.raises(SecretError, match=f"wrapped by key-encryption key '{kek}', which is not in {settings.data_path / 'keys.json'}"):
+    with pytest.raises(
+        SecretError, match=f"wrapped by key-encryption key '{kek}', which is not in {settings.data_path / 'keys.json'}"
+    ):
         box_of(settings).decrypt(token, "secret of integration 'x'")
 
 
@@ -144,7 +152,9 @@ def test_a_wrong_kek_of_the_same_id_is_detected_not_used(settings):
     data = json.loads(key_file.read_text())
     data["keys"][0]["key"] = base64.b64encode(os.urandom(32)).decode()  # a restored backup of another install
     key_file.write_text(json.dumps(data))
-    with pytest.raises(SecretError, match=f"its data key does not unwrap with key-encryption key '{blob(token)['kek']}'"):
+    with pytest.raises(
+        SecretError, match=f"its data key does not unwrap with key-encryption key '{blob(token)['kek']}'"
+    ):
         box_of(settings).decrypt(token, "secret of integration 'x'")
 
 
@@ -167,20 +177,26 @@ def test_a_fernet_token_decrypts_with_floworch_secret_key_and_fails_clearly_with
     assert box_of(settings.replace(secret_key=key.decode())).decrypt(legacy, "webhook secret") == "whsec_1"
     with pytest.raises(SecretError, match=r"webhook secret: it is in the old Fernet format and its key is gone"):
         box_of(settings).decrypt(legacy, "webhook secret")
-    with pytest.raises(SecretError, match=r"webhook secret: it is neither an encrypted secret of this version nor an old Fernet token"):
+    with pytest.raises(
+        SecretError, match=r"webhook secret: it is neither an encrypted secret of this version nor an old Fernet token"
+    ):
         box_of(settings.replace(secret_key=Fernet.generate_key().decode())).decrypt(legacy, "webhook secret")
 
 
 # ------------------------------------------------------------------ rotation
 def put_integration(store: Store, tenant: str, name: str, token: bytes) -> None:
-    store.for_tenant(tenant).put_integration(name=name, provider="slack", secret=token, settings=None, created_by="t", tenant=tenant)
+    store.for_tenant(tenant).put_integration(
+        name=name, provider="slack", secret=token, settings=None, created_by="t", tenant=tenant
+    )
 
 
 def put_webhook(store: Store, tenant: str, token: bytes) -> str:
     scoped = store.for_tenant(tenant)
     doc = {"version": 1, "meta": {"id": str(uuid.uuid4()), "name": "hooked"}, "nodes": [], "edges": []}
     workflow = scoped.create_workflow(name="hooked", document=doc, created_by="t", tenant=tenant)
-    scoped.replace_triggers(workflow["id"], [{"node_id": "hook", "kind": "webhook", "key": uuid.uuid4().hex, "version": 1, "secret": token}])
+    scoped.replace_triggers(
+        workflow["id"], [{"node_id": "hook", "kind": "webhook", "key": uuid.uuid4().hex, "version": 1, "secret": token}]
+    )
     return workflow["id"]
 
 
@@ -206,7 +222,11 @@ def deployment(settings, store_url):
         plain[(tenant, f"webhook secret of flow {workflow} node 'hook'")] = f"whsec_{tenant}"
     put_integration(store, "acme", "legacy", Fernet(legacy_key).encrypt(json.dumps({"token": "from-v1"}).encode()))
     plain[("acme", "secret of integration 'legacy'")] = {"token": "from-v1"}
-    env = {"FLOWORCH_DATA_DIR": settings.data_dir, "FLOWORCH_DATABASE_URL": store_url, "FLOWORCH_SECRET_KEY": legacy_key.decode()}
+    env = {
+        "FLOWORCH_DATA_DIR": settings.data_dir,
+        "FLOWORCH_DATABASE_URL": store_url,
+        "FLOWORCH_SECRET_KEY": legacy_key.decode(),
+    }
     yield settings, store, plain, env
     store.close()
 
@@ -226,7 +246,10 @@ def test_rotation_rewraps_every_data_key_of_every_tenant_and_everything_still_de
     assert f"current key-encryption key: {new}" in done.stdout
     assert f"re-wrapped secret of integration 'slack' (tenant globex): {old} -> {new}" in done.stdout
     assert "re-wrapped secret of integration 'legacy' (tenant acme): legacy-fernet -> " + new in done.stdout
-    assert "done: 6 data key(s) re-wrapped, 1 old Fernet secret(s) re-encrypted, 0 already current, 0 failed, over tenant(s) acme, globex" in done.stdout
+    assert (
+        "done: 6 data key(s) re-wrapped, 1 old Fernet secret(s) re-encrypted, 0 already current, 0 failed, over tenant(s) acme, globex"
+        in done.stdout
+    )
     after = stored(store)
     assert set(after) == set(plain)
     assert {blob(token)["kek"] for token in after.values()} == {new}
@@ -253,11 +276,17 @@ def test_retire_refuses_while_any_secret_still_uses_the_old_kek_and_then_removes
     put_integration(store, "globex", "late", late)
     refused = floworch("keys", "retire", old, env=env)
     assert refused.returncode == 2
-    assert f"key-encryption key '{old}' still wraps 1 stored secret(s): secret of integration 'late' (tenant globex)" in refused.stderr
+    assert (
+        f"key-encryption key '{old}' still wraps 1 stored secret(s): secret of integration 'late' (tenant globex)"
+        in refused.stderr
+    )
     assert json.loads((settings.data_path / "keys.json").read_text())["keys"][0].get("key")  # nothing changed
 
     again = floworch("keys", "rotate", env=env)  # yet another new KEK: every secret moves to it
-    assert "done: 8 data key(s) re-wrapped, 0 old Fernet secret(s) re-encrypted, 0 already current, 0 failed" in again.stdout
+    assert (
+        "done: 8 data key(s) re-wrapped, 0 old Fernet secret(s) re-encrypted, 0 already current, 0 failed"
+        in again.stdout
+    )
     retired = floworch("keys", "retire", old, env=env)
     assert retired.returncode == 0, retired.stderr
     assert f"retired {old}" in retired.stdout
@@ -265,16 +294,21 @@ def test_retire_refuses_while_any_secret_still_uses_the_old_kek_and_then_removes
     assert "key" not in entry and entry["retired"]
     box = box_of(settings)
     for label, token in stored(store).items():
-        assert box.decrypt(token, label[1]) == {**plain, ("globex", "secret of integration 'late'"): {"token": "late"}}[label]
+        assert (
+            box.decrypt(token, label[1])
+            == {**plain, ("globex", "secret of integration 'late'"): {"token": "late"}}[label]
+        )
     # A copy of a secret taken before the rotation no longer opens.
-    with pytest.raises(SecretError, match=f"secret of integration 'late': its key-encryption key '{old}' was retired on"):
+    with pytest.raises(
+        SecretError, match=f"secret of integration 'late': its key-encryption key '{old}' was retired on"
+    ):
         box.decrypt(late, "secret of integration 'late'")
     listing = floworch("keys", "list", env=env)
     assert listing.returncode == 0 and f"retired {entry['retired']}" in listing.stdout
 
 
 def test_rotation_never_overwrites_a_secret_stored_again_while_it_runs(deployment):
-    settings, store, plain, env = deployment
+    settings, store, _plain, _env = deployment
     box = box_of(settings)
 
     class StoredAgainMeanwhile:
@@ -303,15 +337,23 @@ def test_rotation_never_overwrites_a_secret_stored_again_while_it_runs(deploymen
 
 
 def test_bad_input_to_the_keys_command_is_a_clear_error_with_exit_code_2_and_changes_nothing(deployment, tmp_path):
-    settings, store, plain, env = deployment
+    settings, _store, _plain, env = deployment
     key_file = settings.data_path / "keys.json"
     before = key_file.read_bytes()
     unknown = floworch("keys", "retire", "local-000000000000", env=env)
     assert unknown.returncode == 2
     assert "key-encryption key 'local-000000000000' is unknown; keys that can be retired: local-" in unknown.stderr
-    missing = floworch("--data-dir", str(tmp_path / "typo"), "keys", "rotate", env={k: v for k, v in env.items() if k != "FLOWORCH_DATABASE_URL"})
+    missing = floworch(
+        "--data-dir",
+        str(tmp_path / "typo"),
+        "keys",
+        "rotate",
+        env={k: v for k, v in env.items() if k != "FLOWORCH_DATABASE_URL"},
+    )
     assert missing.returncode == 2
-    assert f"data directory {tmp_path / 'typo'} does not exist; pass --data-dir or set FLOWORCH_DATA_DIR" in missing.stderr
+    assert (
+        f"data directory {tmp_path / 'typo'} does not exist; pass --data-dir or set FLOWORCH_DATA_DIR" in missing.stderr
+    )
     assert not (tmp_path / "typo").exists()
     both = floworch("keys", "rotate", "--local", "--kms-key-id", "alias/x", env=env)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
@@ -321,8 +363,23 @@ def test_bad_input_to_the_keys_command_is_a_clear_error_with_exit_code_2_and_cha
 # ------------------------------------------------------------------ AWS KMS (moto's server)
 @pytest.fixture(scope="module")
 def aws_env():
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="eu-west-1", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_CONFIG_FILE="/dev/null")
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        )
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="eu-west-1",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_CONFIG_FILE="/dev/null",
+    )
     yield {k: os.environ[k] for k in saved}
     for k, v in saved.items():
         if v is None:
@@ -356,7 +413,9 @@ def new_kms_key(url: str, alias: str) -> str:
     return arn
 
 
-def test_secrets_wrapped_by_kms_decrypt_in_another_process_with_no_key_file_against_moto_kms_server(settings, moto_kms, aws_env):
+def test_secrets_wrapped_by_kms_decrypt_in_another_process_with_no_key_file_against_moto_kms_server(
+    settings, moto_kms, aws_env
+):
     alias = f"alias/floworch-{uuid.uuid4().hex[:8]}"
     arn = new_kms_key(moto_kms, alias)
     kms_settings = settings.replace(kms_key_id=alias, kms_endpoint_url=moto_kms)
@@ -371,10 +430,15 @@ def test_secrets_wrapped_by_kms_decrypt_in_another_process_with_no_key_file_agai
 
 
 def test_a_wrapped_key_kms_does_not_recognise_is_a_clear_error_against_moto_kms_server(settings, moto_kms):
-    kms_settings = settings.replace(kms_key_id=new_kms_key(moto_kms, f"alias/fo-{uuid.uuid4().hex[:8]}"), kms_endpoint_url=moto_kms)
+    kms_settings = settings.replace(
+        kms_key_id=new_kms_key(moto_kms, f"alias/fo-{uuid.uuid4().hex[:8]}"), kms_endpoint_url=moto_kms
+    )
     fields = blob(box_of(kms_settings).encrypt({"token": "x"}))
     fields["dek"] = base64.b64encode(os.urandom(len(base64.b64decode(fields["dek"])))).decode()
-    with pytest.raises(SecretError, match=r"AWS KMS refused to unwrap the data key of the stored secret of integration 'crm' with key '.*': InvalidCiphertextException"):
+    with pytest.raises(
+        SecretError,
+        match=r"AWS KMS refused to unwrap the data key of the stored secret of integration 'crm' with key '.*': InvalidCiphertextException",
+    ):
         box_of(kms_settings).decrypt(json.dumps(fields).encode(), "secret of integration 'crm'")
 
 
@@ -388,7 +452,9 @@ def test_rotate_moves_every_secret_to_a_kms_key_and_back_against_moto_kms_server
     unknown = floworch("keys", "rotate", "--kms-key-id", "alias/does-not-exist", env=env)
     assert unknown.returncode == 2
     assert "KMS key 'alias/does-not-exist' cannot be used: NotFoundException" in unknown.stderr
-    assert key_file.read_bytes() == before and {blob(t)["kek"] for (_, label), t in stored(store).items() if "legacy" not in label} == {old}
+    assert key_file.read_bytes() == before and {
+        blob(t)["kek"] for (_, label), t in stored(store).items() if "legacy" not in label
+    } == {old}
 
     alias = f"alias/floworch-{uuid.uuid4().hex[:8]}"
     arn = new_kms_key(moto_kms, alias)
@@ -414,7 +480,9 @@ def test_rotate_moves_every_secret_to_a_kms_key_and_back_against_moto_kms_server
         box_of(settings).decrypt(kms_copy)
 
 
-def test_unwrapped_kms_data_keys_are_cached_for_a_while_so_a_kms_outage_is_ridden_out_against_moto_kms_server(settings, aws_env):
+def test_unwrapped_kms_data_keys_are_cached_for_a_while_so_a_kms_outage_is_ridden_out_against_moto_kms_server(
+    settings, aws_env
+):
     server, url = start_moto()
     try:
         kms_settings = settings.replace(kms_key_id=new_kms_key(url, "alias/outage"), kms_endpoint_url=url)
@@ -427,7 +495,10 @@ def test_unwrapped_kms_data_keys_are_cached_for_a_while_so_a_kms_outage_is_ridde
     # KMS is down: the running worker still reads the secret it read before...
     assert worker.decrypt(token) == {"token": "cached"}
     # ...a process that never unwrapped it cannot, and says why...
-    with pytest.raises(SecretError, match=f"cannot unwrap the data key of the stored secret of integration 'crm' with key '.*': {url} did not answer"):
+    with pytest.raises(
+        SecretError,
+        match=f"cannot unwrap the data key of the stored secret of integration 'crm' with key '.*': {url} did not answer",
+    ):
         box_of(kms_settings).decrypt(token, "secret of integration 'crm'")
     # ...and once the cached key expires, neither can the worker (a disabled key takes effect).
     now[0] += keys.DEK_CACHE_SECONDS + 1

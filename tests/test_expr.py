@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from floworch_server import expr
-from floworch_server.expr import Expression, ExprError, evaluate, render
+from floworch_server.expr import ExprError, Expression, evaluate, render
 
 SCOPE = {
     "input": {
@@ -194,7 +194,10 @@ def test_and_and_or_do_not_evaluate_what_they_do_not_need():
         ("input.vip + 1", "'+' needs a number, got boolean True (in 'input.vip + 1')"),
         ("input.amount < 'x'", "cannot compare number 250 < string 'x' (in \"input.amount < 'x'\")"),
         ("input.amount / 0", "division by zero in '/' (in 'input.amount / 0')"),
-        ("'a' in input.amount", "'in' needs a list, object or string on the right, got number (in \"'a' in input.amount\")"),
+        (
+            "'a' in input.amount",
+            "'in' needs a list, object or string on the right, got number (in \"'a' in input.amount\")",
+        ),
         ("1 in input.name", "'in' on a string needs a string on the left, got number (in '1 in input.name')"),
         ("-input.name", "'-' needs a number, got string 'Ada' (in '-input.name')"),
         ("'ab' * 3", "'*' needs a number, got string 'ab' (in \"'ab' * 3\")"),
@@ -266,7 +269,10 @@ def test_default_keeps_falsy_values_that_are_set():
 
 
 def test_default_takes_exactly_a_value_and_a_fallback():
-    assert error_of("default(input.limit)") == "default() takes 2 arguments: default(value, fallback) (in 'default(input.limit)')"
+    assert (
+        error_of("default(input.limit)")
+        == "default() takes 2 arguments: default(value, fallback) (in 'default(input.limit)')"
+    )
 
 
 @pytest.mark.parametrize(
@@ -304,7 +310,7 @@ def test_every_evaluation_failure_is_an_expression_error_never_a_python_exceptio
             evaluate(src, SCOPE)
         except ExprError as exc:
             outcome[src] = str(exc).endswith(f"(in {src!r})")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any other exception is the finding to report
             outcome[src] = f"{type(exc).__name__}: {exc}"
         else:
             outcome[src] = "no error"
@@ -315,15 +321,24 @@ def test_every_evaluation_failure_is_an_expression_error_never_a_python_exceptio
 @pytest.mark.parametrize(
     "src, message",
     [
-        ("input.nmae", "input.nmae is not set (available: name, amount, price, vip, note, tags, address, items, i, field) (in 'input.nmae')"),
+        (
+            "input.nmae",
+            "input.nmae is not set (available: name, amount, price, vip, note, tags, address, items, i, field) (in 'input.nmae')",
+        ),
         ("input.address.zip", "input.address.zip is not set (available: city, post-code) (in 'input.address.zip')"),
-        ("input.address['zip code']", 'input.address["zip code"] is not set (available: city, post-code) (in "input.address[\'zip code\']")'),
+        (
+            "input.address['zip code']",
+            'input.address["zip code"] is not set (available: city, post-code) (in "input.address[\'zip code\']")',
+        ),
         ("input.tags[2]", "input.tags[2] is out of range (length 2) (in 'input.tags[2]')"),
         ("input.name.first", "input.name.first cannot be looked up in a string (in 'input.name.first')"),
         ("input.note.text", "input.note.text cannot be looked up in a null (in 'input.note.text')"),
         ("input.tags['x']", "input.tags.x cannot be looked up in a list (in \"input.tags['x']\")"),
         ("nodes.slow.output", "nodes.slow is not set (available: fetch, fetch-data) (in 'nodes.slow.output')"),
-        ("len(input.items[input.i].missing)", "input.items[...].missing is not set (available: sku, qty) (in 'len(input.items[input.i].missing)')"),
+        (
+            "len(input.items[input.i].missing)",
+            "input.items[...].missing is not set (available: sku, qty) (in 'len(input.items[input.i].missing)')",
+        ),
         ("input.x", "input.x is not set (in 'input.x')"),
     ],
 )
@@ -348,10 +363,22 @@ class Secretive:
 @pytest.mark.parametrize(
     "src, message",
     [
-        ("__class__", "unknown name '__class__'; names are input, nodes, run, item, index at position 1 in '__class__'"),
-        ("__import__('os')", "unknown function '__import__' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"__import__('os')\""),
-        ("eval('1 + 1')", "unknown function 'eval' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"eval('1 + 1')\""),
-        ("open('/etc/passwd')", "unknown function 'open' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"open('/etc/passwd')\""),
+        (
+            "__class__",
+            "unknown name '__class__'; names are input, nodes, run, item, index at position 1 in '__class__'",
+        ),
+        (
+            "__import__('os')",
+            "unknown function '__import__' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"__import__('os')\"",
+        ),
+        (
+            "eval('1 + 1')",
+            "unknown function 'eval' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"eval('1 + 1')\"",
+        ),
+        (
+            "open('/etc/passwd')",
+            "unknown function 'open' (known: abs, contains, default, endswith, float, int, join, json, keys, len, lower, max, min, round, split, startswith, str, trim, upper, values) at position 1 in \"open('/etc/passwd')\"",
+        ),
         ("len", "unknown name 'len'; names are input, nodes, run, item, index at position 1 in 'len'"),
         ("os.system", "unknown name 'os'; names are input, nodes, run, item, index at position 1 in 'os.system'"),
         ("input.name()", "unexpected '(' at position 11 in 'input.name()'"),
@@ -361,7 +388,10 @@ class Secretive:
         ("input.x = 1", "unexpected character '=' at position 9 in 'input.x = 1'"),
         ("input.vip if true else false", "unexpected 'if' at position 11 in 'input.vip if true else false'"),
         ("[input for t in input.tags]", "expected ], found 'for' at position 8 in '[input for t in input.tags]'"),
-        ("[t for t in input.tags]", "unknown name 't'; names are input, nodes, run, item, index at position 2 in '[t for t in input.tags]'"),
+        (
+            "[t for t in input.tags]",
+            "unknown name 't'; names are input, nodes, run, item, index at position 2 in '[t for t in input.tags]'",
+        ),
         ("input; 1", "unexpected character ';' at position 6 in 'input; 1'"),
         ("input.tags @ 2", "unexpected character '@' at position 12 in 'input.tags @ 2'"),
         ("input.name | upper", "unexpected character '|' at position 12 in 'input.name | upper'"),
@@ -383,7 +413,10 @@ def test_anything_outside_the_language_is_refused_when_parsed(src, message):
         ("input.name.__class__", "input.name.__class__ cannot be looked up in a string (in 'input.name.__class__')"),
         ("input.name.upper", "input.name.upper cannot be looked up in a string (in 'input.name.upper')"),
         ("input.keys", "input.keys is not set (available: name) (in 'input.keys')"),
-        ("input.name.__class__.__mro__", "input.name.__class__ cannot be looked up in a string (in 'input.name.__class__.__mro__')"),
+        (
+            "input.name.__class__.__mro__",
+            "input.name.__class__ cannot be looked up in a string (in 'input.name.__class__.__mro__')",
+        ),
         ("len(input).__class__", "(value).__class__ cannot be looked up in a number (in 'len(input).__class__')"),
     ],
 )

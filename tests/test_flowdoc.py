@@ -69,7 +69,12 @@ def test_ints_stay_ints_and_floats_stay_floats():
     saved = json.loads(text)
     start, wait = saved["nodes"]
     assert start["config"]["example"] == {"count": 3, "ratio": 0.5, "whole_float": 2.0, "big": 2**53 + 1}
-    assert {k: type(v) for k, v in start["config"]["example"].items()} == {"count": int, "ratio": float, "whole_float": float, "big": int}
+    assert {k: type(v) for k, v in start["config"]["example"].items()} == {
+        "count": int,
+        "ratio": float,
+        "whole_float": float,
+        "big": int,
+    }
     assert '"count": 3,' in text and '"whole_float": 2.0' in text and '"big": 9007199254740993' in text
     assert wait["position"] == {"x": 250.5, "y": 0.001} and start["position"] == {"x": 0, "y": -40}
     assert '"x": 0,' in text and '"y": -40' in text
@@ -85,8 +90,14 @@ def test_ints_stay_ints_in_node_policies_too():
     }
     text = FlowDocument.model_validate(data).dumps()
     assert json.loads(text)["nodes"][1]["policy"] == data["nodes"][1]["policy"]
-    for written in ('"max_attempts": 4', '"initial_interval_seconds": 2,', '"backoff": 1.5', '"max_interval_seconds": 60',
-                    '"timeout_seconds": 30', '"heartbeat_seconds": 10'):
+    for written in (
+        '"max_attempts": 4',
+        '"initial_interval_seconds": 2,',
+        '"backoff": 1.5',
+        '"max_interval_seconds": 60',
+        '"timeout_seconds": 30',
+        '"heartbeat_seconds": 10',
+    ):
         assert written in text
 
 
@@ -94,7 +105,7 @@ def test_the_saved_text_has_sorted_keys_two_space_indent_and_a_final_newline():
     text = FlowDocument.model_validate(document()).dumps()
     assert text == dumps(json.loads(text))
     assert text.startswith('{\n  "edges": [\n    {\n      "id": "e1",\n')
-    assert text.endswith("\n  ],\n  \"version\": 1\n}\n")
+    assert text.endswith('\n  ],\n  "version": 1\n}\n')
 
     def keys_sorted(value) -> bool:
         if isinstance(value, dict):
@@ -114,7 +125,9 @@ def test_text_outside_ascii_is_kept_as_written():
 def test_a_hand_written_file_is_saved_in_stable_form_once_and_then_never_changes(tmp_path):
     path = tmp_path / "hand.flow"
     data = document()
-    path.write_text(json.dumps({"version": 1, "nodes": data["nodes"], "edges": data["edges"], "meta": data["meta"]}, indent=4))
+    path.write_text(
+        json.dumps({"version": 1, "nodes": data["nodes"], "edges": data["edges"], "meta": data["meta"]}, indent=4)
+    )
     save(load(path), path)
     first = path.read_bytes()
     assert first.decode() == dumps(json.loads(first))
@@ -224,7 +237,7 @@ def test_two_saves_of_the_same_file_at_once_both_succeed_and_leave_one_whole_doc
         for _ in range(50):
             try:
                 save(doc, path)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every failure is collected and asserted on
                 errors.append(repr(exc))
 
     def read():
@@ -259,7 +272,9 @@ def test_loading_a_broken_file_raises_with_the_file_name_and_every_problem(tmp_p
         ("invalid-document", "e1", None, "'target' is a required property"),
         ("invalid-document", None, "version", "unsupported format version 2; this FlowOrchestrator reads version 1"),
     ]
-    assert str(refused.value).startswith(f"{path}: 2 problem(s) in the flow:\n  - edge 'e1': 'target' is a required property")
+    assert str(refused.value).startswith(
+        f"{path}: 2 problem(s) in the flow:\n  - edge 'e1': 'target' is a required property"
+    )
 
 
 def test_invalid_json_is_reported_with_line_and_column():

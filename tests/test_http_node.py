@@ -23,7 +23,14 @@ def api():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
-            seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization"), "key": self.headers.get("Idempotency-Key")})
+            seen.append(
+                {
+                    "path": self.path,
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                    "key": self.headers.get("Idempotency-Key"),
+                }
+            )
             counts[self.path] = counts.get(self.path, 0) + 1
             if self.path == "/missing":
                 return self._answer(404, {"error": "no such customer"})
@@ -49,20 +56,33 @@ def api():
 
 
 def http_node(url: str, **config) -> dict:
-    return {"id": "call", "type": "action.http", "config": {"method": "POST", "url": url, **config}, "policy": {"retry": {"initial_interval_seconds": 0.2, "backoff": 1}}}
+    return {
+        "id": "call",
+        "type": "action.http",
+        "config": {"method": "POST", "url": url, **config},
+        "policy": {"retry": {"initial_interval_seconds": 0.2, "backoff": 1}},
+    }
 
 
 async def test_the_response_becomes_the_output_and_references_reach_the_request(service, published, api):
     base, seen = api
     flow = await published(
-        [TRIGGER, http_node(base + "/ok", json={"customer": "{{ input.id }}"}, headers={"Authorization": "Bearer {{ input.token }}"}), {"id": "use", "type": "transform", "config": {"output": "{{ nodes.call.output.body.received.customer }}"}}],
+        [
+            TRIGGER,
+            http_node(
+                base + "/ok", json={"customer": "{{ input.id }}"}, headers={"Authorization": "Bearer {{ input.token }}"}
+            ),
+            {"id": "use", "type": "transform", "config": {"output": "{{ nodes.call.output.body.received.customer }}"}},
+        ],
         [("start", "call"), ("call", "use")],
     )
     run = await finished(service, (await service.start_run(flow, input={"id": 7, "token": "t0k"}, by="t"))["run_id"])
     assert run["result"]["outputs"] == {"use": 7}
     assert seen == [{"path": "/ok", "body": {"customer": 7}, "auth": "Bearer t0k", "key": f"{run['run_id']}:call"}]
     logs = service.store.list_logs(run["run_id"])
-    assert [(entry["node"], entry["level"], entry["message"]) for entry in logs] == [("call", "info", f"POST {base}/ok -> 200")]
+    assert [(entry["node"], entry["level"], entry["message"]) for entry in logs] == [
+        ("call", "info", f"POST {base}/ok -> 200")
+    ]
 
 
 async def test_a_4xx_answer_fails_the_node_at_once_with_the_status_and_message(service, published, api):

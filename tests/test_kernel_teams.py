@@ -16,7 +16,7 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture
-def base_url(jp_serverapp, http_server) -> str:
+def base_url(jp_serverapp, http_server) -> tuple[str, str]:
     info = jp_serverapp.server_info()
     return info["url"], info["token"]
 
@@ -31,7 +31,12 @@ async def test_fo_login_signs_in_with_the_jupyter_token_and_keeps_its_tokens_fre
         session = await asyncio.to_thread(fo.login, url, token=token)
         assert (session.user, session.tenant) == ("ada", "default")
         assert login_module.current() is session
-        assert (await asyncio.to_thread(me, session)) == {"user": "ada", "tenant": "default", "role": "admin", "via": "token"}
+        assert (await asyncio.to_thread(me, session)) == {
+            "user": "ada",
+            "tenant": "default",
+            "role": "admin",
+            "via": "token",
+        }
 
         first = session.access_token()
         session._expires = 0  # as if 15 minutes had passed: the next use refreshes first

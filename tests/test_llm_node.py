@@ -25,7 +25,11 @@ from floworch_server.settings import Settings
 from floworch_server.validate import validate
 
 TRIGGER = {"id": "start", "type": "trigger.manual"}
-PERSON = {"type": "object", "required": ["name", "age"], "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+PERSON = {
+    "type": "object",
+    "required": ["name", "age"],
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+}
 
 
 # --------------------------------------------------------------------------- the model server
@@ -37,7 +41,11 @@ def openai_reply(text: str, model: str = "gpt-test", prompt_tokens: int = 12, co
             "created": 1700000000,
             "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
     }
 
@@ -58,7 +66,11 @@ def anthropic_reply(text: str, model: str = "claude-test", input_tokens: int = 2
 
 
 def openai_error(status: int, message: str, headers: dict | None = None) -> dict:
-    return {"status": status, "headers": headers or {}, "body": {"error": {"message": message, "type": "invalid_request_error", "code": None}}}
+    return {
+        "status": status,
+        "headers": headers or {},
+        "body": {"error": {"message": message, "type": "invalid_request_error", "code": None}},
+    }
 
 
 def anthropic_error(status: int, message: str, kind: str = "authentication_error") -> dict:
@@ -76,8 +88,14 @@ class ModelServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
-                server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
-                step = server.script.popleft() if server.script else {"status": 500, "body": {"error": {"message": "nothing scripted"}}}
+                server.requests.append(
+                    {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body}
+                )
+                step = (
+                    server.script.popleft()
+                    if server.script
+                    else {"status": 500, "body": {"error": {"message": "nothing scripted"}}}
+                )
                 time.sleep(step.get("delay", 0))
                 data = json.dumps(step["body"]).encode()
                 try:
@@ -98,11 +116,11 @@ class ModelServer:
         self._http.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
 
-    def answer(self, *steps: dict) -> "ModelServer":
+    def answer(self, *steps: dict) -> ModelServer:
         self.script.extend(steps)
         return self
 
-    def __enter__(self) -> "ModelServer":
+    def __enter__(self) -> ModelServer:
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
 
@@ -135,6 +153,7 @@ class FakeContext:
 async def run_llm(config: dict, inputs: dict | None = None, ctx: FakeContext | None = None) -> Any:
     """What the activity does: check the resolved config against the schema, then execute."""
     jsonschema.Draft202012Validator(LLM.config_schema).validate(config)
+    assert LLM.execute is not None
     return await LLM.execute(ctx or FakeContext(), config, inputs or {})
 
 
@@ -164,18 +183,32 @@ async def test_an_openai_reply_becomes_the_output_against_a_local_openai_protoco
     model.answer(openai_reply("Bonjour, Ada!", model="gpt-test-2024", prompt_tokens=31, completion_tokens=4))
     ctx = FakeContext()
     out = await run_llm(
-        {"model": "gpt-test", "system": "You translate to {{ language }}.", "prompt": "Greet {{ customer }}.", "variables": {"language": "French", "customer": "Ada"}, "temperature": 0.2, "max_tokens": 50},
+        {
+            "model": "gpt-test",
+            "system": "You translate to {{ language }}.",
+            "prompt": "Greet {{ customer }}.",
+            "variables": {"language": "French", "customer": "Ada"},
+            "temperature": 0.2,
+            "max_tokens": 50,
+        },
         ctx=ctx,
     )
     (request,) = model.requests
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["authorization"] == "Bearer sk-env"
     assert request["json"]["model"] == "gpt-test"
-    assert request["json"]["messages"] == [{"role": "system", "content": "You translate to French."}, {"role": "user", "content": "Greet Ada."}]
+    assert request["json"]["messages"] == [
+        {"role": "system", "content": "You translate to French."},
+        {"role": "user", "content": "Greet Ada."},
+    ]
     assert (request["json"]["temperature"], request["json"]["max_tokens"]) == (0.2, 50)
     assert "response_format" not in request["json"]
     assert out["text"] == "Bonjour, Ada!" and "json" not in out
-    assert (out["model"], out["usage"], out["attempts"]) == ("gpt-test-2024", {"input_tokens": 31, "output_tokens": 4}, 1)
+    assert (out["model"], out["usage"], out["attempts"]) == (
+        "gpt-test-2024",
+        {"input_tokens": 31, "output_tokens": 4},
+        1,
+    )
     assert isinstance(out["latency_ms"], int) and out["latency_ms"] >= 0
     (level, message, extra) = ctx.logs[0]
     assert level == "info" and "31 in / 4 out tokens" in message
@@ -186,7 +219,15 @@ async def test_an_anthropic_reply_becomes_the_output_against_a_local_anthropic_p
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", model.url)
     model.answer(anthropic_reply("Hello there", input_tokens=40, output_tokens=3))
-    out = await run_llm({"provider": "anthropic", "model": "claude-test", "system": "Be brief.", "prompt": "Say hello to {{ who }}", "variables": {"who": "Bo"}})
+    out = await run_llm(
+        {
+            "provider": "anthropic",
+            "model": "claude-test",
+            "system": "Be brief.",
+            "prompt": "Say hello to {{ who }}",
+            "variables": {"who": "Bo"},
+        }
+    )
     (request,) = model.requests
     assert request["path"] == "/v1/messages"
     # The anthropic SDK (2.x) sends the key as a bearer token, with the API version it speaks.
@@ -196,17 +237,31 @@ async def test_an_anthropic_reply_becomes_the_output_against_a_local_anthropic_p
     assert request["json"]["messages"] == [{"role": "user", "content": "Say hello to Bo"}]
     assert (request["json"]["model"], request["json"]["max_tokens"]) == ("claude-test", 1024)
     assert "temperature" not in request["json"]
-    assert (out["text"], out["model"], out["usage"], out["attempts"]) == ("Hello there", "claude-test", {"input_tokens": 40, "output_tokens": 3}, 1)
+    assert (out["text"], out["model"], out["usage"], out["attempts"]) == (
+        "Hello there",
+        "claude-test",
+        {"input_tokens": 40, "output_tokens": 3},
+        1,
+    )
 
 
 async def test_a_temperature_for_anthropic_is_refused_naming_the_field(model):
-    error = await failure({"provider": "anthropic", "base_url": model.url, "model": "claude-test", "prompt": "Hi", "temperature": 0.2})
+    error = await failure(
+        {"provider": "anthropic", "base_url": model.url, "model": "claude-test", "prompt": "Hi", "temperature": 0.2}
+    )
     assert str(error).startswith("config.temperature:") and not error.retryable and model.requests == []
 
 
 async def test_templates_see_the_variables_by_name_and_upstream_outputs_as_inputs(model):
     model.answer(openai_reply("ok"))
-    await run_llm(custom(model, prompt="{% for item in inputs.fetch.tags %}{{ item | upper }};{% endfor %} for {{ name }}", variables={"name": "Ada"}), inputs={"fetch": {"tags": ["a", "b"]}})
+    await run_llm(
+        custom(
+            model,
+            prompt="{% for item in inputs.fetch.tags %}{{ item | upper }};{% endfor %} for {{ name }}",
+            variables={"name": "Ada"},
+        ),
+        inputs={"fetch": {"tags": ["a", "b"]}},
+    )
     assert model.requests[0]["json"]["messages"][-1]["content"] == "A;B; for Ada"
 
 
@@ -222,7 +277,10 @@ async def test_json_output_is_parsed_from_a_fenced_reply_and_checked_against_the
 
 
 async def test_an_output_that_breaks_the_schema_is_repaired_by_showing_the_model_its_error(model):
-    model.answer(openai_reply('{"name": "Ada", "age": "thirty-six"}', prompt_tokens=10, completion_tokens=8), openai_reply('{"name": "Ada", "age": 36}', prompt_tokens=30, completion_tokens=6))
+    model.answer(
+        openai_reply('{"name": "Ada", "age": "thirty-six"}', prompt_tokens=10, completion_tokens=8),
+        openai_reply('{"name": "Ada", "age": 36}', prompt_tokens=30, completion_tokens=6),
+    )
     ctx = FakeContext()
     out = await run_llm(custom(model, output_schema=PERSON), ctx=ctx)
     assert out["json"] == {"name": "Ada", "age": 36}
@@ -230,7 +288,10 @@ async def test_an_output_that_breaks_the_schema_is_repaired_by_showing_the_model
     repair = model.requests[1]["json"]["messages"]
     assert repair[-2] == {"role": "assistant", "content": '{"name": "Ada", "age": "thirty-six"}'}
     assert repair[-1]["role"] == "user"
-    assert "$.age: 'thirty-six' is not of type 'integer'" in repair[-1]["content"] and "corrected JSON only" in repair[-1]["content"]
+    assert (
+        "$.age: 'thirty-six' is not of type 'integer'" in repair[-1]["content"]
+        and "corrected JSON only" in repair[-1]["content"]
+    )
     assert [level for level, *_ in ctx.logs] == ["info", "warning", "info"]
 
 
@@ -239,7 +300,11 @@ async def test_an_output_that_never_matches_fails_without_retry_carrying_the_las
     error = await failure(custom(model, output_schema=PERSON, repair_attempts=2))
     assert str(error) == "output did not match the schema after 2 repairs: at $: 'age' is a required property"
     assert not error.retryable
-    assert error.details == {"last_output": '{"name": "Ada"}', "error": "at $: 'age' is a required property", "attempts": 3}
+    assert error.details == {
+        "last_output": '{"name": "Ada"}',
+        "error": "at $: 'age' is a required property",
+        "attempts": 3,
+    }
     assert len(model.requests) == 3
     assert "the reply is not valid JSON" in model.requests[1]["json"]["messages"][-1]["content"]
 
@@ -339,7 +404,9 @@ async def test_a_missing_key_says_how_to_add_one(monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     error = await failure({"provider": "anthropic", "model": "claude-test", "prompt": "Hi"})
     assert not error.retryable
-    assert "no API key for anthropic" in str(error) and "fo.integrations.add('anthropic-main', 'anthropic', api_key=...)" in str(error)
+    assert "no API key for anthropic" in str(
+        error
+    ) and "fo.integrations.add('anthropic-main', 'anthropic', api_key=...)" in str(error)
     assert "ANTHROPIC_API_KEY" in str(error)
 
 
@@ -347,19 +414,25 @@ async def test_a_stored_key_is_never_sent_to_a_base_url_written_in_the_flow(serv
     name = add_integration(service, "openai", "https://llm-proxy.example/v1")
     error = await failure({"model": "gpt-test", "prompt": "Hi", "integration": name, "base_url": model.url + "/v1"})
     assert not error.retryable
-    assert str(error).startswith(f"config.base_url: the key of integration '{name}' is only sent to its settings.base_url https://llm-proxy.example/v1")
+    assert str(error).startswith(
+        f"config.base_url: the key of integration '{name}' is only sent to its settings.base_url https://llm-proxy.example/v1"
+    )
     assert model.requests == []
 
 
 async def test_an_unknown_integration_names_the_field(service):
     error = await failure({"model": "gpt-test", "prompt": "Hi", "integration": "no-such-integration"})
-    assert not error.retryable and str(error).startswith("config.integration: no integration with id 'no-such-integration'")
+    assert not error.retryable and str(error).startswith(
+        "config.integration: no integration with id 'no-such-integration'"
+    )
 
 
 async def test_a_custom_provider_calls_any_openai_compatible_server_without_the_workers_key(model, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env-must-not-leak")
     model.answer(openai_reply("local answer", model="llama-3.2-3b"))
-    out = await run_llm({"provider": "custom", "base_url": model.url + "/v1", "model": "llama-3.2-3b", "prompt": "Hi", "max_tokens": 20})
+    out = await run_llm(
+        {"provider": "custom", "base_url": model.url + "/v1", "model": "llama-3.2-3b", "prompt": "Hi", "max_tokens": 20}
+    )
     (request,) = model.requests
     assert request["path"] == "/v1/chat/completions" and request["json"]["model"] == "llama-3.2-3b"
     assert request["headers"]["authorization"] == "Bearer no-key"
@@ -368,17 +441,37 @@ async def test_a_custom_provider_calls_any_openai_compatible_server_without_the_
 
 # --------------------------------------------------------------------------- validation
 def llm_problems(config: dict) -> list:
-    doc = FlowDocument.model_validate(flow_doc([TRIGGER, {"id": "llm", "type": "ai.llm", "config": config}], [("start", "llm")]))
+    doc = FlowDocument.model_validate(
+        flow_doc([TRIGGER, {"id": "llm", "type": "ai.llm", "config": config}], [("start", "llm")])
+    )
     return [p for p in validate(doc) if p.node == "llm"]
 
 
 def test_a_flow_with_prompt_templates_is_valid():
     # The engine leaves system and prompt raw for the node; they are Jinja2, not references.
-    assert llm_problems({"model": "m", "system": "You are {{ role }}.", "prompt": "Summarise {{ text | truncate(100) }} for {{ inputs.start.who }}", "variables": {"role": "terse", "text": "{{ input.body }}"}}) == []
+    assert (
+        llm_problems(
+            {
+                "model": "m",
+                "system": "You are {{ role }}.",
+                "prompt": "Summarise {{ text | truncate(100) }} for {{ inputs.start.who }}",
+                "variables": {"role": "terse", "text": "{{ input.body }}"},
+            }
+        )
+        == []
+    )
 
 
 def test_template_mistakes_show_before_the_flow_runs():
-    problems = llm_problems({"provider": "custom", "model": "m", "prompt": "Hi {{ customer }} {% if vip is defined %}!{% endif %}", "system": "{% if %}", "output_schema": {"type": "thing"}})
+    problems = llm_problems(
+        {
+            "provider": "custom",
+            "model": "m",
+            "prompt": "Hi {{ customer }} {% if vip is defined %}!{% endif %}",
+            "system": "{% if %}",
+            "output_schema": {"type": "thing"},
+        }
+    )
     found = {(p.code, p.field) for p in problems}
     assert ("undefined-template-variable", "config.prompt") in found
     assert ("invalid-template", "config.system") in found
@@ -395,26 +488,49 @@ async def test_a_flow_calls_openai_through_an_integration_end_to_end(service, pu
     llm = {
         "id": "llm",
         "type": "ai.llm",
-        "config": {"provider": "openai", "integration": integration, "model": "gpt-test", "system": "You write short notices.", "prompt": "Tell {{ customer }} that order {{ order }} shipped.", "variables": {"customer": "{{ input.name }}", "order": "{{ input.order }}"}, "temperature": 0},
+        "config": {
+            "provider": "openai",
+            "integration": integration,
+            "model": "gpt-test",
+            "system": "You write short notices.",
+            "prompt": "Tell {{ customer }} that order {{ order }} shipped.",
+            "variables": {"customer": "{{ input.name }}", "order": "{{ input.order }}"},
+            "temperature": 0,
+        },
     }
     flow = await published([TRIGGER, llm], [("start", "llm")])
     run = await finished(service, (await service.start_run(flow, input={"name": "Ada", "order": 42}, by="t"))["run_id"])
     assert run["status"] == "success", run.get("error")
     out = run["result"]["outputs"]["llm"]
-    assert out["text"] == "Dear Ada, your order 42 has shipped." and out["usage"] == {"input_tokens": 25, "output_tokens": 9}
+    assert out["text"] == "Dear Ada, your order 42 has shipped." and out["usage"] == {
+        "input_tokens": 25,
+        "output_tokens": 9,
+    }
     (request,) = model.requests
     assert request["headers"]["authorization"] == "Bearer sk-flow"
     assert request["json"]["messages"][-1] == {"role": "user", "content": "Tell Ada that order 42 shipped."}
     # The key stays out of what Temporal and the store keep.
     assert "sk-flow" not in json.dumps(run, default=str)
     logs = service.store.list_logs(run["run_id"])
-    assert [(e["node"], e["level"], e["extra"]["usage"]) for e in logs] == [("llm", "info", {"input_tokens": 25, "output_tokens": 9})]
+    assert [(e["node"], e["level"], e["extra"]["usage"]) for e in logs] == [
+        ("llm", "info", {"input_tokens": 25, "output_tokens": 9})
+    ]
 
 
 async def test_a_flow_repairs_json_that_breaks_the_schema_end_to_end(service, published, model):
     integration = add_integration(service, "openai", model.url + "/v1")
     model.answer(openai_reply('{"name": "Ada"}'), openai_reply('{"name": "Ada", "age": 36}'))
-    llm = {"id": "llm", "type": "ai.llm", "config": {"integration": integration, "model": "gpt-test", "prompt": "Extract the person from: {{ text }}", "variables": {"text": "{{ input.text }}"}, "output_schema": PERSON}}
+    llm = {
+        "id": "llm",
+        "type": "ai.llm",
+        "config": {
+            "integration": integration,
+            "model": "gpt-test",
+            "prompt": "Extract the person from: {{ text }}",
+            "variables": {"text": "{{ input.text }}"},
+            "output_schema": PERSON,
+        },
+    }
     use = {"id": "use", "type": "transform", "config": {"output": "{{ nodes.llm.output.json.age }}"}}
     flow = await published([TRIGGER, llm, use], [("start", "llm"), ("llm", "use")])
     run = await finished(service, (await service.start_run(flow, input={"text": "Ada Lovelace, 36"}, by="t"))["run_id"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -22,7 +22,7 @@ def jp_server_config():
 
 
 async def receive(ws, count: int) -> list[dict]:
-    out = []
+    out: list[dict] = []
     for _ in range(count):
         message = await asyncio.wait_for(ws.read_message(), 10)
         assert message is not None, f"socket closed after {out}"
@@ -32,7 +32,7 @@ async def receive(ws, count: int) -> list[dict]:
 
 def a_run(service) -> str:
     run_id = f"run-logs-{uuid.uuid4().hex}"
-    service.store.upsert_run({"run_id": run_id, "status": "running", "start_time": datetime.now(timezone.utc)})
+    service.store.upsert_run({"run_id": run_id, "status": "running", "start_time": datetime.now(UTC)})
     return run_id
 
 
@@ -66,7 +66,7 @@ async def test_the_backlog_then_live_lines_arrive_in_order_and_a_reconnect_has_n
     assert ids == sorted(ids) and len(set(ids)) == 8
 
     # When the run has ended and every line is out, the server says so and closes.
-    store.upsert_run({"run_id": run_id, "status": "success", "end_time": datetime.now(timezone.utc)})
+    store.upsert_run({"run_id": run_id, "status": "success", "end_time": datetime.now(UTC)})
     [end] = await receive(again, 1)
     assert end == {"type": "end", "after": ids[-1], "status": "success"}
     assert await asyncio.wait_for(again.read_message(), 10) is None

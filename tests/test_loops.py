@@ -26,7 +26,13 @@ async def test_for_each_runs_the_body_per_item_and_gives_the_results_in_order(se
         [
             TRIGGER,
             {"id": "each", "type": "control.for_each", "config": {"items": "input.orders", "concurrency": 2}},
-            {"id": "price", "type": "transform", "config": {"output": {"sku": "{{ item.sku }}", "line": "{{ index }}", "cost": "{{ item.qty * item.unit }}"}}},
+            {
+                "id": "price",
+                "type": "transform",
+                "config": {
+                    "output": {"sku": "{{ item.sku }}", "line": "{{ index }}", "cost": "{{ item.qty * item.unit }}"}
+                },
+            },
             {"id": "total", "type": "transform", "config": {"output": "{{ len(nodes.each.output) }} lines"}},
         ],
         loop_edges(),
@@ -38,7 +44,11 @@ async def test_for_each_runs_the_body_per_item_and_gives_the_results_in_order(se
     nodes = nodes_by_id(run)
     assert nodes["each"]["status"] == "success" and nodes["price"]["status"] == "success"
     history = await service.handle(run["run_id"]).fetch_history()
-    ids = [e.activity_task_scheduled_event_attributes.activity_id for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    ids = [
+        e.activity_task_scheduled_event_attributes.activity_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
     assert sorted(ids) == ["price#0", "price#1", "price#2", "total"]
 
 
@@ -89,7 +99,9 @@ async def test_a_failing_iteration_fails_the_run_naming_node_and_iteration(servi
         ],
         loop_edges(),
     )
-    run = await finished(service, (await service.start_run(flow, input={"xs": [{"name": "a"}, {"nom": "b"}]}, by="t"))["run_id"])
+    run = await finished(
+        service, (await service.start_run(flow, input={"xs": [{"name": "a"}, {"nom": "b"}]}, by="t"))["run_id"]
+    )
     assert run["status"] == "failed"
     assert "node 'price' (iteration 1)" in run["error"] and "item.name is not set" in run["error"]
 
@@ -98,7 +110,16 @@ async def test_switch_follows_the_first_matching_case_or_default(service, publis
     flow = await published(
         [
             TRIGGER,
-            {"id": "route", "type": "control.switch", "config": {"cases": [{"port": "large", "when": "input.amount >= 1000"}, {"port": "medium", "when": "input.amount >= 100"}]}},
+            {
+                "id": "route",
+                "type": "control.switch",
+                "config": {
+                    "cases": [
+                        {"port": "large", "when": "input.amount >= 1000"},
+                        {"port": "medium", "when": "input.amount >= 100"},
+                    ]
+                },
+            },
             {"id": "l", "type": "transform", "config": {"output": "large"}},
             {"id": "m", "type": "transform", "config": {"output": "medium"}},
             {"id": "s", "type": "transform", "config": {"output": "small"}},
@@ -108,7 +129,9 @@ async def test_switch_follows_the_first_matching_case_or_default(service, publis
     for amount, expected in ((5000, "large"), (500, "medium"), (5, "small")):
         run = await finished(service, (await service.start_run(flow, input={"amount": amount}, by="t"))["run_id"])
         assert list(run["result"]["outputs"].values()) == [expected]
-        assert sorted(n["node"] for n in run["nodes"] if n["status"] == "skipped") == sorted({"l", "m", "s"} - {expected[0]})
+        assert sorted(n["node"] for n in run["nodes"] if n["status"] == "skipped") == sorted(
+            {"l", "m", "s"} - {expected[0]}
+        )
 
 
 def test_a_loop_body_must_be_closed():
@@ -136,7 +159,13 @@ def test_a_loop_body_cannot_leave_early_or_be_entered_from_outside():
                 {"id": "price", "type": "transform", "config": {"output": 1}},
                 {"id": "outside", "type": "transform", "config": {"output": 1}},
             ],
-            [("start", "each"), ("each", "item", "price"), {"id": "back", "source": "price", "target": "each", "targetHandle": "loop"}, ("price", "outside"), ("start", "outside")],
+            [
+                ("start", "each"),
+                ("each", "item", "price"),
+                {"id": "back", "source": "price", "target": "each", "targetHandle": "loop"},
+                ("price", "outside"),
+                ("start", "outside"),
+            ],
         )
     )
     messages = {p.code: str(p) for p in validate(doc)}

@@ -47,17 +47,27 @@ def test_make_run_serves_jupyterlab_with_the_services_and_ctrl_c_stops_them_all(
     port = free_port()
     env = {**os.environ, "FLOWORCH_DATA_DIR": str(data)}
     env.pop("FLOWORCH_TEMPORAL_ADDRESS", None)
-    log = open(tmp_path / "make-run.log", "w")
 
     def as_a_terminal_would() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a foreground job receives Ctrl-C
         os.setpgrp()
 
     scheme = "https" if tls else "http"
-    make = subprocess.Popen(["make", "run", f"PORT={port}", f"TLS={int(tls)}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=as_a_terminal_would)
+    with open(tmp_path / "make-run.log", "w") as log:  # make writes to its own copy
+        make = subprocess.Popen(
+            ["make", "run", f"PORT={port}", f"TLS={int(tls)}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=as_a_terminal_would,
+        )
     try:
         deadline = time.monotonic() + 120
-        while not (data / "runtime.json").exists() or f"{scheme}://127.0.0.1:{port}/lab" not in (tmp_path / "make-run.log").read_text():
+        while (
+            not (data / "runtime.json").exists()
+            or f"{scheme}://127.0.0.1:{port}/lab" not in (tmp_path / "make-run.log").read_text()
+        ):
             assert make.poll() is None, (tmp_path / "make-run.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "make run did not come up"
             time.sleep(0.5)
@@ -65,11 +75,22 @@ def test_make_run_serves_jupyterlab_with_the_services_and_ctrl_c_stops_them_all(
         token = text.split(f"127.0.0.1:{port}/lab/tree/notebooks/01-quickstart.ipynb?token=")[1].split()[0]
         # Over HTTPS the certificate make run made is the one to trust, and it verifies.
         verify = str(data / "tls" / "cert.pem") if tls else True
-        nodes = httpx.get(f"{scheme}://127.0.0.1:{port}/floworch/api/nodes", headers={"Authorization": f"token {token}"}, timeout=30, verify=verify)
+        nodes = httpx.get(
+            f"{scheme}://127.0.0.1:{port}/floworch/api/nodes",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+            verify=verify,
+        )
         assert nodes.status_code == 200 and any(n["type"] == "trigger.manual" for n in nodes.json())
         started = _descendants(make.pid)
-        commands = " ".join(Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ") for p in started if Path(f"/proc/{p}/cmdline").exists())
-        assert "temporal server start-dev" in commands and "floworch_server.worker" in commands and "jupyter" in commands
+        commands = " ".join(
+            Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ")
+            for p in started
+            if Path(f"/proc/{p}/cmdline").exists()
+        )
+        assert (
+            "temporal server start-dev" in commands and "floworch_server.worker" in commands and "jupyter" in commands
+        )
 
         os.killpg(make.pid, signal.SIGINT)
         time.sleep(0.5)

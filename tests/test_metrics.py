@@ -10,7 +10,7 @@ measures that.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from traitlets.config import Config
@@ -21,11 +21,14 @@ from support.metrics_seed import BUDGET_CONSUMED, BURN, HTTP, MS, TRANSFORM, H, 
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)  # "now" of the seeded store
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)  # "now" of the seeded store
 
 
 def approx_rows(frame, columns):
-    return [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in frame[columns].itertuples(index=False)]
+    return [
+        tuple(pytest.approx(v) if isinstance(v, float) else v for v in row)
+        for row in frame[columns].itertuples(index=False)
+    ]
 
 
 # ---------------------------------------------------------------------- store metrics
@@ -48,7 +51,10 @@ def test_success_rate_leaves_cancelled_runs_out_and_buckets_by_end_time(store):
 def test_burn_rates_and_error_budget_against_the_default_slo(store):
     seed(store, T0)
     burn, budget = metrics.slo_report(store, until=T0)
-    assert approx_rows(burn, ["window", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting"]) == BURN
+    assert (
+        approx_rows(burn, ["window", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting"])
+        == BURN
+    )
     assert burn["since"].tolist() == [T0 - H, T0 - 6 * H, T0 - 24 * H, T0 - 72 * H]
     assert (budget["success"], budget["failed"], budget["total"]) == (10998, 2, 11000)
     assert budget["budget_consumed"] == pytest.approx(BUDGET_CONSUMED)
@@ -111,9 +117,27 @@ def test_the_dashboard_figure_shows_the_hand_computed_values(store):
 
 def test_node_timings_are_stored_once_per_run_and_validated(store):
     store = store.for_tenant("acme")
-    store.upsert_run({"run_id": "r", "workflow_id": "wf-1", "tenant": "acme", "status": "success", "start_time": T0 - H, "end_time": T0})
+    store.upsert_run(
+        {
+            "run_id": "r",
+            "workflow_id": "wf-1",
+            "tenant": "acme",
+            "status": "success",
+            "start_time": T0 - H,
+            "end_time": T0,
+        }
+    )
     assert store.runs_needing_timings(["r", "unknown"]) == ["r"]
-    timings = [{"node": "a", "node_type": "http", "kind": "activity", "started": T0 - H, "ended": T0 - H + 250 * MS, "status": "success"}]
+    timings = [
+        {
+            "node": "a",
+            "node_type": "http",
+            "kind": "activity",
+            "started": T0 - H,
+            "ended": T0 - H + 250 * MS,
+            "status": "success",
+        }
+    ]
     assert store.add_node_timings("r", timings) == 1
     assert store.add_node_timings("r", timings) == 1  # again: replaced, not doubled
     [row] = store.list_node_timings("r")
@@ -182,7 +206,9 @@ def test_prometheus_text_format_escapes_labels_and_writes_special_numbers():
     text = metrics.format_prometheus(
         [
             metrics.Family("x_total", "counter", "What x counts.\nSecond line", [("", {"q": 'a"b\\c\nd'}, 3)]),
-            metrics.Family("y", "summary", "Y.", [("", {"quantile": "0.5"}, float("nan")), ("_sum", {}, 1.5), ("_count", {}, 2)]),
+            metrics.Family(
+                "y", "summary", "Y.", [("", {"quantile": "0.5"}, float("nan")), ("_sum", {}, 1.5), ("_count", {}, 2)]
+            ),
         ]
     )
     assert text == (
@@ -219,7 +245,9 @@ def jp_server_config():
     return Config({"ServerApp": {"jpserver_extensions": {"floworch_ext": True}}})
 
 
-async def test_the_metrics_endpoint_serves_prometheus_text_to_authenticated_clients(jp_serverapp, jp_fetch, jp_base_url, service, supervisor):
+async def test_the_metrics_endpoint_serves_prometheus_text_to_authenticated_clients(
+    jp_serverapp, jp_fetch, jp_base_url, service, supervisor
+):
     from tornado.httpclient import HTTPClientError
 
     await session_worker_polling(service, supervisor)
@@ -278,12 +306,28 @@ def test_the_observe_benchmark_measures_the_dashboard_and_reports_every_figure(t
     measured = observe.measure_dashboard(url, T0, repeats=2)
     finished = sum(1 for r in run_rows if r["status"] != "running")
     assert measured["finished_runs"] == finished and measured["latency_types"] == len(observe.NODE_TYPES)
-    assert len(measured["samples"]) == 2 and set(measured["parts"]) == {"success_rate", "throughput", "latency", "slo_report"}
+    assert len(measured["samples"]) == 2 and set(measured["parts"]) == {
+        "success_rate",
+        "throughput",
+        "latency",
+        "slo_report",
+    }
 
-    traced = {"samples": {k: [1.0, 2.0] for k in ("fetch", "segments", "figure", "total")}, "events": 10, "activities": 3, "figure_bytes": 2048, "run_s": 1.0}
+    traced = {
+        "samples": {k: [1.0, 2.0] for k in ("fetch", "segments", "figure", "total")},
+        "events": 10,
+        "activities": 3,
+        "figure_bytes": 2048,
+        "run_s": 1.0,
+    }
     tail = {"samples": [5.0, 10.0, 20.0]}
     summary = observe.summarize(traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}}, tail)
     assert json.loads(json.dumps(summary)) == summary
-    assert summary["dashboard_100k_ms_postgres"] is None and summary["notes"]["dashboard_100k_ms_postgres"] == "not reachable"
+    assert (
+        summary["dashboard_100k_ms_postgres"] is None
+        and summary["notes"]["dashboard_100k_ms_postgres"] == "not reachable"
+    )
     assert (summary["log_tail_p99_ms"], summary["log_tail_p50_ms"], summary["trace_500_ms"]) == (20.0, 10.0, 1.5)
-    assert "dashboard, 100000 runs, postgres" in observe.table(summary, traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}})
+    assert "dashboard, 100000 runs, postgres" in observe.table(
+        summary, traced, {"sqlite": measured, "postgres": {"skipped": "not reachable"}}
+    )

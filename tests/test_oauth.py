@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import finished, nodes_by_id
-from floworch_ext.handlers import API_PREFIX  # noqa: F401  (loads the handlers before floworch_ext.oauth)
+from floworch_ext.handlers import API_PREFIX  # loads the handlers before floworch_ext.oauth
 from floworch_server.errors import BadRequest
 from floworch_server.oauth import OAuth, ReconnectNeeded, callback_url
 from support.oauth_server import LocalAuthorizationServer
@@ -67,7 +67,9 @@ async def consent(authorization_url: str) -> dict[str, str]:
 
 async def connect(oauth: OAuth, provider: LocalAuthorizationServer, name: str, *, by: str = "tester") -> dict:
     """Connect ``name`` through the engine (start, consent, callback); returns the stored secret."""
-    started = oauth.start("hubspot", name, by=by, redirect_uri="http://127.0.0.1:1/cb", settings={"base_url": provider.url})
+    started = oauth.start(
+        "hubspot", name, by=by, redirect_uri="http://127.0.0.1:1/cb", settings={"base_url": provider.url}
+    )
     await oauth.complete(by=by, **await consent(started["authorization_url"]))
     return oauth.integrations.get(name)[1]
 
@@ -88,7 +90,9 @@ def raw_secret_column(store_url: str, name: str) -> bytes:
     engine = sa.create_engine(store_url)
     try:
         with engine.connect() as conn:
-            return bytes(conn.execute(sa.text("SELECT secret FROM integrations WHERE name = :n"), {"n": name}).scalar_one())
+            return bytes(
+                conn.execute(sa.text("SELECT secret FROM integrations WHERE name = :n"), {"n": name}).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -101,7 +105,7 @@ class Browser:
         self.token = token
         self.client = httpx.AsyncClient(follow_redirects=True)
 
-    async def __aenter__(self) -> "Browser":
+    async def __aenter__(self) -> Browser:
         signed_in = await self.client.get(f"{self.server_url}/api/status", params={"token": self.token})
         assert signed_in.status_code == 200 and self.client.cookies, signed_in.text
         return self
@@ -137,7 +141,9 @@ async def test_connect_through_the_rest_routes_stores_encrypted_tokens_against_a
     register(oauth, provider)
     assert [p["name"] for p in (await api.get("/oauth/providers")).json if p["name"] == "hubspot"] == ["hubspot"]
     name = new_name()
-    started = await api.post("/oauth/connect", {"provider": "hubspot", "integration": name, "settings": {"base_url": provider.url}})
+    started = await api.post(
+        "/oauth/connect", {"provider": "hubspot", "integration": name, "settings": {"base_url": provider.url}}
+    )
     assert started.code == 201, started.json
     assert started.json["redirect_uri"].endswith(CALLBACK)
 
@@ -155,7 +161,11 @@ async def test_connect_through_the_rest_routes_stores_encrypted_tokens_against_a
     record, secret = oauth.integrations.get(name)
     assert record["provider"] == "hubspot" and record["settings"]["base_url"] == provider.url
     assert record["settings"]["oauth"]["provider"] == "hubspot" and record["settings"]["oauth"]["connected_by"] == "ada"
-    assert (secret["access_token"], secret["refresh_token"], secret["scope"]) == (issued.access_token, issued.refresh_token, "crm.objects.contacts.write")
+    assert (secret["access_token"], secret["refresh_token"], secret["scope"]) == (
+        issued.access_token,
+        issued.refresh_token,
+        "crm.objects.contacts.write",
+    )
     assert isinstance(secret["expires_at"], int)
 
     # At rest the tokens are ciphertext: neither is in the database column nor anywhere in the file.
@@ -167,11 +177,16 @@ async def test_connect_through_the_rest_routes_stores_encrypted_tokens_against_a
             assert issued.access_token.encode() not in path.read_bytes(), path
     # The audit log names the provider and the fields, never a token.
     [entry] = oauth.store.list_audit(action="integration.oauth.connect", target=name)
-    assert entry["detail"] == {"provider": "hubspot", "fields": ["access_token", "expires_at", "refresh_token", "scope", "token_type"]}
+    assert entry["detail"] == {
+        "provider": "hubspot",
+        "fields": ["access_token", "expires_at", "refresh_token", "scope", "token_type"],
+    }
     assert issued.access_token not in str(entry) and issued.refresh_token not in str(entry)
 
 
-async def test_refused_consent_stores_nothing_against_a_local_authlib_authorization_server(api, oauth, provider, server_url, jupyter_token):
+async def test_refused_consent_stores_nothing_against_a_local_authlib_authorization_server(
+    api, oauth, provider, server_url, jupyter_token
+):
     register(oauth, provider)
     provider.consent = False  # the person clicks "Deny"
     name = new_name()
@@ -179,7 +194,9 @@ async def test_refused_consent_stores_nothing_against_a_local_authlib_authorizat
     async with Browser(server_url, jupyter_token) as browser:
         page = await browser.open(started.json["authorization_url"])
     check_page(api, page)
-    assert page.status_code == 403 and "hubspot access was not granted" in page.text and "nothing was stored" in page.text
+    assert (
+        page.status_code == 403 and "hubspot access was not granted" in page.text and "nothing was stored" in page.text
+    )
     assert name not in [i["name"] for i in oauth.integrations.list()]
     assert provider.token_requests == []
 
@@ -227,7 +244,9 @@ async def test_a_state_started_by_another_user_is_refused_against_a_local_authli
     answer = await consent(started["authorization_url"])
     with pytest.raises(Exception) as refused:
         await oauth.complete(by="eve", **answer)
-    assert getattr(refused.value, "status", None) == 403 and "started by another user, not by 'eve'" in str(refused.value)
+    assert getattr(refused.value, "status", None) == 403 and "started by another user, not by 'eve'" in str(
+        refused.value
+    )
     # Spent by the attempt: Ada starts again rather than finishing what Eve touched.
     with pytest.raises(BadRequest, match="state: is unknown or was already used"):
         await oauth.complete(by="ada", **answer)
@@ -235,7 +254,9 @@ async def test_a_state_started_by_another_user_is_refused_against_a_local_authli
     assert provider.token_requests == []
 
 
-async def test_an_expired_authorization_is_refused_against_a_local_authlib_authorization_server(oauth, provider, service):
+async def test_an_expired_authorization_is_refused_against_a_local_authlib_authorization_server(
+    oauth, provider, service
+):
     register(oauth, provider)
     name = new_name()
     started = oauth.start("hubspot", name, by="ada", redirect_uri="http://127.0.0.1:1/cb")
@@ -243,7 +264,10 @@ async def test_an_expired_authorization_is_refused_against_a_local_authlib_autho
     # Ten minutes pass: the row's expiry is moved into the past.
     engine = sa.create_engine(service.settings.store_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE oauth_authorizations SET expires_at = '2000-01-01 00:00:00.000000' WHERE integration = :n"), {"n": name})
+        conn.execute(
+            sa.text("UPDATE oauth_authorizations SET expires_at = '2000-01-01 00:00:00.000000' WHERE integration = :n"),
+            {"n": name},
+        )
     engine.dispose()
     with pytest.raises(BadRequest, match="state: expired"):
         await oauth.complete(by="ada", **answer)
@@ -262,7 +286,10 @@ async def test_fo_integrations_connect_shows_the_link_and_waits_for_the_callback
     register(oauth, provider, redirect_uri=callback_url(server_url))  # FLOWORCH_JUPYTER_URL is off in tests
     name = new_name()
     connection = await asyncio.to_thread(fo.integrations.connect, "hubspot", name, settings={"base_url": provider.url})
-    assert connection.url.startswith(provider.authorize_url) and f'href="{connection.url}"'.replace("&", "&amp;") in connection._repr_html_()
+    assert (
+        connection.url.startswith(provider.authorize_url)
+        and f'href="{connection.url}"'.replace("&", "&amp;") in connection._repr_html_()
+    )
     assert not connection.connected
     waiting = asyncio.create_task(asyncio.to_thread(connection.wait, 60))
     async with Browser(server_url, jupyter_token) as browser:
@@ -292,10 +319,14 @@ async def test_a_node_refreshes_a_token_about_to_expire_and_stores_the_rotated_r
     # The next run refreshes with the rotated token, which the provider still accepts.
     run, call = await run_contact_node(service, published, name)
     assert run["status"] == "success", call
-    assert oauth.integrations.get(name)[1]["refresh_token"] == provider.tokens[-1].refresh_token != second["refresh_token"]
+    assert (
+        oauth.integrations.get(name)[1]["refresh_token"] == provider.tokens[-1].refresh_token != second["refresh_token"]
+    )
 
 
-async def test_a_401_refreshes_once_and_the_node_succeeds_against_a_local_authlib_authorization_server(oauth, provider, service, published):
+async def test_a_401_refreshes_once_and_the_node_succeeds_against_a_local_authlib_authorization_server(
+    oauth, provider, service, published
+):
     register(oauth, provider)
     name = new_name()
     first = await connect(oauth, provider, name)
@@ -304,7 +335,10 @@ async def test_a_401_refreshes_once_and_the_node_succeeds_against_a_local_authli
     run, call = await run_contact_node(service, published, name)
     assert (run["status"], call["attempts"]) == ("success", 1), call
     fresh = oauth.integrations.get(name)[1]
-    assert [(r["token"], r["status"]) for r in provider.api_requests] == [(first["access_token"], 401), (fresh["access_token"], 201)]
+    assert [(r["token"], r["status"]) for r in provider.api_requests] == [
+        (first["access_token"], 401),
+        (fresh["access_token"], 201),
+    ]
     assert provider.token_requests == ["authorization_code", "refresh_token"]
 
 
@@ -318,7 +352,11 @@ async def test_with_oauth_retry_refreshes_once_on_a_401_against_a_local_authlib_
     async def call(token: str) -> httpx.Response:
         sent.append(token)
         async with httpx.AsyncClient() as client:
-            return await client.post(f"{provider.url}/crm/v3/objects/contacts", json={"properties": {}}, headers={"Authorization": f"Bearer {token}"})
+            return await client.post(
+                f"{provider.url}/crm/v3/objects/contacts",
+                json={"properties": {}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
 
     answer = await oauth.with_oauth_retry(name, call)
     assert answer.status_code == 201
@@ -344,7 +382,9 @@ async def test_an_expired_refresh_token_fails_the_node_asking_to_reconnect_again
 
 
 # ---------------------------------------------------------------------- removing
-async def test_removing_an_integration_revokes_its_tokens_at_the_provider_against_a_local_authlib_authorization_server(oauth, provider):
+async def test_removing_an_integration_revokes_its_tokens_at_the_provider_against_a_local_authlib_authorization_server(
+    oauth, provider
+):
     register(oauth, provider)
     name = new_name()
     secret = await connect(oauth, provider, name)
@@ -354,7 +394,11 @@ async def test_removing_an_integration_revokes_its_tokens_at_the_provider_agains
     assert provider.revoked == ["refresh_token", "access_token"] and provider.live_tokens() == []
     assert name not in [i["name"] for i in oauth.integrations.list()]
     async with httpx.AsyncClient() as client:
-        stale = await client.post(f"{provider.url}/crm/v3/objects/contacts", json={}, headers={"Authorization": f"Bearer {secret['access_token']}"})
+        stale = await client.post(
+            f"{provider.url}/crm/v3/objects/contacts",
+            json={},
+            headers={"Authorization": f"Bearer {secret['access_token']}"},
+        )
     assert stale.status_code == 401
 
 

@@ -8,11 +8,13 @@ records what reached them). End-to-end tests run flows on the session's Temporal
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
@@ -33,7 +35,9 @@ from floworch_server.validate import validate
 TRIGGER = {"id": "start", "type": "trigger.manual"}
 INVOICE = ["INVOICE 2024-0042", "ACME Corporation", "Widgets x 3", "Total 1234.50"]
 REGION = "us-east-1"
-execute = nodes.get("ai.ocr").execute
+OCR = nodes.require("ai.ocr")
+assert OCR.execute is not None
+execute = OCR.execute
 
 
 # ------------------------------------------------------------------ helpers
@@ -91,7 +95,15 @@ class TextractBlocks:
     pairs joined by a VALUE relationship, TABLE > CELL with 1-based RowIndex/ColumnIndex."""
 
     def __init__(self):
-        self.blocks: list[dict] = [{"BlockType": "PAGE", "Id": "page-1", "Page": 1, "Confidence": 99.9, "Relationships": [{"Type": "CHILD", "Ids": []}]}]
+        self.blocks: list[dict] = [
+            {
+                "BlockType": "PAGE",
+                "Id": "page-1",
+                "Page": 1,
+                "Confidence": 99.9,
+                "Relationships": [{"Type": "CHILD", "Ids": []}],
+            }
+        ]
 
     def _add(self, block_type: str, **fields) -> str:
         block_id = f"{block_type.lower()}-{len(self.blocks)}"
@@ -101,37 +113,73 @@ class TextractBlocks:
     def _words(self, text: str, confidence: float) -> list[str]:
         return [self._add("WORD", Text=w, Confidence=confidence, TextType="PRINTED") for w in text.split()]
 
-    def line(self, text: str, confidence: float = 99.5, top: float = 0.1) -> "TextractBlocks":
+    def line(self, text: str, confidence: float = 99.5, top: float = 0.1) -> TextractBlocks:
         words = self._words(text, confidence)
         geometry = {"BoundingBox": {"Left": 0.06, "Top": top, "Width": 0.5, "Height": 0.05}}
-        line_id = self._add("LINE", Text=text, Confidence=confidence, Geometry=geometry, Relationships=[{"Type": "CHILD", "Ids": words}])
+        line_id = self._add(
+            "LINE", Text=text, Confidence=confidence, Geometry=geometry, Relationships=[{"Type": "CHILD", "Ids": words}]
+        )
         self.blocks[0]["Relationships"][0]["Ids"].append(line_id)
         return self
 
-    def key_value(self, key: str, value: str, key_confidence: float = 95.0, value_confidence: float = 93.0) -> "TextractBlocks":
-        value_id = self._add("KEY_VALUE_SET", EntityTypes=["VALUE"], Confidence=value_confidence, Relationships=[{"Type": "CHILD", "Ids": self._words(value, value_confidence)}])
+    def key_value(
+        self, key: str, value: str, key_confidence: float = 95.0, value_confidence: float = 93.0
+    ) -> TextractBlocks:
+        value_id = self._add(
+            "KEY_VALUE_SET",
+            EntityTypes=["VALUE"],
+            Confidence=value_confidence,
+            Relationships=[{"Type": "CHILD", "Ids": self._words(value, value_confidence)}],
+        )
         self._add(
             "KEY_VALUE_SET",
             EntityTypes=["KEY"],
             Confidence=key_confidence,
-            Relationships=[{"Type": "VALUE", "Ids": [value_id]}, {"Type": "CHILD", "Ids": self._words(key, key_confidence)}],
+            Relationships=[
+                {"Type": "VALUE", "Ids": [value_id]},
+                {"Type": "CHILD", "Ids": self._words(key, key_confidence)},
+            ],
         )
         return self
 
-    def checkbox(self, key: str, selected: bool) -> "TextractBlocks":
-        box = self._add("SELECTION_ELEMENT", SelectionStatus="SELECTED" if selected else "NOT_SELECTED", Confidence=97.0)
-        value_id = self._add("KEY_VALUE_SET", EntityTypes=["VALUE"], Confidence=97.0, Relationships=[{"Type": "CHILD", "Ids": [box]}])
-        self._add("KEY_VALUE_SET", EntityTypes=["KEY"], Confidence=96.0, Relationships=[{"Type": "VALUE", "Ids": [value_id]}, {"Type": "CHILD", "Ids": self._words(key, 96.0)}])
+    def checkbox(self, key: str, selected: bool) -> TextractBlocks:
+        box = self._add(
+            "SELECTION_ELEMENT", SelectionStatus="SELECTED" if selected else "NOT_SELECTED", Confidence=97.0
+        )
+        value_id = self._add(
+            "KEY_VALUE_SET", EntityTypes=["VALUE"], Confidence=97.0, Relationships=[{"Type": "CHILD", "Ids": [box]}]
+        )
+        self._add(
+            "KEY_VALUE_SET",
+            EntityTypes=["KEY"],
+            Confidence=96.0,
+            Relationships=[{"Type": "VALUE", "Ids": [value_id]}, {"Type": "CHILD", "Ids": self._words(key, 96.0)}],
+        )
         return self
 
-    def table(self, rows: list[list[str]]) -> "TextractBlocks":
+    def table(self, rows: list[list[str]]) -> TextractBlocks:
         cells = [
-            self._add("CELL", RowIndex=r, ColumnIndex=c, RowSpan=1, ColumnSpan=1, Confidence=90.0, Relationships=[{"Type": "CHILD", "Ids": self._words(text, 90.0)}] if text else [])
+            self._add(
+                "CELL",
+                RowIndex=r,
+                ColumnIndex=c,
+                RowSpan=1,
+                ColumnSpan=1,
+                Confidence=90.0,
+                Relationships=[{"Type": "CHILD", "Ids": self._words(text, 90.0)}] if text else [],
+            )
             for r, row in enumerate(rows, start=1)
             for c, text in enumerate(row, start=1)
         ]
-        title = self._add("TABLE_TITLE", Confidence=90.0, Relationships=[{"Type": "CHILD", "Ids": self._words("Items", 90.0)}])
-        self._add("TABLE", Confidence=92.0, EntityTypes=["STRUCTURED_TABLE"], Relationships=[{"Type": "CHILD", "Ids": cells}, {"Type": "TABLE_TITLE", "Ids": [title]}])
+        title = self._add(
+            "TABLE_TITLE", Confidence=90.0, Relationships=[{"Type": "CHILD", "Ids": self._words("Items", 90.0)}]
+        )
+        self._add(
+            "TABLE",
+            Confidence=92.0,
+            EntityTypes=["STRUCTURED_TABLE"],
+            Relationships=[{"Type": "CHILD", "Ids": cells}, {"Type": "TABLE_TITLE", "Ids": [title]}],
+        )
         return self
 
 
@@ -194,10 +242,8 @@ def s3(aws):
     client = boto3.client("s3", endpoint_url=aws, region_name=REGION)
 
     def put(key: str, data: bytes, bucket: str = "scans") -> str:
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=bucket)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
         client.put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
 
@@ -214,8 +260,8 @@ def textract(aws, monkeypatch):
     class Fake:
         page_size = 1000
         in_progress_polls = 0
-        requests: list[tuple[str, dict]] = []
-        polls: dict[str, int] = {}
+        requests: ClassVar[list[tuple[str, dict]]] = []
+        polls: ClassVar[dict[str, int]] = {}
 
         def blocks(self, blocks: list[dict], pages: int = 1) -> None:
             monkeypatch.setattr(TextractBackend, "BLOCKS", blocks)
@@ -254,14 +300,19 @@ def textract(aws, monkeypatch):
 
         return handler
 
-    monkeypatch.setattr(TextractResponse, "analyze_document", recorded("AnalyzeDocument", analyze_document), raising=False)
+    monkeypatch.setattr(
+        TextractResponse, "analyze_document", recorded("AnalyzeDocument", analyze_document), raising=False
+    )
     for action, name in (
         ("DetectDocumentText", "detect_document_text"),
         ("StartDocumentAnalysis", "start_document_analysis"),
         ("StartDocumentTextDetection", "start_document_text_detection"),
     ):
         monkeypatch.setattr(TextractResponse, name, recorded(action, getattr(TextractResponse, name)))
-    for action, name in (("GetDocumentAnalysis", "get_document_analysis"), ("GetDocumentTextDetection", "get_document_text_detection")):
+    for action, name in (
+        ("GetDocumentAnalysis", "get_document_analysis"),
+        ("GetDocumentTextDetection", "get_document_text_detection"),
+    ):
         monkeypatch.setattr(TextractResponse, name, paged(action, getattr(TextractResponse, name)))
     monkeypatch.setattr(ocr, "POLL_SECONDS", (0.01, 0.02))
     return fake
@@ -291,8 +342,14 @@ async def test_local_ocr_reads_the_words_and_numbers_of_an_invoice_image(tmp_pat
     result = await execute(FakeContext(), {"document": str(scan)}, {})
     for word in ("INVOICE", "ACME", "Corporation", "Total", "1234.50", "2024-0042"):
         assert word in result["text"], result["text"]
-    assert [line["text"] for line in result["lines"]][0].startswith("INVOICE")
-    assert (result["pages"], result["provider"], result["document"], result["key_values"], result["tables"]) == (1, "local", str(scan), [], [])
+    assert next(line["text"] for line in result["lines"]).startswith("INVOICE")
+    assert (result["pages"], result["provider"], result["document"], result["key_values"], result["tables"]) == (
+        1,
+        "local",
+        str(scan),
+        [],
+        [],
+    )
     total = next(line for line in result["lines"] if "1234.50" in line["text"])
     assert 0.5 < total["confidence"] <= 1
     box = total["box"]
@@ -303,7 +360,11 @@ async def test_local_ocr_reads_the_words_and_numbers_of_an_invoice_image(tmp_pat
 
 @pytest.mark.parametrize(
     ("content", "name", "fmt"),
-    [(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "scan.pdf", "pdf"), (b"GIF89a\x01\x00\x01\x00", "scan.gif", "gif"), (b"hello", "notes.txt", "txt")],
+    [
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "scan.pdf", "pdf"),
+        (b"GIF89a\x01\x00\x01\x00", "scan.gif", "gif"),
+        (b"hello", "notes.txt", "txt"),
+    ],
 )
 async def test_local_ocr_refuses_formats_it_cannot_read_naming_the_format(tmp_path, content, name, fmt):
     path = tmp_path / name
@@ -331,13 +392,26 @@ async def test_textract_detect_document_text_on_an_s3_image_against_motos_server
     result = await execute(FakeContext(), textract_config(aws, document, min_confidence=0.5), {})
     assert [line["text"] for line in result["lines"]] == EXPECTED_LINES  # the 41 % smudge is left out
     assert result["text"] == "\n".join(EXPECTED_LINES)
-    assert result["lines"][0] == {"text": "INVOICE 2024-0042", "confidence": 0.995, "box": {"left": 0.06, "top": 0.05, "width": 0.5, "height": 0.05}, "page": 1}
-    assert (result["pages"], result["provider"], result["document"], result["key_values"], result["tables"]) == (1, "textract", document, [], [])
+    assert result["lines"][0] == {
+        "text": "INVOICE 2024-0042",
+        "confidence": 0.995,
+        "box": {"left": 0.06, "top": 0.05, "width": 0.5, "height": 0.05},
+        "page": 1,
+    }
+    assert (result["pages"], result["provider"], result["document"], result["key_values"], result["tables"]) == (
+        1,
+        "textract",
+        document,
+        [],
+        [],
+    )
     # The image's bytes were read from S3 and sent; no asynchronous job was started.
     assert len(textract.calls("DetectDocumentText")) == 1 and not textract.calls("StartDocumentTextDetection")
 
 
-async def test_textract_analyze_document_reads_forms_and_tables_from_a_local_file_against_motos_server(aws, textract, tmp_path):
+async def test_textract_analyze_document_reads_forms_and_tables_from_a_local_file_against_motos_server(
+    aws, textract, tmp_path
+):
     textract.blocks(invoice_analysis().blocks)
     scan = tmp_path / "invoice.jpg"
     Image.new("RGB", (8, 8), "white").save(scan, format="JPEG")
@@ -345,11 +419,19 @@ async def test_textract_analyze_document_reads_forms_and_tables_from_a_local_fil
     assert [call["FeatureTypes"] for call in textract.calls("AnalyzeDocument")] == [["FORMS", "TABLES"]]
     assert result["key_values"] == EXPECTED_KEY_VALUES
     assert result["tables"] == EXPECTED_TABLES
-    assert [line["text"] for line in result["lines"]] == EXPECTED_LINES + ["~ smudge ~"]
+    assert [line["text"] for line in result["lines"]] == [*EXPECTED_LINES, "~ smudge ~"]
 
 
-@pytest.mark.parametrize(("features", "start", "get"), [(["FORMS", "TABLES"], "StartDocumentAnalysis", "GetDocumentAnalysis"), ([], "StartDocumentTextDetection", "GetDocumentTextDetection")])
-async def test_a_pdf_in_s3_runs_an_async_textract_job_polled_and_paged_against_motos_server(aws, s3, textract, features, start, get):
+@pytest.mark.parametrize(
+    ("features", "start", "get"),
+    [
+        (["FORMS", "TABLES"], "StartDocumentAnalysis", "GetDocumentAnalysis"),
+        ([], "StartDocumentTextDetection", "GetDocumentTextDetection"),
+    ],
+)
+async def test_a_pdf_in_s3_runs_an_async_textract_job_polled_and_paged_against_motos_server(
+    aws, s3, textract, features, start, get
+):
     blocks = invoice_analysis().blocks
     textract.blocks(blocks, pages=1)
     textract.page_size, textract.in_progress_polls = 7, 2
@@ -360,7 +442,9 @@ async def test_a_pdf_in_s3_runs_an_async_textract_job_polled_and_paged_against_m
     [request] = textract.calls(start)
     assert request["DocumentLocation"] == {"S3Object": {"Bucket": "scans", "Name": "invoices/2024-0042.pdf"}}
     assert request.get("FeatureTypes") == (features or None)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", request["ClientRequestToken"]) and request["ClientRequestToken"].startswith("flow-7f3a-run-12-ocr-")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", request["ClientRequestToken"]) and request[
+        "ClientRequestToken"
+    ].startswith("flow-7f3a-run-12-ocr-")
     polls = textract.calls(get)
     [job_id] = {p["JobId"] for p in polls}
     # Two IN_PROGRESS polls, then the pages of blocks, each asked for with the previous NextToken.
@@ -370,14 +454,18 @@ async def test_a_pdf_in_s3_runs_an_async_textract_job_polled_and_paged_against_m
     details = {"textract_job_id": job_id, "mode": "analysis" if features else "text", "document": document}
     assert len(ctx.heartbeats) >= 3 and all(h == (details,) for h in ctx.heartbeats)
     assert (result["key_values"], result["tables"], result["pages"]) == (EXPECTED_KEY_VALUES, EXPECTED_TABLES, 1)
-    assert [line["text"] for line in result["lines"]] == EXPECTED_LINES + ["~ smudge ~"]
+    assert [line["text"] for line in result["lines"]] == [*EXPECTED_LINES, "~ smudge ~"]
 
 
-async def test_a_retried_attempt_resumes_the_textract_job_in_its_heartbeat_details_against_motos_server(aws, s3, textract):
+async def test_a_retried_attempt_resumes_the_textract_job_in_its_heartbeat_details_against_motos_server(
+    aws, s3, textract
+):
     textract.blocks(invoice_analysis().blocks)
     document = s3("invoices/retried.pdf", b"%PDF-1.7\n")
     client = boto3.client("textract", endpoint_url=aws, region_name=REGION)
-    first = client.start_document_analysis(DocumentLocation={"S3Object": {"Bucket": "scans", "Name": "invoices/retried.pdf"}}, FeatureTypes=["TABLES"])["JobId"]
+    first = client.start_document_analysis(
+        DocumentLocation={"S3Object": {"Bucket": "scans", "Name": "invoices/retried.pdf"}}, FeatureTypes=["TABLES"]
+    )["JobId"]
     jobs_before = len(textract_backends["123456789012"][REGION].async_document_analysis_jobs)
 
     env = ActivityEnvironment()
@@ -398,16 +486,22 @@ async def test_a_retry_whose_textract_job_has_expired_starts_a_new_job_against_m
     textract.blocks(invoice_analysis().blocks)
     document = s3("invoices/old.pdf", b"%PDF-1.7\n")
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=3, heartbeat_details=[{"textract_job_id": "expired-job", "mode": "analysis", "document": document}])
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=3,
+        heartbeat_details=[{"textract_job_id": "expired-job", "mode": "analysis", "document": document}],
+    )
     ctx = FakeContext(attempt=3)
     result = await env.run(execute, ctx, textract_config(aws, document, features=["FORMS"]), {})
     assert len(textract.calls("StartDocumentAnalysis")) == 1
-    assert [p["JobId"] for p in textract.calls("GetDocumentAnalysis")][0] == "expired-job"
+    assert next(p["JobId"] for p in textract.calls("GetDocumentAnalysis")) == "expired-job"
     assert ("warning", f"Textract no longer knows job expired-job for {document}; starting a new job") in ctx.logs
     assert result["key_values"] == EXPECTED_KEY_VALUES
 
 
-async def test_a_failed_textract_job_fails_the_node_without_retries_against_motos_server(aws, s3, textract, monkeypatch):
+async def test_a_failed_textract_job_fails_the_node_without_retries_against_motos_server(
+    aws, s3, textract, monkeypatch
+):
     monkeypatch.setattr(TextractBackend, "JOB_STATUS", "FAILED")
     document = s3("invoices/unreadable.pdf", b"%PDF-1.7\n")
     error = await fails(textract_config(aws, document, features=["TABLES"]))
@@ -433,7 +527,10 @@ async def test_a_missing_s3_bucket_or_key_fails_without_retries_naming_the_docum
 
 
 def aws_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "..."}, "ResponseMetadata": {"HTTPStatusCode": status}}, "DetectDocumentText")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "..."}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "DetectDocumentText",
+    )
 
 
 @pytest.mark.parametrize(
@@ -457,9 +554,22 @@ def test_aws_throttling_and_5xx_are_retried_and_other_refusals_are_not(code, sta
 def test_merged_table_cells_keep_their_text_in_the_top_left_cell():
     blocks = [
         {"BlockType": "TABLE", "Id": "t", "Relationships": [{"Type": "CHILD", "Ids": ["c1", "c2", "c3"]}]},
-        {"BlockType": "CELL", "Id": "c1", "RowIndex": 1, "ColumnIndex": 1, "ColumnSpan": 2, "Relationships": [{"Type": "CHILD", "Ids": ["w1"]}]},
+        {
+            "BlockType": "CELL",
+            "Id": "c1",
+            "RowIndex": 1,
+            "ColumnIndex": 1,
+            "ColumnSpan": 2,
+            "Relationships": [{"Type": "CHILD", "Ids": ["w1"]}],
+        },
         {"BlockType": "CELL", "Id": "c2", "RowIndex": 2, "ColumnIndex": 1},
-        {"BlockType": "CELL", "Id": "c3", "RowIndex": 2, "ColumnIndex": 2, "Relationships": [{"Type": "CHILD", "Ids": ["w2"]}]},
+        {
+            "BlockType": "CELL",
+            "Id": "c3",
+            "RowIndex": 2,
+            "ColumnIndex": 2,
+            "Relationships": [{"Type": "CHILD", "Ids": ["w2"]}],
+        },
         {"BlockType": "WORD", "Id": "w1", "Text": "Summary"},
         {"BlockType": "WORD", "Id": "w2", "Text": "42"},
     ]
@@ -473,11 +583,17 @@ async def test_a_flow_reads_an_invoice_from_the_blob_store_end_to_end(service, p
         [
             TRIGGER,
             {"id": "ocr", "type": "ai.ocr", "config": {"document": "{{ input.document }}"}},
-            {"id": "use", "type": "transform", "config": {"output": {"text": "{{ nodes.ocr.output.text }}", "pages": "{{ nodes.ocr.output.pages }}"}}},
+            {
+                "id": "use",
+                "type": "transform",
+                "config": {"output": {"text": "{{ nodes.ocr.output.text }}", "pages": "{{ nodes.ocr.output.pages }}"}},
+            },
         ],
         [("start", "ocr"), ("ocr", "use")],
     )
-    run = await finished(service, (await service.start_run(flow, input={"document": document}, by="t"))["run_id"], timeout=180)
+    run = await finished(
+        service, (await service.start_run(flow, input={"document": document}, by="t"))["run_id"], timeout=180
+    )
     assert run["status"] == "success", run.get("error")
     out = run["result"]["outputs"]["use"]
     for word in ("INVOICE", "ACME", "Total", "1234.50"):
@@ -487,7 +603,9 @@ async def test_a_flow_reads_an_invoice_from_the_blob_store_end_to_end(service, p
 
 async def test_a_missing_document_fails_the_node_at_once_naming_the_path(service, published, tmp_path):
     missing = str(tmp_path / "scans" / "missing-invoice.png")
-    flow = await published([TRIGGER, {"id": "ocr", "type": "ai.ocr", "config": {"document": "{{ input.document }}"}}], [("start", "ocr")])
+    flow = await published(
+        [TRIGGER, {"id": "ocr", "type": "ai.ocr", "config": {"document": "{{ input.document }}"}}], [("start", "ocr")]
+    )
     run = await finished(service, (await service.start_run(flow, input={"document": missing}, by="t"))["run_id"])
     node = nodes_by_id(run)["ocr"]
     assert (run["status"], node["status"], node["attempts"]) == ("failed", "failed", 1)
@@ -496,14 +614,25 @@ async def test_a_missing_document_fails_the_node_at_once_naming_the_path(service
 
 def test_a_config_that_breaks_the_schema_is_rejected_at_validation_naming_the_field():
     def problems(config: dict) -> list:
-        doc, parse_problems = parse_data(flow_doc([TRIGGER, {"id": "ocr", "type": "ai.ocr", "config": config}], [("start", "ocr")]))
+        doc, parse_problems = parse_data(
+            flow_doc([TRIGGER, {"id": "ocr", "type": "ai.ocr", "config": config}], [("start", "ocr")])
+        )
         assert doc is not None and not parse_problems
         return [(p.node, p.field, p.code) for p in validate(doc)]
 
     assert problems({"document": "{{ input.document }}"}) == []
-    assert problems({"document": "s3://b/k.pdf", "provider": "textract", "features": ["FORMS"], "min_confidence": 0.8}) == []
+    assert (
+        problems({"document": "s3://b/k.pdf", "provider": "textract", "features": ["FORMS"], "min_confidence": 0.8})
+        == []
+    )
     assert problems({"document": "scan.png", "provider": "tesseract"}) == [("ocr", "config.provider", "invalid-config")]
-    assert problems({"document": "scan.png", "min_confidence": 2}) == [("ocr", "config.min_confidence", "invalid-config")]
-    assert problems({"document": "scan.png", "provider": "textract", "features": ["SIGNATURES"]}) == [("ocr", "config.features[0]", "invalid-config")]
+    assert problems({"document": "scan.png", "min_confidence": 2}) == [
+        ("ocr", "config.min_confidence", "invalid-config")
+    ]
+    assert problems({"document": "scan.png", "provider": "textract", "features": ["SIGNATURES"]}) == [
+        ("ocr", "config.features[0]", "invalid-config")
+    ]
     assert problems({"provider": "local"}) == [("ocr", "config", "invalid-config")]
-    assert problems({"document": "scan.png", "features": ["TABLES"]}) == [("ocr", "config.features", "ocr-features-need-textract")]
+    assert problems({"document": "scan.png", "features": ["TABLES"]}) == [
+        ("ocr", "config.features", "ocr-features-need-textract")
+    ]

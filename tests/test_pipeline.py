@@ -23,7 +23,7 @@ from floworch_server.integrations import Integrations
 from floworch_server.webhooks import sign
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "notebooks"))
-import demo_services  # noqa: E402
+import demo_services
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(180)
@@ -45,7 +45,9 @@ def outside_world(service, tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute(TABLE)
     integrations = Integrations.from_settings(service.settings, store=service.store)
-    integrations.add("invoice-model", "openai-compatible", {"api_key": "local-key"}, by="t", settings={"base_url": model.url + "/v1"})
+    integrations.add(
+        "invoice-model", "openai-compatible", {"api_key": "local-key"}, by="t", settings={"base_url": model.url + "/v1"}
+    )
     integrations.add("slack-demo", "slack", {"access_token": "xoxb-demo"}, by="t", settings={"base_url": slack.url})
     integrations.add("invoices-db", "database", {"url": f"sqlite:///{db}"}, by="t")
     yield model, slack, db
@@ -53,7 +55,9 @@ def outside_world(service, tmp_path):
     slack.close()
 
 
-async def test_a_document_posted_to_the_webhook_is_read_extracted_stored_and_announced(service, outside_world, jp_fetch, jp_http_port, tmp_path):
+async def test_a_document_posted_to_the_webhook_is_read_extracted_stored_and_announced(
+    service, outside_world, jp_fetch, jp_http_port, tmp_path
+):
     model, slack, db = outside_world
     document = json.loads(FLOW.read_text())
     document["meta"]["id"] = str(uuid.uuid4())  # its own workflow, apart from the notebook's
@@ -61,7 +65,9 @@ async def test_a_document_posted_to_the_webhook_is_read_extracted_stored_and_ann
     await service.publish(flow, by="t")
     [hook] = json.loads((await jp_fetch("floworch", "api", "workflows", flow, "webhooks")).body)
 
-    image = demo_services.draw_invoice(tmp_path / "invoice.png", number="INV-2041", vendor="Acme Tools Ltd", total=1234.50, date="2026-11-02")
+    image = demo_services.draw_invoice(
+        tmp_path / "invoice.png", number="INV-2041", vendor="Acme Tools Ltd", total=1234.50, date="2026-11-02"
+    )
     blob = blobs.put(image.read_bytes(), "invoice.png", settings=service.settings)
     body = json.dumps({"document": blob}).encode()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{jp_http_port}") as client:
@@ -73,7 +79,12 @@ async def test_a_document_posted_to_the_webhook_is_read_extracted_stored_and_ann
     assert [n["status"] for n in run["nodes"]] == ["success", "skipped", "success", "success", "success", "success"]
 
     extracted = (await service.inspect(run["run_id"], "extract"))["calls"]["extract"]["output"]["json"]
-    assert extracted == {"invoice_number": "INV-2041", "vendor": "Acme Tools Ltd", "total": 1234.5, "date": "2026-11-02"}
+    assert extracted == {
+        "invoice_number": "INV-2041",
+        "vendor": "Acme Tools Ltd",
+        "total": 1234.5,
+        "date": "2026-11-02",
+    }
     # The model was given what OCR read off the image.
     prompt = model.requests[0]["body"]["messages"][-1]["content"]
     assert "INV-2041" in prompt and "1,234.50" in prompt and model.requests[0]["auth"] == "Bearer local-key"

@@ -18,7 +18,13 @@ from conftest import finished, nodes_by_id, wait_until
 from floworch_server import nodes
 from floworch_server.integrations import Integrations
 from floworch_server.nodes.spec import NodeError
-from floworch_server.ratelimit import RateLimitConfigError, RateLimits, RateLimitUnavailable, provider_turn, retry_after_header
+from floworch_server.ratelimit import (
+    RateLimitConfigError,
+    RateLimits,
+    RateLimitUnavailable,
+    provider_turn,
+    retry_after_header,
+)
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
@@ -60,7 +66,7 @@ class RecordingAPI:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "RecordingAPI":
+    def __enter__(self) -> RecordingAPI:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -71,8 +77,15 @@ class RecordingAPI:
 
 # ------------------------------------------------------------------ counting in Redis
 def test_two_processes_share_a_providers_count_through_redis(redis_service):
-    one, other = on_redis(redis_service, providers="slack=3/minute"), on_redis(redis_service, providers="slack=3/minute")
-    assert [one.acquire_provider("acme", "slack"), other.acquire_provider("acme", "slack"), one.acquire_provider("acme", "slack")] == [None] * 3
+    one, other = (
+        on_redis(redis_service, providers="slack=3/minute"),
+        on_redis(redis_service, providers="slack=3/minute"),
+    )
+    assert [
+        one.acquire_provider("acme", "slack"),
+        other.acquire_provider("acme", "slack"),
+        one.acquire_provider("acme", "slack"),
+    ] == [None] * 3
     # The fourth call is refused wherever it is made, with the wait until the first leaves the minute.
     for limits in (other, one):
         wait = limits.acquire_provider("acme", "slack")
@@ -81,7 +94,10 @@ def test_two_processes_share_a_providers_count_through_redis(redis_service):
 
 
 def test_requests_count_against_the_user_then_the_tenant_across_processes(redis_service):
-    one, other = on_redis(redis_service, user="2/minute", tenant="3/minute"), on_redis(redis_service, user="2/minute", tenant="3/minute")
+    one, other = (
+        on_redis(redis_service, user="2/minute", tenant="3/minute"),
+        on_redis(redis_service, user="2/minute", tenant="3/minute"),
+    )
     assert [one.check_request("acme", "ann"), other.check_request("acme", "ann")] == [None, None]
     refused = one.refuse_request("acme", "ann")
     assert (refused.scope, refused.name, refused.limit) == ("user", "ann", "2 per 1 minute") and 0 < refused.wait <= 60
@@ -99,7 +115,9 @@ def test_one_tenant_using_up_its_limits_does_not_limit_another_and_each_has_its_
     assert limits.check_request("globex", "ann") is None and limits.acquire_provider("globex", "openai") is None
 
     keys = redis_service.keys()
-    assert keys and all(k.startswith((f"{redis_service.prefix}:acme:", f"{redis_service.prefix}:globex:")) for k in keys)
+    assert keys and all(
+        k.startswith((f"{redis_service.prefix}:acme:", f"{redis_service.prefix}:globex:")) for k in keys
+    )
     assert {k.split(":")[1] for k in keys} == {"acme", "globex"}
     assert limits.namespace("acme") == f"{redis_service.prefix}:acme:"
 
@@ -112,14 +130,21 @@ def test_a_tenant_named_to_look_like_another_tenants_key_gets_counters_of_its_ow
         assert limits.check_request(tenant, user) is None
     assert limits.acquire_provider("acme:provider", "openai") is None
     assert limits.check_request("acme", "ann") is not None and limits.acquire_provider("acme", "openai") is not None
-    assert {k.split(":")[1] for k in redis_service.keys()} == {"acme", "acme%3Auser", "acme%3Aprovider", "acme%3Aprovider%2Fopenai"}
+    assert {k.split(":")[1] for k in redis_service} == {
+        "acme",
+        "acme%3Auser",
+        "acme%3Aprovider",
+        "acme%3Aprovider%2Fopenai",
+    }
 
 
 def test_a_redis_that_does_not_answer_is_a_clear_error_that_hides_its_password():
     limits = RateLimits(storage_url="redis://:hunter2@127.0.0.1:1/0", user="10/minute")
     with pytest.raises(RateLimitUnavailable) as failure:
         limits.check_request("acme", "ann")
-    assert str(failure.value).startswith("rate limits: the Redis at redis://:***@127.0.0.1:1/0 (FLOWORCH_REDIS_URL) did not answer")
+    assert str(failure.value).startswith(
+        "rate limits: the Redis at redis://:***@127.0.0.1:1/0 (FLOWORCH_REDIS_URL) did not answer"
+    )
     assert "hunter2" not in str(failure.value) and failure.value.status == 503
 
 
@@ -129,24 +154,45 @@ def test_without_a_redis_url_the_counts_live_in_the_process_and_every_caller_sha
     limits = RateLimits.from_settings(settings)
     assert limits.backend == "memory"
     assert RateLimits.from_settings(settings.replace()) is limits  # the same settings: the same counts
-    assert [limits.check_request("acme", "ann"), RateLimits.from_settings(settings).check_request("acme", "ann")] == [None, None]
+    assert [limits.check_request("acme", "ann"), RateLimits.from_settings(settings).check_request("acme", "ann")] == [
+        None,
+        None,
+    ]
     assert limits.check_request("acme", "ann") is not None
     assert limits.check_request("globex", "ann") is None
 
 
 def test_the_defaults_limit_users_and_tenants_but_no_provider(tmp_path):
     limits = RateLimits.from_settings(Settings(data_dir=str(tmp_path), rate_limit_prefix=f"mem-{uuid.uuid4().hex}"))
-    assert [str(i) for i in limits.user_limits] == ["600 per 1 minute"] and [str(i) for i in limits.tenant_limits] == ["6000 per 1 minute"]
+    assert [str(i) for i in limits.user_limits] == ["600 per 1 minute"] and [str(i) for i in limits.tenant_limits] == [
+        "6000 per 1 minute"
+    ]
     assert limits.provider_limits == {}
 
 
 @pytest.mark.parametrize(
     "variable, value, message",
     [
-        ("FLOWORCH_RATE_LIMIT_USER", "lots", "FLOWORCH_RATE_LIMIT_USER: 'lots' is not a rate limit; write it as '<count>/<period>'"),
-        ("FLOWORCH_RATE_LIMIT_TENANT", "100/fortnight", "FLOWORCH_RATE_LIMIT_TENANT: '100/fortnight' is not a rate limit"),
-        ("FLOWORCH_RATE_LIMIT_PROVIDERS", "openai", "FLOWORCH_RATE_LIMIT_PROVIDERS: 'openai' is not 'provider=limit'; write comma-separated pairs"),
-        ("FLOWORCH_RATE_LIMIT_PROVIDERS", "openai=60/minute,slack=often", "FLOWORCH_RATE_LIMIT_PROVIDERS: 'often' is not a rate limit"),
+        (
+            "FLOWORCH_RATE_LIMIT_USER",
+            "lots",
+            "FLOWORCH_RATE_LIMIT_USER: 'lots' is not a rate limit; write it as '<count>/<period>'",
+        ),
+        (
+            "FLOWORCH_RATE_LIMIT_TENANT",
+            "100/fortnight",
+            "FLOWORCH_RATE_LIMIT_TENANT: '100/fortnight' is not a rate limit",
+        ),
+        (
+            "FLOWORCH_RATE_LIMIT_PROVIDERS",
+            "openai",
+            "FLOWORCH_RATE_LIMIT_PROVIDERS: 'openai' is not 'provider=limit'; write comma-separated pairs",
+        ),
+        (
+            "FLOWORCH_RATE_LIMIT_PROVIDERS",
+            "openai=60/minute,slack=often",
+            "FLOWORCH_RATE_LIMIT_PROVIDERS: 'often' is not a rate limit",
+        ),
         ("FLOWORCH_RATE_LIMIT_PROVIDERS", "slack=1/second,slack=2/second", "provider 'slack' is given twice"),
     ],
 )
@@ -192,12 +238,16 @@ async def test_a_refusal_after_an_attempts_first_call_is_waited_out_with_heartbe
     await provider_turn(ctx, "hubspot", "HubSpot GET /crm/v3/objects/contacts", settings=settings)
     assert ctx.provider_calls == 2 and ctx.heartbeats >= 1
     [(level, message)] = ctx.logs
-    assert level == "info" and message.startswith("HubSpot GET /crm/v3/objects/contacts: hubspot rate limit (1 per 1 second, FLOWORCH_RATE_LIMIT_PROVIDERS) reached; waiting")
+    assert level == "info" and message.startswith(
+        "HubSpot GET /crm/v3/objects/contacts: hubspot rate limit (1 per 1 second, FLOWORCH_RATE_LIMIT_PROVIDERS) reached; waiting"
+    )
 
 
 async def test_a_bad_provider_limit_fails_the_node_without_retries_naming_the_setting(tmp_path):
     with pytest.raises(NodeError) as failure:
-        await provider_turn(FakeContext(), "slack", "Slack POST /api/chat.postMessage", settings=memory_settings(tmp_path, "slack"))
+        await provider_turn(
+            FakeContext(), "slack", "Slack POST /api/chat.postMessage", settings=memory_settings(tmp_path, "slack")
+        )
     assert not failure.value.retryable and failure.value.kind == "RateLimitConfig"
     assert "FLOWORCH_RATE_LIMIT_PROVIDERS: 'slack' is not 'provider=limit'" in str(failure.value)
 
@@ -211,7 +261,9 @@ async def test_an_http_node_takes_its_turn_at_its_hosts_limit_before_sending(mon
         with pytest.raises(NodeError) as failure:
             await http.execute(FakeContext(), {"url": api.url + "/two"}, {})
     assert first["status"] == 200
-    assert failure.value.kind == "RateLimited" and str(failure.value).startswith(f"GET {api.url}/two: the 127.0.0.1 rate limit (1 per 1 minute")
+    assert failure.value.kind == "RateLimited" and str(failure.value).startswith(
+        f"GET {api.url}/two: the 127.0.0.1 rate limit (1 per 1 minute"
+    )
     assert api.paths == ["/one"]  # the refused request never left the worker
 
 
@@ -224,7 +276,9 @@ async def test_an_llm_node_takes_its_turn_at_its_providers_limit_against_a_local
         with pytest.raises(NodeError) as failure:
             await run_llm(custom(model))
     assert first["text"] == "Hello"
-    assert failure.value.kind == "RateLimited" and f"custom at {model.url}/v1: the custom rate limit" in str(failure.value)
+    assert failure.value.kind == "RateLimited" and f"custom at {model.url}/v1: the custom rate limit" in str(
+        failure.value
+    )
     assert len(model.requests) == 1
 
 
@@ -246,13 +300,21 @@ async def test_a_node_over_its_providers_limit_retries_after_the_wait_and_succee
     # Stored with the key of the test's data directory, which its workers read.
     with RecordingAPI({"ok": True, "channel": "C1", "ts": "1503435956.000247"}) as api:
         name = f"slack-{uuid.uuid4().hex[:6]}"
-        Integrations.from_settings(settings, store=service.store).add(name, "slack", {"access_token": "xoxb-test"}, by="t", settings={"base_url": api.url + "/api"})
+        Integrations.from_settings(settings, store=service.store).add(
+            name, "slack", {"access_token": "xoxb-test"}, by="t", settings={"base_url": api.url + "/api"}
+        )
         post = {"type": "action.slack", "config": {"integration": name, "channel": "C1", "text": "hi"}}
         doc = {
             "version": 1,
             "meta": {"id": str(uuid.uuid4()), "name": f"ratelimit-{uuid.uuid4().hex[:6]}"},
-            "nodes": [{"position": {"x": 0, "y": 0}, **n} for n in [{**TRIGGER, "config": {}}, {"id": "first", **post}, {"id": "second", **post}]],
-            "edges": [{"id": "e0", "source": "start", "target": "first"}, {"id": "e1", "source": "first", "target": "second"}],
+            "nodes": [
+                {"position": {"x": 0, "y": 0}, **n}
+                for n in [{**TRIGGER, "config": {}}, {"id": "first", **post}, {"id": "second", **post}]
+            ],
+            "edges": [
+                {"id": "e0", "source": "start", "target": "first"},
+                {"id": "e1", "source": "first", "target": "second"},
+            ],
         }
         record = own.create_workflow(doc, by="t")
         await own.publish(record["id"], by="t")
@@ -267,7 +329,10 @@ async def test_a_node_over_its_providers_limit_retries_after_the_wait_and_succee
             run = await finished(own, run_id)
         requests = list(api.paths)
 
-    assert "the slack rate limit (1 per 4 second, set by FLOWORCH_RATE_LIMIT_PROVIDERS) is used up; next attempt in" in retrying["error"]
+    assert (
+        "the slack rate limit (1 per 4 second, set by FLOWORCH_RATE_LIMIT_PROVIDERS) is used up; next attempt in"
+        in retrying["error"]
+    )
     assert retrying["detail"]["next_attempt"]
     assert run["status"] == "success"
     by_id = nodes_by_id(run)

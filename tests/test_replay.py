@@ -18,7 +18,17 @@ HISTORIES = sorted((Path(__file__).parent / "data" / "histories").glob("*.json")
 
 
 def test_histories_are_stored_for_every_control_construct_compensation_and_reuse():
-    assert {p.stem for p in HISTORIES} >= {"sequential", "if_else", "parallel_join", "approval", "delay", "retry", "failure", "compensation", "reused"}
+    assert {p.stem for p in HISTORIES} >= {
+        "sequential",
+        "if_else",
+        "parallel_join",
+        "approval",
+        "delay",
+        "retry",
+        "failure",
+        "compensation",
+        "reused",
+    }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -39,7 +49,9 @@ class ReorderedFlowRun:
 
 
 async def test_replay_catches_an_interpreter_that_behaves_differently():
-    history = WorkflowHistory.from_json("replay-sequential", (Path(__file__).parent / "data" / "histories" / "sequential.json").read_text())
+    history = WorkflowHistory.from_json(
+        "replay-sequential", (Path(__file__).parent / "data" / "histories" / "sequential.json").read_text()
+    )
     replayer = Replayer(workflows=[ReorderedFlowRun], workflow_runner=workflow_runner())
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(history)

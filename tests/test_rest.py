@@ -23,15 +23,19 @@ from floworch_ext import FlowOrch, needs_embedded_services
 from floworch_ext.handlers import API_PREFIX, ROUTES
 from floworch_ext.hooks import HOOK_PATH
 from floworch_server.settings import Settings
-from support.rest import Reply, create, run_until, statuses
-from support.rest import api, jp_server_config, runtime  # noqa: F401  (fixtures)
+from support.rest import Reply, api, create, jp_server_config, run_until, runtime, statuses  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(60)
 
 TRIGGER = {"id": "start", "type": "trigger.manual"}
 GREETING = [
-    {**TRIGGER, "config": {"input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}},
+    {
+        **TRIGGER,
+        "config": {
+            "input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+        },
+    },
     {"id": "greet", "type": "transform", "config": {"output": {"message": "Hello, {{ input.name }}!"}}},
 ]
 APPROVAL = [
@@ -40,13 +44,22 @@ APPROVAL = [
     {"id": "ship", "type": "transform", "config": {"output": "shipped"}},
 ]
 DELAY = [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": 30}}]
-WEBHOOK = [{"id": "hook", "type": "trigger.webhook"}, {"id": "echo", "type": "transform", "config": {"output": "{{ input.order }}"}}]
-CRON = [{"id": "tick", "type": "trigger.cron", "config": {"cron": "0 9 * * MON-FRI"}}, {"id": "work", "type": "transform", "config": {"output": "tick"}}]
+WEBHOOK = [
+    {"id": "hook", "type": "trigger.webhook"},
+    {"id": "echo", "type": "transform", "config": {"output": "{{ input.order }}"}},
+]
+CRON = [
+    {"id": "tick", "type": "trigger.cron", "config": {"cron": "0 9 * * MON-FRI"}},
+    {"id": "work", "type": "transform", "config": {"output": "tick"}},
+]
 
 
 def on_event(topic: str, output: str, schema: dict | None = None) -> list[dict]:
     config = {"topic": topic, **({"input_schema": schema} if schema else {})}
-    return [{"id": "on", "type": "trigger.event", "config": config}, {"id": "handle", "type": "transform", "config": {"output": output}}]
+    return [
+        {"id": "on", "type": "trigger.event", "config": config},
+        {"id": "handle", "type": "transform", "config": {"output": output}},
+    ]
 
 
 def new_topic() -> str:
@@ -112,7 +125,10 @@ async def test_workflow_requests_with_bad_bodies_are_400_naming_the_field(api):
 
     wid = await create(api, GREETING, [("start", "greet")], publish=False)
     other = {**good, "meta": {"id": "someone-else"}}
-    assert await field_of(await api.put("/workflows/{workflow_id}", {"document": other}, workflow_id=wid)) == "document.meta.id"
+    assert (
+        await field_of(await api.put("/workflows/{workflow_id}", {"document": other}, workflow_id=wid))
+        == "document.meta.id"
+    )
     assert await field_of(await api.put("/workflows/{workflow_id}", {"document": []}, workflow_id=wid)) == "document"
 
 
@@ -147,7 +163,9 @@ async def test_publishing_pins_a_plan_as_the_next_version(api):
 
 
 async def test_publishing_an_invalid_flow_is_400_with_every_problem(api):
-    wid = await create(api, [TRIGGER, {"id": "x", "type": "no.such.type"}], [("start", "x"), ("x", "ghost")], publish=False)
+    wid = await create(
+        api, [TRIGGER, {"id": "x", "type": "no.such.type"}], [("start", "x"), ("x", "ghost")], publish=False
+    )
     reply = await api.post("/workflows/{workflow_id}/publish", workflow_id=wid)
     assert reply.code == 400
     nodes_and_edges = {(p.get("node"), p.get("edge")) for p in reply.json["problems"]}
@@ -179,7 +197,9 @@ async def test_a_published_flow_runs_to_success_and_is_listed(api):
 
 async def test_runs_start_from_any_version_or_the_draft_and_once_per_idempotency_key(api):
     wid = await create(api, GREETING, [("start", "greet")])
-    draft = await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "D"}, "version": "draft"}, workflow_id=wid)
+    draft = await api.post(
+        "/workflows/{workflow_id}/runs", {"input": {"name": "D"}, "version": "draft"}, workflow_id=wid
+    )
     latest = await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "L"}, "version": None}, workflow_id=wid)
     by_text = await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "T"}, "version": "1"}, workflow_id=wid)
     assert [r.json["version"] for r in (draft, latest, by_text)] == ["draft", "1", "1"]
@@ -216,7 +236,11 @@ async def test_listing_runs_checks_its_query_and_unknown_runs_are_404(api):
         assert reply.code == 400 and reply.json["field"] == field
     assert (await api.get("/runs/{run_id}", run_id="run-nope")).code == 404
     assert (await api.post("/runs/{run_id}/cancel", run_id="run-nope")).code == 404
-    assert (await api.post("/runs/{run_id}/approvals/{node_id}", {"decision": "approved"}, run_id="run-nope", node_id="review")).code == 404
+    assert (
+        await api.post(
+            "/runs/{run_id}/approvals/{node_id}", {"decision": "approved"}, run_id="run-nope", node_id="review"
+        )
+    ).code == 404
 
 
 async def test_an_approval_given_through_the_api_lets_the_run_finish(api):
@@ -236,9 +260,17 @@ async def test_an_approval_given_through_the_api_lets_the_run_finish(api):
 
     approved = await decide({"decision": "approved", "comment": "looks good"})
     assert approved.code == 200
-    assert approved.json["decision"] == "approved" and approved.json["by"] == "ada" and approved.json["comment"] == "looks good"
+    assert (
+        approved.json["decision"] == "approved"
+        and approved.json["by"] == "ada"
+        and approved.json["comment"] == "looks good"
+    )
     done = await run_until(api, run_id, lambda r: r["status"] != "running")
-    assert done["status"] == "success" and statuses(done) == {"start": "success", "review": "success", "ship": "success"}
+    assert done["status"] == "success" and statuses(done) == {
+        "start": "success",
+        "review": "success",
+        "ship": "success",
+    }
     assert (await decide({"decision": "rejected"})).code == 409
 
 
@@ -283,7 +315,9 @@ async def test_the_trigger_routes_refuse_requests_without_the_token(api):
     ]:
         assert template in routes and method.lower() in api.document["paths"][API_PREFIX + template]
         path = {name: "x" for name in re.findall(r"\{(\w+)\}", template)}
-        reply = await api(method, template, {"payload": 1} if method == "POST" else None, headers={"Authorization": ""}, **path)
+        reply = await api(
+            method, template, {"payload": 1} if method == "POST" else None, headers={"Authorization": ""}, **path
+        )
         assert reply.code == 403, f"{method} {template} answered {reply.code} without a token"
 
 
@@ -398,7 +432,16 @@ async def test_unknown_workflows_are_404_on_the_trigger_routes(api):
 async def test_the_node_catalogue_lists_every_node_type(api):
     reply = await api.get("/nodes")
     types = {n["type"]: n for n in reply.json}
-    for expected in ["trigger.manual", "transform", "action.http", "control.if", "control.parallel", "control.delay", "control.approval", "test.fail"]:
+    for expected in [
+        "trigger.manual",
+        "transform",
+        "action.http",
+        "control.if",
+        "control.parallel",
+        "control.delay",
+        "control.approval",
+        "test.fail",
+    ]:
         assert expected in types
     assert [p["name"] for p in types["control.approval"]["outputs"]] == ["approved", "rejected", "timeout"]
 
@@ -409,13 +452,21 @@ async def test_openapi_describes_exactly_the_registered_routes(api, jp_serverapp
     assert document["openapi"].startswith("3.1") and document["servers"] == [{"url": jp_base_url.rstrip("/")}]
     jsonschema.Draft202012Validator.check_schema(document["components"]["schemas"]["FlowDocument"])
 
-    registered = {rule.matcher.regex.pattern for rule in _rules(jp_serverapp.web_app) if "floworch/api" in rule.matcher.regex.pattern}
+    registered = {
+        rule.matcher.regex.pattern
+        for rule in _rules(jp_serverapp.web_app)
+        if "floworch/api" in rule.matcher.regex.pattern
+    }
     documented = set(document["paths"])
     # The webhook receiver lives outside the API prefix and has no Jupyter auth: checked on its own below.
     documented.discard(HOOK_PATH)
     assert len(registered) == len(documented) == len(ROUTES)
     for pattern in registered:
-        matches = [p for p in documented if re.fullmatch(pattern.rstrip("$"), jp_base_url.rstrip("/") + p.replace("{", "").replace("}", ""))]
+        matches = [
+            p
+            for p in documented
+            if re.fullmatch(pattern.rstrip("$"), jp_base_url.rstrip("/") + p.replace("{", "").replace("}", ""))
+        ]
         assert len(matches) == 1, f"{pattern} is described by {matches}"
     for path, item in document["paths"].items():
         if path == HOOK_PATH:
@@ -494,5 +545,11 @@ def test_jupyter_config_overrides_the_environment(monkeypatch):
     monkeypatch.setenv("FLOWORCH_TASK_QUEUE", "from-env")
     monkeypatch.setenv("FLOWORCH_DATABASE_URL", "sqlite:///env.db")
     assert FlowOrch().settings().task_queue == "from-env"
-    settings = FlowOrch(config=Config({"FlowOrch": {"task_queue": "from-config", "temporal_address": "t:7233"}})).settings()
-    assert (settings.task_queue, settings.temporal_address, settings.database_url) == ("from-config", "t:7233", "sqlite:///env.db")
+    settings = FlowOrch(
+        config=Config({"FlowOrch": {"task_queue": "from-config", "temporal_address": "t:7233"}})
+    ).settings()
+    assert (settings.task_queue, settings.temporal_address, settings.database_url) == (
+        "from-config",
+        "t:7233",
+        "sqlite:///env.db",
+    )

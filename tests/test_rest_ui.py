@@ -8,23 +8,26 @@ Every HTTP reply, and every message of the status socket, is checked against ope
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from conftest import flow_doc
 from support.metrics_seed import BUDGET_CONSUMED, BURN, HTTP, TRANSFORM, seed, session_worker_polling
-from support.rest import Api, create, run_until, server_config, statuses
-from support.rest import api, runtime  # noqa: F401  (fixtures)
+from support.rest import Api, api, create, run_until, runtime, server_config, statuses  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.timeout(90)
 
 TRIGGER = {"id": "start", "type": "trigger.manual"}
-GREETING = [TRIGGER, {"id": "greet", "type": "transform", "config": {"output": {"message": "Hello, {{ input.name }}!"}}}]
+GREETING = [
+    TRIGGER,
+    {"id": "greet", "type": "transform", "config": {"output": {"message": "Hello, {{ input.name }}!"}}},
+]
 PAUSED_GREETING = [
     TRIGGER,
     {"id": "pause", "type": "control.delay", "config": {"seconds": 1}},
@@ -48,15 +51,23 @@ async def field_of(reply) -> str:
 
 # ---------------------------------------------------------------------- validation while editing
 async def test_validation_names_the_node_and_field_of_a_bad_config_and_the_nodes_of_a_cycle(api):
-    bad_config = flow_doc([TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": "soon"}}], [("start", "wait")])
+    bad_config = flow_doc(
+        [TRIGGER, {"id": "wait", "type": "control.delay", "config": {"seconds": "soon"}}], [("start", "wait")]
+    )
     reply = await api.post("/validate", {"document": bad_config})
     assert reply.code == 200
     [problem] = reply.json["problems"]
     assert (problem["code"], problem["node"], problem["field"]) == ("invalid-config", "wait", "config.seconds")
-    assert "'soon' is not of type 'number'" in problem["message"] and problem["location"] == "node 'wait', config.seconds"
+    assert (
+        "'soon' is not of type 'number'" in problem["message"] and problem["location"] == "node 'wait', config.seconds"
+    )
 
     cycle = flow_doc(
-        [TRIGGER, {"id": "a", "type": "transform", "config": {"output": 1}}, {"id": "b", "type": "transform", "config": {"output": 2}}],
+        [
+            TRIGGER,
+            {"id": "a", "type": "transform", "config": {"output": 1}},
+            {"id": "b", "type": "transform", "config": {"output": 2}},
+        ],
         [("start", "a"), ("a", "b"), ("b", "a")],
     )
     [problem] = (await api.post("/validate", {"document": cycle})).json["problems"]
@@ -114,7 +125,10 @@ async def test_each_published_version_keeps_the_document_it_was_published_from(a
 async def test_a_version_that_is_no_number_is_400_and_an_unknown_one_404(api):
     wid = await create(api, GREETING, [("start", "greet")])
     for bad in ["x", "1.5", "-1", "0x1", "1234567890"]:
-        assert await field_of(await api.get("/workflows/{workflow_id}/versions/{version}", workflow_id=wid, version=bad)) == "version"
+        assert (
+            await field_of(await api.get("/workflows/{workflow_id}/versions/{version}", workflow_id=wid, version=bad))
+            == "version"
+        )
     missing = await api.get("/workflows/{workflow_id}/versions/{version}", workflow_id=wid, version=7)
     assert missing.code == 404 and f"{wid}@7" in missing.json["error"]
     nowhere = await api.get("/workflows/{workflow_id}/versions/{version}", workflow_id="nope", version=1)
@@ -124,7 +138,7 @@ async def test_a_version_that_is_no_number_is_400_and_an_unknown_one_404(api):
 # ---------------------------------------------------------------------- a run's live status
 async def receive_all(ws, api: Api) -> list[dict]:
     """Every message until the server closes, each checked against openapi.json."""
-    messages = []
+    messages: list[dict] = []
     while (text := await asyncio.wait_for(ws.read_message(), 30)) is not None:
         message = json.loads(text)
         api.conforms(message, "#/components/schemas/RunStatusMessage", f"status message {len(messages)}")
@@ -134,7 +148,9 @@ async def receive_all(ws, api: Api) -> list[dict]:
 
 async def test_the_status_socket_pushes_the_run_from_running_to_success_with_node_statuses(api, jp_ws_fetch):
     wid = await create(api, PAUSED_GREETING, [("start", "pause"), ("pause", "greet")])
-    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json["run_id"]
+    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json[
+        "run_id"
+    ]
 
     ws = await jp_ws_fetch("floworch", "api", "runs", run_id, "status")
     messages = await receive_all(ws, api)
@@ -150,7 +166,7 @@ async def test_the_status_socket_pushes_the_run_from_running_to_success_with_nod
     assert last["result"] == {"outputs": {"greet": "Hello, Ada!"}}
     # A message is sent when something changed, never twice the same state.
     states = [(r["status"], statuses(r)) for r in runs]
-    assert all(a != b for a, b in zip(states, states[1:])), states
+    assert all(a != b for a, b in itertools.pairwise(states)), states
 
     # A finished run: its final state once, then the close.
     again = await jp_ws_fetch("floworch", "api", "runs", run_id, "status")
@@ -174,7 +190,9 @@ async def test_the_status_socket_needs_jupyter_authentication(jp_ws_fetch):
 # ---------------------------------------------------------------------- inspecting a run
 async def test_inspecting_a_node_shows_what_it_was_given_and_returned(api):
     wid = await create(api, GREETING, [("start", "greet")])
-    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json["run_id"]
+    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json[
+        "run_id"
+    ]
     await run_until(api, run_id, lambda r: r["status"] == "success")
 
     reply = await api.get("/runs/{run_id}/nodes/{node_id}", run_id=run_id, node_id="greet")
@@ -208,7 +226,9 @@ async def test_inspecting_a_failed_node_shows_its_error_and_the_trace_its_attemp
 
 async def test_an_unknown_run_or_node_is_404_naming_it(api):
     wid = await create(api, GREETING, [("start", "greet")])
-    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json["run_id"]
+    run_id = (await api.post("/workflows/{workflow_id}/runs", {"input": {"name": "Ada"}}, workflow_id=wid)).json[
+        "run_id"
+    ]
     await run_until(api, run_id, lambda r: r["status"] == "success")
 
     ghost = await api.get("/runs/{run_id}/nodes/{node_id}", run_id=run_id, node_id="ghost")
@@ -225,7 +245,7 @@ async def test_an_unknown_run_or_node_is_404_naming_it(api):
 def seeded(store) -> datetime:
     """The server's own store, seeded; returns its "now": a week ago, before any run of the
     session's Temporal (whose runs the server copies into it), and well inside retention."""
-    until = (datetime.now(timezone.utc) - timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+    until = (datetime.now(UTC) - timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
     seed(store, until)
     return until
 
@@ -239,18 +259,37 @@ async def test_the_dashboard_shows_the_figures_of_the_seeded_runs(api, seeded, s
     assert [datetime.fromisoformat(data[k]) for k in ("since", "until")] == [until - timedelta(hours=2), until]
 
     # Runs that ended in the two hours: cancelled ones are counted, but not in the rate.
-    assert data["success"] == {"success": 208, "failed": 2, "cancelled": 2, "total": 210, "success_rate": pytest.approx(208 / 210)}
+    assert data["success"] == {
+        "success": 208,
+        "failed": 2,
+        "cancelled": 2,
+        "total": 210,
+        "success_rate": pytest.approx(208 / 210),
+    }
     rate = data["success_rate"]
-    assert [datetime.fromisoformat(b["bucket"]) for b in rate] == [until - timedelta(hours=2), until - timedelta(hours=1)]
+    assert [datetime.fromisoformat(b["bucket"]) for b in rate] == [
+        until - timedelta(hours=2),
+        until - timedelta(hours=1),
+    ]
     assert [[b["success"], b["failed"], b["cancelled"], b["total"]] for b in rate] == [[199, 1, 0, 200], [9, 1, 2, 10]]
     assert [b["success_rate"] for b in rate] == pytest.approx([0.995, 0.9])
-    throughput = [[b[s] for s in ("queued", "running", "success", "failed", "cancelled", "total")] for b in data["throughput"]]
+    throughput = [
+        [b[s] for s in ("queued", "running", "success", "failed", "cancelled", "total")] for b in data["throughput"]
+    ]
     assert throughput == [[0, 0, 199, 1, 0, 200], [0, 1, 9, 1, 2, 13]]
 
     latency = {row.pop("node_type"): row for row in data["latency"]}
-    assert latency == {"http": pytest.approx(HTTP), "transform": pytest.approx(TRANSFORM)}  # timer waits are no activity
+    assert latency == {
+        "http": pytest.approx(HTTP),
+        "transform": pytest.approx(TRANSFORM),
+    }  # timer waits are no activity
 
-    burn = [tuple(b[k] for k in ("window", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting")) for b in data["burn_rates"]]
+    burn = [
+        tuple(
+            b[k] for k in ("window", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting")
+        )
+        for b in data["burn_rates"]
+    ]
     assert burn == [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in BURN]
     budget = data["budget"]
     assert (budget["window"], budget["success"], budget["failed"], budget["total"]) == ("30d", 10998, 2, 11000)
@@ -271,7 +310,7 @@ async def test_the_dashboard_shows_the_last_day_by_default(api):
     reply = await api.get("/dashboard")
     assert reply.code == 200
     since, until = (datetime.fromisoformat(reply.json[k]) for k in ("since", "until"))
-    assert until - since == timedelta(hours=24) and abs(datetime.now(timezone.utc) - until) < timedelta(minutes=1)
+    assert until - since == timedelta(hours=24) and abs(datetime.now(UTC) - until) < timedelta(minutes=1)
     assert (reply.json["bucket"], reply.json["slo"]) == ("30m", 99.95)
     assert [b["window"] for b in reply.json["burn_rates"]] == ["1h", "6h", "24h", "72h"]
     week = await api.get("/dashboard", params={"range": "7d", "slo": "99"})
@@ -297,10 +336,12 @@ async def test_alerts_are_listed_newest_first_and_filtered_by_whether_they_are_o
     store = (await runtime.service()).store
     # Disabled: the server's own evaluations leave this rule's alerts alone.
     rule = store.add_alert_rule(name=f"ui-{uuid.uuid4().hex[:8]}", kind="queue_backlog", threshold=10, enabled=False)
-    start = datetime.now(timezone.utc) - timedelta(minutes=30)
+    start = datetime.now(UTC) - timedelta(minutes=30)
     _, earlier = store.judge_alert(rule["id"], violated=True, value=25, message="25 tasks waiting", at=start)
     store.judge_alert(rule["id"], violated=False, value=None, message="", at=start + timedelta(minutes=5))
-    _, later = store.judge_alert(rule["id"], violated=True, value=40, message="40 tasks waiting", at=start + timedelta(minutes=10))
+    _, later = store.judge_alert(
+        rule["id"], violated=True, value=40, message="40 tasks waiting", at=start + timedelta(minutes=10)
+    )
 
     def ours(reply) -> list[tuple]:
         assert reply.code == 200, reply.json

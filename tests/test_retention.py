@@ -5,7 +5,7 @@ run only counts. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from floworch_server import blobs, retention
 from floworch_server.settings import Settings
 from floworch_server.store import Store
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
@@ -29,7 +29,19 @@ def add_run(store: Store, run_id: str, status: str, started: datetime, ended: da
         record["end_time"] = ended
     store.upsert_run(record)
     if ended is not None:
-        store.add_node_timings(run_id, [{"node": "a", "node_type": "transform", "kind": "activity", "started": started, "ended": ended, "status": status}])
+        store.add_node_timings(
+            run_id,
+            [
+                {
+                    "node": "a",
+                    "node_type": "transform",
+                    "kind": "activity",
+                    "started": started,
+                    "ended": ended,
+                    "status": status,
+                }
+            ],
+        )
 
 
 def put_blob(settings: Settings, content: bytes, age: timedelta) -> str:
@@ -59,7 +71,7 @@ def snapshot(store: Store, settings: Settings, blob_id: str) -> dict:
     return {
         "runs": run_ids,
         "timings": sorted(t["run_id"] for t in store.list_node_timings()),
-        "logs": sorted(log["message"] for run_id in run_ids + ["old-success"] for log in store.list_logs(run_id)),
+        "logs": sorted(log["message"] for run_id in [*run_ids, "old-success"] for log in store.list_logs(run_id)),
         "blob": blobs.path(blob_id, settings=settings).exists(),
     }
 
@@ -70,7 +82,11 @@ def test_the_purge_removes_only_what_is_older_than_the_policy(store, settings, h
     preview = retention.purge(store, settings, dry_run=True, now=NOW)
     expected = {"runs": 2, "node_timings": 2, "logs": 2, "alerts": 0, "metric_samples": 0, "blobs": 0}
     assert {key: preview[key] for key in expected} == expected
-    assert preview["dry_run"] is True and preview["before"] == {"runs": NOW - 90 * DAY, "logs": NOW - 30 * DAY, "blobs": None}
+    assert preview["dry_run"] is True and preview["before"] == {
+        "runs": NOW - 90 * DAY,
+        "logs": NOW - 30 * DAY,
+        "blobs": None,
+    }
     assert snapshot(store, settings, history["blob"]) == before  # a dry run changes nothing
 
     done = retention.purge(store, settings, now=NOW)

@@ -27,7 +27,9 @@ from floworch_server import netguard, nodes
 from floworch_server.netguard import AllowList
 from floworch_server.nodes.spec import NodeError
 
-http_execute = nodes.get("action.http").execute
+HTTP = nodes.require("action.http")
+assert HTTP.execute is not None
+http_execute = HTTP.execute
 
 # Names the guard resolves in these tests: no DNS traffic, and answers the test controls.
 HOSTS = {
@@ -114,7 +116,14 @@ class Server:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length).decode() if length else None
                 path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
-                seen = {"method": self.command, "path": path, "host": self.headers.get("Host"), "auth": self.headers.get("Authorization"), "key": self.headers.get("Idempotency-Key"), "body": body}
+                seen = {
+                    "method": self.command,
+                    "path": path,
+                    "host": self.headers.get("Host"),
+                    "auth": self.headers.get("Authorization"),
+                    "key": self.headers.get("Idempotency-Key"),
+                    "body": body,
+                }
                 server.seen.append(seen)
                 if path == "/redirect":
                     self.send_response(int(query.get("status", ["302"])[0]))
@@ -144,7 +153,11 @@ class Server:
                 pass
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.httpd = type("Httpd", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True, "handle_error": lambda *a: None})((host, 0), Handler)
+        self.httpd = type(
+            "Httpd",
+            (ThreadingHTTPServer,),
+            {"address_family": family, "daemon_threads": True, "handle_error": lambda *a: None},
+        )((host, 0), Handler)
         self.port = self.httpd.server_address[1]
         self.base = f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -270,8 +283,12 @@ def test_the_allow_list_takes_hosts_wildcards_ips_and_cidrs():
 
 
 async def test_an_allowed_cidr_lets_a_name_resolve_into_it_without_connecting():
-    assert await netguard.resolve("intranet.example", 80, AllowList.parse("10.0.0.0/8")) == [ipaddress.ip_address("10.1.2.3")]
-    assert await netguard.resolve("intranet.example", 80, AllowList.parse("intranet.example")) == [ipaddress.ip_address("10.1.2.3")]
+    assert await netguard.resolve("intranet.example", 80, AllowList.parse("10.0.0.0/8")) == [
+        ipaddress.ip_address("10.1.2.3")
+    ]
+    assert await netguard.resolve("intranet.example", 80, AllowList.parse("intranet.example")) == [
+        ipaddress.ip_address("10.1.2.3")
+    ]
     with pytest.raises(netguard.AddressRefused):
         await netguard.resolve("intranet.example", 80, AllowList.parse("10.0.0.0/16"))
 
@@ -308,7 +325,9 @@ async def test_an_octal_spelling_that_is_allowed_still_fails_as_an_invalid_url(a
     assert connections == []
 
 
-async def test_the_connection_goes_to_the_checked_address_with_the_original_host_header(allow, server, resolver, connections):
+async def test_the_connection_goes_to_the_checked_address_with_the_original_host_header(
+    allow, server, resolver, connections
+):
     allow("api.example.test")
     result = await call(f"http://api.example.test:{server.port}/ok")
     assert result["body"]["host"] == f"api.example.test:{server.port}"
@@ -334,7 +353,15 @@ async def test_a_name_that_rebinds_after_the_check_cannot_redirect_the_connectio
 
 @pytest.mark.parametrize(
     "target",
-    ["http://[::1]:{port}/ok", "http://ip6-localhost:{port}/ok", "http://127.0.0.2:{port}/ok", "http://169.254.169.254/latest/meta-data/", "http://intranet.example/", "http://0x7f000002:{port}/ok", "http://0177.0.0.2:{port}/ok"],
+    [
+        "http://[::1]:{port}/ok",
+        "http://ip6-localhost:{port}/ok",
+        "http://127.0.0.2:{port}/ok",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://intranet.example/",
+        "http://0x7f000002:{port}/ok",
+        "http://0177.0.0.2:{port}/ok",
+    ],
 )
 async def test_a_redirect_to_an_internal_address_is_refused_at_that_hop(target, allow, server, connections):
     allow("127.0.0.1")  # the first hop only
@@ -354,7 +381,10 @@ async def test_allowed_redirects_are_followed_as_browsers_do(allow, server):
     assert (result["status"], result["body"]["method"], result["body"]["body"]) == (200, "GET", None)
     assert result["url"] == f"{server.base}/ok"
     assert result["body"]["key"] == "run-1:call"
-    assert ctx.logs == [("info", f"POST {server.base}/redirect?to=/ok&status=303 -> 303, redirected to {server.base}/ok"), ("info", f"GET {server.base}/ok -> 200")]
+    assert ctx.logs == [
+        ("info", f"POST {server.base}/redirect?to=/ok&status=303 -> 303, redirected to {server.base}/ok"),
+        ("info", f"GET {server.base}/ok -> 200"),
+    ]
     # 307: same method, same body.
     result = await call(f"{server.base}/redirect?to=/ok&status=307", method="POST", json={"x": 1})
     assert (result["body"]["method"], json.loads(result["body"]["body"])) == ("POST", {"x": 1})
@@ -364,8 +394,11 @@ async def test_authorization_is_kept_on_the_same_origin_and_dropped_for_another(
     allow("127.0.0.1")
     other = Server()
     try:
-        same = await call(f"{server.base}/redirect?to=/ok", headers={"Authorization": "Bearer s3cret"})
-        elsewhere = await call(f"{server.base}/redirect?to={other.base}/ok", headers={"Authorization": "Bearer s3cret"})
+        # PUT: a write, so the request carries the idempotency key, which goes on to any origin.
+        same = await call(f"{server.base}/redirect?to=/ok", method="PUT", headers={"Authorization": "Bearer s3cret"})
+        elsewhere = await call(
+            f"{server.base}/redirect?to={other.base}/ok", method="PUT", headers={"Authorization": "Bearer s3cret"}
+        )
     finally:
         other.close()
     assert same["body"]["auth"] == "Bearer s3cret"
@@ -419,7 +452,10 @@ async def test_the_total_timeout_bounds_a_body_that_keeps_trickling(allow, serve
 
 async def test_a_refused_address_fails_the_node_at_once_with_the_reason_and_the_fix(service, published):
     flow = await published(
-        [{"id": "start", "type": "trigger.manual"}, {"id": "call", "type": "action.http", "config": {"url": "http://169.254.169.254/latest/meta-data/iam/"}}],
+        [
+            {"id": "start", "type": "trigger.manual"},
+            {"id": "call", "type": "action.http", "config": {"url": "http://169.254.169.254/latest/meta-data/iam/"}},
+        ],
         [("start", "call")],
     )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])

@@ -155,9 +155,7 @@ def test_a_killed_worker_is_restarted(services):
     [before] = wait_for(lambda: [p for p in services.worker_pids() if p], 10, "a running worker")
     restarts = services.restarts
     os.kill(before, signal.SIGKILL)
-    [after] = wait_for(
-        lambda: [p for p in services.worker_pids() if p and p != before], 10, "a new worker pid"
-    )
+    [after] = wait_for(lambda: [p for p in services.worker_pids() if p and p != before], 10, "a new worker pid")
     assert after != before and alive(after)
     assert services.restarts == restarts + 1
     assert (services.data_path / "worker-0.log").exists()

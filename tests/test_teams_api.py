@@ -10,21 +10,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
+from typing import Any
 
 import jwt
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import wait_until
 from floworch_ext.handlers import API_PREFIX, ROUTES
-from floworch_server import auth
 from support.rest import api, create, run_until, runtime, server_config  # noqa: F401  (fixtures)
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-FLOW = [{"id": "start", "type": "trigger.manual"}, {"id": "shape", "type": "transform", "config": {"output": "{{ input }}"}}]
+FLOW: list[dict] = [
+    {"id": "start", "type": "trigger.manual"},
+    {"id": "shape", "type": "transform", "config": {"output": "{{ input }}"}},
+]
 EDGES = [("start", "shape")]
 
 
@@ -97,7 +98,12 @@ def matrix(t: dict) -> list[tuple[str, str, dict, object]]:
         ("POST", "/runs/{run_id}/cancel", {"run_id": r}, None),
         ("GET", "/runs/{run_id}/nodes/{node_id}", {"run_id": r, "node_id": "shape"}, None),
         ("GET", "/runs/{run_id}/trace", {"run_id": r}, None),
-        ("POST", "/runs/{run_id}/nodes/{node_id}/try", {"run_id": r, "node_id": "shape"}, {"config": {"output": "tried"}}),
+        (
+            "POST",
+            "/runs/{run_id}/nodes/{node_id}/try",
+            {"run_id": r, "node_id": "shape"},
+            {"config": {"output": "tried"}},
+        ),
         ("GET", "/runs/{run_id}/diff/{other_run_id}", {"run_id": r, "other_run_id": r}, None),
         ("POST", "/validate", {}, {"document": doc()}),
         ("GET", "/dashboard", {}, None),
@@ -137,10 +143,10 @@ ALLOWED = {
 
 
 def needed(template: str, method: str) -> str | None:
-    handler = dict(ROUTES)[template]
+    handler: Any = dict(ROUTES)[template]
     permissions = handler.permissions
     m = method.lower()
-    return permissions[m] if m in permissions else ("read" if m == "get" else "edit")
+    return permissions.get(m, "read" if m == "get" else "edit")
 
 
 def test_the_matrix_covers_every_route_and_method_of_the_api():
@@ -148,7 +154,11 @@ def test_the_matrix_covers_every_route_and_method_of_the_api():
     served = set()
     for template, handler in ROUTES:
         for method in ("GET", "POST", "PUT", "DELETE"):
-            if method.lower() in handler.__dict__ or any(method.lower() in vars(base) for base in handler.__mro__[1:-1] if base.__module__.startswith("floworch_ext")):
+            if method.lower() in handler.__dict__ or any(
+                method.lower() in vars(base)
+                for base in handler.__mro__[1:-1]
+                if base.__module__.startswith("floworch_ext")
+            ):
                 served.add((method, template))
     assert served - OWN_CREDENTIAL - listed == set(), "routes without a row in the role matrix"
 
@@ -168,12 +178,16 @@ async def test_each_role_gets_exactly_the_routes_its_permission_allows(api, team
             else:
                 assert reply.code == 403, what
                 # The reason, in JSON (or on the page, for the browser's OAuth callback).
-                assert (reply.json["error"] if isinstance(reply.json, dict) else " of tenant &#x27;default&#x27;" in reply.json), what
+                assert (
+                    reply.json["error"]
+                    if isinstance(reply.json, dict)
+                    else " of tenant &#x27;default&#x27;" in reply.json
+                ), what
     # Nothing the refused requests asked for happened: the first flow is still there, published.
     assert (await api.get("/workflows/{workflow_id}", workflow_id=things["workflow_id"])).code == 200
 
 
-async def _socket(jp_http_port, jp_base_url, template: str, headers: dict, **path) -> int:
+async def _socket(jp_http_port, jp_base_url, template: str, headers: dict, **path) -> int | str | None:
     url = f"ws://localhost:{jp_http_port}{jp_base_url.rstrip('/')}{API_PREFIX}{template.format(**path)}"
     try:
         conn = await websocket_connect(HTTPRequest(url, headers=headers))
@@ -181,9 +195,11 @@ async def _socket(jp_http_port, jp_base_url, template: str, headers: dict, **pat
         return exc.code
     try:
         message = await asyncio.wait_for(conn.read_message(), 2)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         conn.close()
         return "silent"  # open, but nothing of this run to tell
+    if message is None:
+        return conn.close_code
     first = json.loads(message)
     if first["type"] == "error":
         await conn.read_message()
@@ -208,9 +224,17 @@ def forge(claims: dict, key: bytes | str, kid: str, alg: str = "HS256") -> str:
 async def test_expired_forged_unsigned_and_tampered_tokens_are_refused_and_change_nothing(api, team, runtime):
     kid, secret = runtime.tokens.keys.current
     now = int(time.time())
-    claims = {"iss": "floworch", "sub": "alma", "ten": "default", "iat": now, "exp": now + 600, "jti": "x", "typ": "access"}
+    claims = {
+        "iss": "floworch",
+        "sub": "alma",
+        "ten": "default",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "x",
+        "typ": "access",
+    }
     real = team["admin"]
-    head, payload, signature = real.split(".")
+    head, _payload, signature = real.split(".")
     tampered_claims = jwt.decode(real, options={"verify_signature": False}) | {"sub": "mallory"}
     tampered = ".".join([head, jwt.utils.base64url_encode(json.dumps(tampered_claims).encode()).decode(), signature])
     cases = {
@@ -292,7 +316,12 @@ async def test_another_tenants_member_sees_nothing_of_this_tenant(api, runtime, 
 # ---------------------------------------------------------------------- members and the audit log
 async def test_admins_manage_members_and_every_change_is_audited(api, team):
     listed = {m["user"]: m["role"] for m in (await api.get("/members")).json}
-    assert {u: listed.get(u) for u in ("vera", "eddie", "alma", "nora")} == {"vera": "viewer", "eddie": "editor", "alma": "admin", "nora": None}
+    assert {u: listed.get(u) for u in ("vera", "eddie", "alma", "nora")} == {
+        "vera": "viewer",
+        "eddie": "editor",
+        "alma": "admin",
+        "nora": None,
+    }
     # Demoting Eddie takes effect on his next request, with the token he already has.
     assert (await api.post("/workflows", {"document": doc()}, headers=bearer(team["editor"]))).code == 201
     assert (await api.put("/members/{user}", {"role": "viewer"}, user="eddie")).code == 200
@@ -308,7 +337,10 @@ async def test_admins_manage_members_and_every_change_is_audited(api, team):
     assert (await api.delete("/members/{user}", user="alma", headers=alma)).code == 409
 
     entries = (await api.get("/audit", params={"action": "member."})).json
-    assert [(e["action"], e["target"], e["actor"]) for e in entries][:2] == [("member.update", "eddie", "ada"), ("member.remove", "nora", "ada")]
+    assert [(e["action"], e["target"], e["actor"]) for e in entries][:2] == [
+        ("member.update", "eddie", "ada"),
+        ("member.remove", "nora", "ada"),
+    ]
     assert entries[0]["detail"] == {"role": "viewer", "was": "editor"}
     created = (await api.get("/audit", params={"action": "workflow.create", "actor": "eddie"})).json
     assert len(created) == 1 and created[0]["tenant"] == "default"
@@ -327,7 +359,9 @@ async def test_integrations_are_listed_without_secrets_and_removed_by_editors(ap
     from floworch_server.integrations import Integrations
 
     service = await runtime.service()
-    Integrations.from_settings(service.settings, store=service.store).add("crm", "hubspot", {"access_token": "pat-secret-1"}, by="ada")
+    Integrations.from_settings(service.settings, store=service.store).add(
+        "crm", "hubspot", {"access_token": "pat-secret-1"}, by="ada"
+    )
     listed = await api.get("/integrations", headers=bearer(team["viewer"]))
     assert [(i["name"], i["provider"]) for i in listed.json] == [("crm", "hubspot")]
     assert "pat-secret-1" not in json.dumps(listed.json) and "secret" not in listed.json[0]

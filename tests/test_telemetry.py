@@ -67,10 +67,14 @@ def api():
 
 def two_calls(base: str) -> tuple[list[dict], list[tuple]]:
     """``start -> fetch -> notify``: two activity nodes, each logging its request."""
-    nodes = [
+    nodes: list[dict] = [
         TRIGGER,
         {"id": "fetch", "type": "action.http", "config": {"method": "GET", "url": base + "/orders"}},
-        {"id": "notify", "type": "action.http", "config": {"method": "GET", "url": base + "/notify?order={{ nodes.fetch.output.body.path }}"}},
+        {
+            "id": "notify",
+            "type": "action.http",
+            "config": {"method": "GET", "url": base + "/notify?order={{ nodes.fetch.output.body.path }}"},
+        },
     ]
     return nodes, [("start", "fetch"), ("fetch", "notify")]
 
@@ -110,7 +114,11 @@ async def test_a_run_is_one_trace_from_its_start_through_the_workflow_to_every_n
 
     def complete(spans: list[dict]) -> bool:
         names = [s["name"] for s in spans]
-        return "RunWorkflow:FlowRun" in names and names.count("RunActivity:action.http") == 2 and "CompleteWorkflow:FlowRun" in names
+        return (
+            "RunWorkflow:FlowRun" in names
+            and names.count("RunActivity:action.http") == 2
+            and "CompleteWorkflow:FlowRun" in names
+        )
 
     async def trace_written():
         spans = spans_of(traces, trace_id)
@@ -150,13 +158,19 @@ async def test_a_traced_run_replays_with_and_without_the_tracing_interceptor(ser
     run = await finished(service, (await service.start_run(flow, by="tester"))["run_id"])
     assert run["status"] == "success"
     history = await service.handle(run["run_id"]).fetch_history()
-    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
     # Tracing only added a header to the activities the workflow scheduled...
     assert len(scheduled) == 2 and all(TRACE_HEADER in a.header.fields for a in scheduled)
     # ...so its history replays whether or not the replaying worker traces.
     await Replayer(workflows=[FlowRun], workflow_runner=workflow_runner()).replay_workflow(history)
     await Replayer(
-        workflows=[FlowRun], workflow_runner=workflow_runner(), interceptors=tracing.client_interceptors(service.settings)
+        workflows=[FlowRun],
+        workflow_runner=workflow_runner(),
+        interceptors=tracing.client_interceptors(service.settings),
     ).replay_workflow(history)
 
 
@@ -168,7 +182,9 @@ def replay_settings(tmp_path_factory) -> Settings:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_histories_recorded_without_tracing_replay_on_a_tracing_worker(path: Path, replay_settings):
     settings = replay_settings
-    replayer = Replayer(workflows=[FlowRun], workflow_runner=workflow_runner(), interceptors=tracing.client_interceptors(settings))
+    replayer = Replayer(
+        workflows=[FlowRun], workflow_runner=workflow_runner(), interceptors=tracing.client_interceptors(settings)
+    )
     await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text()))
     tracing.flush()
     assert tracing.read_spans(settings.traces_file) == []  # replaying makes no spans
@@ -188,7 +204,9 @@ def test_an_unknown_exporter_is_refused_naming_the_variable_and_the_choices(tmp_
 
 
 # ---------------------------------------------------------------------- JSON log lines
-async def test_a_worker_process_and_its_supervisor_write_json_lines_with_run_node_and_trace_ids(service, published, api, supervisor, tmp_path):
+async def test_a_worker_process_and_its_supervisor_write_json_lines_with_run_node_and_trace_ids(
+    service, published, api, supervisor, tmp_path
+):
     # A supervisor of its own (workers only, on the session's Temporal and store), so its log
     # files hold exactly what this test made happen.
     settings = Settings.from_env(
@@ -206,17 +224,25 @@ async def test_a_worker_process_and_its_supervisor_write_json_lines_with_run_nod
     assert {entry["service"] for entry in lines} == {"floworch-worker"}
     assert "worker polling" in [entry["message"] for entry in lines]
     node_lines = [entry for entry in lines if entry["logger"] == "floworch.node"]
-    assert sorted((entry["run_id"], entry["node"]) for entry in node_lines) == [(run["run_id"], "fetch"), (run["run_id"], "notify")]
+    assert sorted((entry["run_id"], entry["node"]) for entry in node_lines) == [
+        (run["run_id"], "fetch"),
+        (run["run_id"], "notify"),
+    ]
     assert {entry["trace_id"] for entry in node_lines} == {run["trace_id"]}
     assert node_lines[0]["message"] == f"GET {api}/orders -> 200" and node_lines[0]["level"] == "info"
 
     supervisor_lines = json_lines(settings.data_path / "supervisor.log")
-    assert [entry["message"].split(":")[0] for entry in supervisor_lines] == ["FlowOrchestrator services up", "FlowOrchestrator services stopped"]
+    assert [entry["message"].split(":")[0] for entry in supervisor_lines] == [
+        "FlowOrchestrator services up",
+        "FlowOrchestrator services stopped",
+    ]
     assert {entry["process"] for entry in supervisor_lines} == {os.getpid()}
 
     # The worker exported its spans to its own data directory before it exited.
     worker_spans = spans_of(settings.traces_file, run["trace_id"])
-    assert sorted(s["attributes"].get("temporalActivityID", "") for s in worker_spans if s["name"].startswith("RunActivity:")) == ["fetch", "notify"]
+    assert sorted(
+        s["attributes"].get("temporalActivityID", "") for s in worker_spans if s["name"].startswith("RunActivity:")
+    ) == ["fetch", "notify"]
 
 
 async def test_the_jupyter_server_extension_writes_json_lines_into_the_data_directory(jp_serverapp, service):
@@ -227,7 +253,9 @@ async def test_the_jupyter_server_extension_writes_json_lines_into_the_data_dire
 
 
 def record(message: str, **extra) -> logging.LogRecord:
-    return logging.makeLogRecord({"name": "floworch.node", "levelname": "INFO", "levelno": logging.INFO, "msg": message, **extra})
+    return logging.makeLogRecord(
+        {"name": "floworch.node", "levelname": "INFO", "levelno": logging.INFO, "msg": message, **extra}
+    )
 
 
 def test_json_lines_carry_the_run_node_and_trace_of_a_record_and_its_extra_fields():
@@ -244,7 +272,9 @@ def test_json_lines_carry_the_run_node_and_trace_of_a_record_and_its_extra_field
 
 def test_temporal_activity_records_name_the_run_and_node_they_belong_to():
     activity = {"workflow_id": "run-9", "activity_id": "notify", "attempt": 1}
-    entry = json.loads(logging_json.JsonFormatter().format(record("Completing activity as failed", temporal_activity=activity)))
+    entry = json.loads(
+        logging_json.JsonFormatter().format(record("Completing activity as failed", temporal_activity=activity))
+    )
     assert (entry["run_id"], entry["node"], entry["attempt"]) == ("run-9", "notify", 1)
 
 

@@ -31,7 +31,10 @@ async def start(service, nodes: list[dict], edges: list, input=None) -> dict:
 
 
 async def test_a_tenants_run_is_invisible_to_another_tenant_everywhere(service):
-    acme, globex = service.for_tenant(f"acme-{uuid.uuid4().hex[:6]}"), service.for_tenant(f"globex-{uuid.uuid4().hex[:6]}")
+    acme, globex = (
+        service.for_tenant(f"acme-{uuid.uuid4().hex[:6]}"),
+        service.for_tenant(f"globex-{uuid.uuid4().hex[:6]}"),
+    )
     run = await start(acme, LOGGING_FLOW, [("start", "shape")], input={"n": 1})
     assert run["status"] == "success" and run["tenant"] == acme.tenant
 
@@ -65,7 +68,12 @@ async def test_a_node_finds_only_its_own_tenants_integrations_and_logs_there(ser
     Integrations.from_settings(service.settings, store=service.store).add(
         name, "slack", {"access_token": "tok-default"}, by="tester", settings={"base_url": "http://127.0.0.1:9/api"}
     )
-    node = {"id": "call", "type": "action.slack", "config": {"integration": name, "channel": "#x", "text": "hi"}, "policy": {"retry": {"max_attempts": 1}}}
+    node = {
+        "id": "call",
+        "type": "action.slack",
+        "config": {"integration": name, "channel": "#x", "text": "hi"},
+        "policy": {"retry": {"max_attempts": 1}},
+    }
 
     theirs = await start(acme, [LOGGING_FLOW[0], node], [("start", "call")])
     assert theirs["status"] == "failed"

@@ -4,7 +4,7 @@ filters) and on the real PostgreSQL as an unprivileged application role that own
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -13,12 +13,12 @@ from sqlalchemy.exc import DBAPIError
 
 from floworch_server import metrics
 from floworch_server.store import NotFound, Store, check_tenant
-from floworch_server.store.engine import normalise_url, writer, make_engine
+from floworch_server.store.engine import make_engine, normalise_url, writer
 from floworch_server.store.migrate import alembic_config
 from floworch_server.store.models import TENANT_TABLES
 from support.postgres import pg_app_url  # noqa: F401  (fixture: an unprivileged role on pg_url's schema)
 
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 FLOW = {"version": 1, "nodes": {"a": {"type": "http"}}, "edges": {}, "meta": {}}
 INJECTION = "x' OR '1'='1"
 
@@ -49,15 +49,38 @@ def seed(a: Store) -> dict:
     wf = a.create_workflow(name="Payroll", document=FLOW, created_by="ada", path="payroll.flow")
     a.add_version(wf["id"], plan={"p": 1}, plan_hash="h1", document=FLOW, note="", created_by="ada")
     a.save_document_state(wf["id"], b"yjs-state")
-    a.replace_triggers(wf["id"], [{"node_id": "hook", "kind": "webhook", "key": "hook-a", "version": 1, "secret": b"s"}])
-    a.upsert_run({"run_id": "run-a", "workflow_id": wf["id"], "status": "success", "start_time": T0, "end_time": T0 + timedelta(seconds=1)})
-    a.add_node_timings("run-a", [{"node": "n", "node_type": "http", "kind": "activity", "started": T0, "ended": T0 + timedelta(milliseconds=5), "status": "success"}])
+    a.replace_triggers(
+        wf["id"], [{"node_id": "hook", "kind": "webhook", "key": "hook-a", "version": 1, "secret": b"s"}]
+    )
+    a.upsert_run(
+        {
+            "run_id": "run-a",
+            "workflow_id": wf["id"],
+            "status": "success",
+            "start_time": T0,
+            "end_time": T0 + timedelta(seconds=1),
+        }
+    )
+    a.add_node_timings(
+        "run-a",
+        [
+            {
+                "node": "n",
+                "node_type": "http",
+                "kind": "activity",
+                "started": T0,
+                "ended": T0 + timedelta(milliseconds=5),
+                "status": "success",
+            }
+        ],
+    )
     log_id = a.add_log("run-a", "n", "info", "salary of ada")
     a.audit("ada", "workflow.create", f"workflow:{wf['id']}", {"name": "Payroll"})
     a.put_integration(name="bank", provider="http", secret=b"encrypted-a", settings={}, created_by="ada")
     a.add_member("ada", "admin", "ada")
     rule = a.add_alert_rule(name="payroll-rate", kind="success_rate", threshold=99.0)
     _, alert = a.judge_alert(rule["id"], violated=True, value=50.0, message="low", at=T0)
+    assert alert is not None
     a.add_metric_sample("collab_sync_ms", 12.0, at=T0)
     a.add_refresh_token("f" * 64, "family-a", "ada", T0 + timedelta(days=14))
     return {"workflow": wf["id"], "rule": rule["id"], "alert": alert["id"], "log": log_id}
@@ -96,7 +119,9 @@ def test_another_tenant_sees_none_of_a_tenants_records_through_any_method(store)
     assert b.get_version(wf, 1) is None and b.list_versions(wf) == []
     assert b.list_triggers() == [] and b.list_triggers(kind="webhook", key="hook-a") == []
     assert b.get_run("run-a") is None and b.list_runs() == [] and b.list_runs(workflow_id=wf) == []
-    assert b.list_node_timings() == [] and b.list_node_timings("run-a") == [] and b.runs_needing_timings(["run-a"]) == []
+    assert (
+        b.list_node_timings() == [] and b.list_node_timings("run-a") == [] and b.runs_needing_timings(["run-a"]) == []
+    )
     assert b.list_logs("run-a") == []
     assert b.list_audit() == [] and b.list_audit(actor="ada") == []
     assert b.get_integration("bank") is None and b.list_integrations() == []
@@ -158,13 +183,17 @@ def test_a_record_naming_another_tenant_is_refused_and_nothing_is_stored(store):
         "create_workflow": lambda: a.create_workflow(name="x", document=FLOW, created_by="ada", tenant="b"),
         "run 'r1'": lambda: a.upsert_run({"run_id": "r1", "status": "queued", "tenant": "b"}),
         "list_workflows": lambda: a.list_workflows(tenant="b"),
-        "put_integration": lambda: a.put_integration(name="n", provider="p", secret=b"s", settings={}, created_by="ada", tenant="b"),
+        "put_integration": lambda: a.put_integration(
+            name="n", provider="p", secret=b"s", settings={}, created_by="ada", tenant="b"
+        ),
         "get_integration": lambda: a.get_integration("n", tenant="b"),
         "list_integrations": lambda: a.list_integrations("b"),
         "add_node_timings": lambda: a.add_node_timings("r1", [], tenant="b"),
     }
     for method, attempt in refusals.items():
-        with pytest.raises(ValueError, match=rf"{method}: tenant 'b' is not this store's tenant 'a'; use store.for_tenant\('b'\)"):
+        with pytest.raises(
+            ValueError, match=rf"{method}: tenant 'b' is not this store's tenant 'a'; use store.for_tenant\('b'\)"
+        ):
             attempt()
     for tenant in ("a", "b"):
         view = store.for_tenant(tenant)
@@ -173,7 +202,9 @@ def test_a_record_naming_another_tenant_is_refused_and_nothing_is_stored(store):
     assert a.create_workflow(name="x", document=FLOW, created_by="ada", tenant="a")["tenant"] == "a"
 
 
-@pytest.mark.parametrize("bad", ["", "Acme", "acme corp", "-acme", "a" * 65, "acme\n", "a'; DROP TABLE workflows; --", "ümlaut", None, 7])
+@pytest.mark.parametrize(
+    "bad", ["", "Acme", "acme corp", "-acme", "a" * 65, "acme\n", "a'; DROP TABLE workflows; --", "ümlaut", None, 7]
+)
 def test_an_invalid_tenant_id_is_a_clear_error(store, bad):
     with pytest.raises(ValueError, match=r"invalid tenant id .*: use 1 to 64 characters of a-z, 0-9, '_' and '-'"):
         store.for_tenant(bad)
@@ -191,7 +222,9 @@ def test_names_are_per_tenant_but_ids_are_unique_across_tenants(store):
     a, b = store.for_tenant("a"), store.for_tenant("b")
     wa = a.create_workflow(name="etl", document=FLOW, created_by="ada", path="etl.flow", id="wf-1")
     wb = b.create_workflow(name="etl", document=FLOW, created_by="bob", path="etl.flow")
-    assert a.find_workflow_by_path("etl.flow")["id"] == wa["id"] and b.find_workflow_by_path("etl.flow")["id"] == wb["id"]
+    assert (
+        a.find_workflow_by_path("etl.flow")["id"] == wa["id"] and b.find_workflow_by_path("etl.flow")["id"] == wb["id"]
+    )
     a.add_alert_rule(name="slow", kind="sync_latency", threshold=100)
     b.add_alert_rule(name="slow", kind="sync_latency", threshold=900)
     assert (a.get_alert_rule("slow")["threshold"], b.get_alert_rule("slow")["threshold"]) == (100, 900)
@@ -207,7 +240,11 @@ def test_tenants_are_listed_and_a_new_tenant_starts_with_the_default_alert_rules
     assert acme.list_alert_rules() == []
     acme.add_member("ada", "admin", "root")
     assert store.tenants() == ["acme", "default"]
-    assert [r["name"] for r in acme.list_alert_rules()] == ["run-success-rate", "task-queue-backlog", "collab-sync-latency"]
+    assert [r["name"] for r in acme.list_alert_rules()] == [
+        "run-success-rate",
+        "task-queue-backlog",
+        "collab-sync-latency",
+    ]
     acme.update_alert_rule("run-success-rate", enabled=False)
     assert acme.ensure_tenant() is False  # known: not seeded twice
     assert store.get_alert_rule("run-success-rate")["enabled"] is True  # the default tenant's own rule
@@ -253,7 +290,12 @@ def test_a_refresh_token_is_spent_once_and_a_replay_is_visible_to_the_caller(sto
     acme.add_refresh_token("3" * 64, "other", "ada", expires)
 
     first = acme.use_refresh_token("1" * 64)
-    assert first["used_at"] is None and (first["user"], first["family"], first["tenant"], first["expires_at"]) == ("ada", "fam", "acme", expires)
+    assert first["used_at"] is None and (first["user"], first["family"], first["tenant"], first["expires_at"]) == (
+        "ada",
+        "fam",
+        "acme",
+        expires,
+    )
     replay = acme.use_refresh_token("1" * 64)
     assert replay["used_at"] is not None  # spent before: the caller revokes the family
     assert acme.revoke_refresh_family("fam") == 2
@@ -349,19 +391,23 @@ def test_postgres_raw_sql_of_one_tenant_cannot_write_or_touch_anothers_rows(pg_u
     insert = "INSERT INTO workflows (id, name, tenant, document, created_by, created_at, updated_at, draft_version) VALUES (:id, :name, {tenant}, :document, :created_by, :now, :now, 1)"
     with app_engine.begin() as conn:
         _as(conn, "a")
-        with pytest.raises(DBAPIError, match="row-level security"):
-            with conn.begin_nested():
-                conn.execute(text(insert.format(tenant="'b'")), row)
-        with pytest.raises(DBAPIError, match="row-level security"):
-            with conn.begin_nested():
-                conn.execute(text("INSERT INTO audit_log (tenant, actor, action, target, timestamp) VALUES ('b', 'mallory', 'x', 'y', now())"))
+        with pytest.raises(DBAPIError, match="row-level security"), conn.begin_nested():
+            conn.execute(text(insert.format(tenant="'b'")), row)
+        with pytest.raises(DBAPIError, match="row-level security"), conn.begin_nested():
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (tenant, actor, action, target, timestamp) VALUES ('b', 'mallory', 'x', 'y', now())"
+                )
+            )
         # Its own rows it may write (the policy is not simply "no"): then it tries to move one to b.
         conn.execute(text(insert.format(tenant="'a'")), row)
-        with pytest.raises(DBAPIError, match="row-level security"):
-            with conn.begin_nested():
-                conn.execute(text("UPDATE workflows SET tenant = 'b' WHERE id = 'forged'"))
+        with pytest.raises(DBAPIError, match="row-level security"), conn.begin_nested():
+            conn.execute(text("UPDATE workflows SET tenant = 'b' WHERE id = 'forged'"))
         assert conn.execute(text("UPDATE workflows SET name = 'pwned'")).rowcount == 1  # only its own
-        assert conn.execute(text("UPDATE workflow_runs SET status = 'failed' WHERE run_id = 'run-a' OR '1'='1'")).rowcount == 0
+        assert (
+            conn.execute(text("UPDATE workflow_runs SET status = 'failed' WHERE run_id = 'run-a' OR '1'='1'")).rowcount
+            == 0
+        )
         assert conn.execute(text(f"DELETE FROM workflows WHERE id = '{ids['workflow']}'")).rowcount == 0
         for table in ("logs", "members", "integrations", "refresh_tokens", "workflow_versions", "alert_rules"):
             assert conn.execute(text(f"DELETE FROM {table}")).rowcount == 0, table
@@ -376,13 +422,15 @@ def test_postgres_the_app_role_can_only_append_to_the_audit_log_and_owns_no_tabl
     with app_engine.begin() as conn:
         _as(conn, "a")
         for statement in ("UPDATE audit_log SET actor = 'nobody'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
-            with pytest.raises(DBAPIError, match="permission denied for table audit_log"):
-                with conn.begin_nested():
-                    conn.execute(text(statement))
-        with pytest.raises(DBAPIError, match="must be owner of table workflows"):
-            with conn.begin_nested():
-                conn.execute(text("ALTER TABLE workflows DISABLE ROW LEVEL SECURITY"))
-        owners = conn.execute(text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = current_schema()")).scalars().all()
+            with pytest.raises(DBAPIError, match="permission denied for table audit_log"), conn.begin_nested():
+                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="must be owner of table workflows"), conn.begin_nested():
+            conn.execute(text("ALTER TABLE workflows DISABLE ROW LEVEL SECURITY"))
+        owners = (
+            conn.execute(text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = current_schema()"))
+            .scalars()
+            .all()
+        )
         me = conn.execute(text("SELECT current_user")).scalar()
         assert owners and me not in owners
     with Store(pg_app_url, tenant="a", owner_url=pg_url) as a:
@@ -403,12 +451,42 @@ def old_store_url(request, tmp_path) -> str:
             config.attributes["connection"] = conn
             command.upgrade(config, "0004")
             now = {"now": "2025-03-01 12:00:00.000000"}  # UTC, in the store's SQLite text format
-            conn.execute(text("INSERT INTO workflows (id, name, tenant, path, document, created_by, created_at, updated_at, draft_version) VALUES ('w1', 'Payroll', 'acme', 'p.flow', '{}', 'ada', :now, :now, 1)"), now)
-            conn.execute(text("INSERT INTO workflow_versions (workflow_id, version, plan, plan_hash, document, note, created_by, created_at) VALUES ('w1', 1, '{}', 'h', '{}', '', 'ada', :now)"), now)
-            conn.execute(text("INSERT INTO trigger_registrations (workflow_id, node_id, kind, key, version, config, created_at, updated_at) VALUES ('w1', 'hook', 'webhook', 'k', 1, '{}', :now, :now)"), now)
-            conn.execute(text("INSERT INTO workflow_runs (run_id, workflow_id, tenant, start_time, status, search_attributes, updated_at) VALUES ('r1', 'w1', 'acme', :now, 'success', '{}', :now)"), now)
-            conn.execute(text("INSERT INTO logs (timestamp, run_id, node, level, message) VALUES (:now, 'r1', 'n', 'info', 'hello')"), now)
-            conn.execute(text("INSERT INTO audit_log (timestamp, actor, action, target) VALUES (:now, 'ada', 'workflow.create', 'workflow:w1')"), now)
+            conn.execute(
+                text(
+                    "INSERT INTO workflows (id, name, tenant, path, document, created_by, created_at, updated_at, draft_version) VALUES ('w1', 'Payroll', 'acme', 'p.flow', '{}', 'ada', :now, :now, 1)"
+                ),
+                now,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO workflow_versions (workflow_id, version, plan, plan_hash, document, note, created_by, created_at) VALUES ('w1', 1, '{}', 'h', '{}', '', 'ada', :now)"
+                ),
+                now,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO trigger_registrations (workflow_id, node_id, kind, key, version, config, created_at, updated_at) VALUES ('w1', 'hook', 'webhook', 'k', 1, '{}', :now, :now)"
+                ),
+                now,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO workflow_runs (run_id, workflow_id, tenant, start_time, status, search_attributes, updated_at) VALUES ('r1', 'w1', 'acme', :now, 'success', '{}', :now)"
+                ),
+                now,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO logs (timestamp, run_id, node, level, message) VALUES (:now, 'r1', 'n', 'info', 'hello')"
+                ),
+                now,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (timestamp, actor, action, target) VALUES (:now, 'ada', 'workflow.create', 'workflow:w1')"
+                ),
+                now,
+            )
     finally:
         engine.dispose()
     return url
@@ -425,4 +503,8 @@ def test_upgrading_keeps_every_record_and_gives_it_its_parents_tenant(old_store_
         assert acme.list_audit() == []  # entries without a tenant were the default tenant's
         default = acme.for_tenant("default")
         assert [e["action"] for e in default.list_audit()] == ["workflow.create"]
-        assert [r["name"] for r in default.list_alert_rules()] == ["run-success-rate", "task-queue-backlog", "collab-sync-latency"]
+        assert [r["name"] for r in default.list_alert_rules()] == [
+            "run-success-rate",
+            "task-queue-backlog",
+            "collab-sync-latency",
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import floworch as fo
@@ -14,10 +15,21 @@ async def test_trace_segments_match_a_run_with_retries_a_timer_and_an_approval(s
     flow = await published(
         [
             TRIGGER,
-            {"id": "flaky", "type": "test.fail", "config": {"fail_times": 2}, "policy": {"retry": {"initial_interval_seconds": 0.3, "backoff": 1}}},
+            {
+                "id": "flaky",
+                "type": "test.fail",
+                "config": {"fail_times": 2},
+                "policy": {"retry": {"initial_interval_seconds": 0.3, "backoff": 1}},
+            },
             {"id": "wait", "type": "control.delay", "config": {"seconds": 0.5}},
             {"id": "review", "type": "control.approval"},
-            {"id": "done", "type": "transform", "config": {"output": {"by": "{{ nodes.review.output.by }}", "attempt": "{{ nodes.flaky.output.attempt }}"}}},
+            {
+                "id": "done",
+                "type": "transform",
+                "config": {
+                    "output": {"by": "{{ nodes.review.output.by }}", "attempt": "{{ nodes.flaky.output.attempt }}"}
+                },
+            },
         ],
         [("start", "flaky"), ("flaky", "wait"), ("wait", "review"), ("review", "approved", "done")],
     )
@@ -42,7 +54,7 @@ async def test_trace_segments_match_a_run_with_retries_a_timer_and_an_approval(s
         ("done", "activity", 1, "success"),
     ]
     # A sequential flow: each segment starts after the one before it ended.
-    for before, after in zip(segments, segments[1:]):
+    for before, after in itertools.pairwise(segments):
         assert after["started"] >= before["ended"], (before, after)
     assert "attempt 1 of 2 planned failures" in segments[1]["error"]
     timer = segments[4]
@@ -66,7 +78,14 @@ async def test_inspect_shows_what_a_node_got_and_gave_with_the_runs_memo(service
 
 async def test_a_failed_run_carries_the_cause_chain_with_stack_traces(service, published):
     flow = await published(
-        [TRIGGER, {"id": "bad", "type": "test.fail", "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"}}],
+        [
+            TRIGGER,
+            {
+                "id": "bad",
+                "type": "test.fail",
+                "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"},
+            },
+        ],
         [("start", "bad")],
     )
     run = await finished(service, (await service.start_run(flow, by="t"))["run_id"])
@@ -81,7 +100,14 @@ async def test_a_failed_run_carries_the_cause_chain_with_stack_traces(service, p
 async def test_the_kernel_shows_trace_logs_and_error(service, published):
     # The kernel API blocks on its own loop thread; called from this test's loop it must run in a thread.
     flow = await published(
-        [TRIGGER, {"id": "bad", "type": "test.fail", "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"}}],
+        [
+            TRIGGER,
+            {
+                "id": "bad",
+                "type": "test.fail",
+                "config": {"fail_times": 1, "permanent": True, "message": "ledger locked"},
+            },
+        ],
         [("start", "bad")],
     )
     run_id = (await service.start_run(flow, by="t"))["run_id"]

@@ -16,13 +16,20 @@ from floworch_server.validate import validate
 
 def cron_flow(**config) -> tuple[list, list]:
     return (
-        [{"id": "tick", "type": "trigger.cron", "config": {"cron": "0 9 * * MON-FRI", **config}}, {"id": "work", "type": "transform", "config": {"output": "{{ input.greeting }}"}}],
+        [
+            {"id": "tick", "type": "trigger.cron", "config": {"cron": "0 9 * * MON-FRI", **config}},
+            {"id": "work", "type": "transform", "config": {"output": "{{ input.greeting }}"}},
+        ],
         [("tick", "work")],
     )
 
 
 async def test_publishing_a_cron_flow_creates_its_schedule_with_explicit_policies(service, published):
-    flow = await published(*cron_flow(timezone="Europe/Paris", input={"greeting": "bonjour"}, overlap="buffer_one", catchup_window_seconds=600))
+    flow = await published(
+        *cron_flow(
+            timezone="Europe/Paris", input={"greeting": "bonjour"}, overlap="buffer_one", catchup_window_seconds=600
+        )
+    )
     desc = await service.client.get_schedule_handle(schedule_id(flow, "tick")).describe()
     assert desc.schedule.spec.cron_expressions == ["0 9 * * MON-FRI"] or desc.schedule.spec.calendars
     assert desc.schedule.spec.time_zone_name == "Europe/Paris"
@@ -84,7 +91,10 @@ def test_a_bad_cron_expression_or_time_zone_is_a_validation_problem():
 def event_flow(topic: str, output: str, schema: dict | None = None) -> tuple[list, list]:
     config = {"topic": topic, **({"input_schema": schema} if schema else {})}
     return (
-        [{"id": "on", "type": "trigger.event", "config": config}, {"id": "handle", "type": "transform", "config": {"output": output}}],
+        [
+            {"id": "on", "type": "trigger.event", "config": config},
+            {"id": "handle", "type": "transform", "config": {"output": output}},
+        ],
         [("on", "handle")],
     )
 
@@ -100,7 +110,7 @@ async def test_an_event_starts_every_subscribed_flow_once_per_event_id(service, 
     for r in first:
         run = await finished(service, r["run_id"])
         assert run["trigger"] == "event"
-        assert list(run["result"]["outputs"].values())[0] in ("a got 7", "b got 7")
+        assert next(iter(run["result"]["outputs"].values())) in ("a got 7", "b got 7")
     assert await service.list_runs(workflow_id=other) == []
     assert len(await service.list_runs(workflow_id=a)) == 1
     await service.publish_event("invoices.received", {"number": 8}, event_id="evt-2", by="t")
@@ -110,7 +120,9 @@ async def test_an_event_starts_every_subscribed_flow_once_per_event_id(service, 
 async def test_an_event_that_one_flow_refuses_still_starts_the_others(service, published):
     strict = await published(*event_flow("orders.new", "x", schema={"type": "object", "required": ["sku"]}))
     lenient = await published(*event_flow("orders.new", "y"))
-    results = {r["workflow_id"]: r for r in await service.publish_event("orders.new", {"qty": 1}, event_id="o-1", by="t")}
+    results = {
+        r["workflow_id"]: r for r in await service.publish_event("orders.new", {"qty": 1}, event_id="o-1", by="t")
+    }
     assert "'sku' is a required property" in results[strict]["error"]
     assert results[lenient]["run_id"]
 

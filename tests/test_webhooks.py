@@ -58,7 +58,9 @@ class Hooks:
         self.base_url = base_url
         document = openapi_document(base_url)
         self.responses = document["paths"][HOOK_PATH]["post"]["responses"]
-        self.registry = Registry().with_resource("urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012))
+        self.registry = Registry().with_resource(
+            "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
+        )
 
     def url(self, hook_id: str) -> str:
         return f"{self.base_url}floworch/hooks/{hook_id}"
@@ -74,7 +76,9 @@ class Hooks:
             assert response.content == b"", f"{code} must be bare, got {response.content!r}"
             return response
         assert response.headers["Content-Type"].startswith("application/json")
-        where = f"urn:openapi#/paths/{HOOK_PATH.replace('/', '~1')}/post/responses/{code}/content/application~1json/schema"
+        where = (
+            f"urn:openapi#/paths/{HOOK_PATH.replace('/', '~1')}/post/responses/{code}/content/application~1json/schema"
+        )
         validator = jsonschema.Draft202012Validator({"$ref": where}, registry=self.registry)
         error = jsonschema.exceptions.best_match(validator.iter_errors(response.json()))
         assert error is None, f"{code} does not match openapi.json: {error.message}"
@@ -122,7 +126,9 @@ async def test_a_signed_json_request_starts_a_run_with_the_body_as_its_input(hoo
 
 
 async def test_a_body_that_is_not_json_or_does_not_match_the_input_schema_is_400(hooks, webhook, service):
-    flow, hook = await webhook(input_schema={"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}})
+    flow, hook = await webhook(
+        input_schema={"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}}
+    )
     broken = b'{"order": '
     not_json = await hooks.post(hook["hook_id"], broken, sign(hook["secret"], broken))
     assert not_json.status_code == 400 and not_json.json()["field"] == "body"
@@ -174,7 +180,9 @@ async def test_the_timestamp_may_be_a_little_off(hooks, webhook):
     _, hook = await webhook()
     body = body_of(ORDER)
     for skew in (-240, 240):  # inside the 5 minute tolerance: clocks of senders drift
-        response = await hooks.post(hook["hook_id"], body, sign(hook["secret"], body, timestamp=int(time.time()) + skew))
+        response = await hooks.post(
+            hook["hook_id"], body, sign(hook["secret"], body, timestamp=int(time.time()) + skew)
+        )
         assert response.status_code == 202, skew
 
 
@@ -195,13 +203,19 @@ async def test_a_repeated_idempotency_key_is_the_same_run_whatever_the_body_and_
     flow, hook = await webhook()
     now = int(time.time())
     first_body, retry_body = body_of(ORDER), body_of({**ORDER, "retry": 1})
-    first = await hooks.post(hook["hook_id"], first_body, {**sign(hook["secret"], first_body, now), "Idempotency-Key": "delivery-1"})
-    retry = await hooks.post(hook["hook_id"], retry_body, {**sign(hook["secret"], retry_body, now + 30), "Idempotency-Key": "delivery-1"})
+    first = await hooks.post(
+        hook["hook_id"], first_body, {**sign(hook["secret"], first_body, now), "Idempotency-Key": "delivery-1"}
+    )
+    retry = await hooks.post(
+        hook["hook_id"], retry_body, {**sign(hook["secret"], retry_body, now + 30), "Idempotency-Key": "delivery-1"}
+    )
     assert first.status_code == retry.status_code == 202
     assert retry.json()["run_id"] == first.json()["run_id"]
     assert (await finished(service, first.json()["run_id"]))["input"] == ORDER  # the first delivery's
 
-    other = await hooks.post(hook["hook_id"], first_body, {**sign(hook["secret"], first_body, now), "Idempotency-Key": "delivery-2"})
+    other = await hooks.post(
+        hook["hook_id"], first_body, {**sign(hook["secret"], first_body, now), "Idempotency-Key": "delivery-2"}
+    )
     assert other.status_code == 202 and other.json()["run_id"] != first.json()["run_id"]
     await finished(service, other.json()["run_id"])
     assert len(await runs_of(service, flow)) == 2
@@ -240,7 +254,9 @@ async def test_a_body_over_the_hooks_limit_is_413_before_its_signature_is_looked
         for _ in range(10):
             yield b" " * 16
 
-    streamed = hooks.check(await hooks.client.post(hooks.url(hook["hook_id"]), content=chunks(), headers=sign(hook["secret"], b"")))
+    streamed = hooks.check(
+        await hooks.client.post(hooks.url(hook["hook_id"]), content=chunks(), headers=sign(hook["secret"], b""))
+    )
     assert streamed.status_code == 413
     assert await runs_of(service, flow) == []
 
@@ -248,7 +264,9 @@ async def test_a_body_over_the_hooks_limit_is_413_before_its_signature_is_looked
     assert (await hooks.post(hook["hook_id"], small, sign(hook["secret"], small))).status_code == 202
 
 
-async def test_a_declared_oversized_body_is_refused_without_waiting_for_it(webhook, jp_fetch, jp_http_port, jp_base_url):
+async def test_a_declared_oversized_body_is_refused_without_waiting_for_it(
+    webhook, jp_fetch, jp_http_port, jp_base_url
+):
     _, hook = await webhook(max_body_bytes=1024)
     reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
     try:

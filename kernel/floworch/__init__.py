@@ -1,16 +1,16 @@
 """FlowOrchestrator in a notebook::
 
-    import floworch as fo
-    flow = fo.Flow.open("notebooks/hello.flow")
-    flow.validate()
-    flow.publish(note="first")
-    run = flow.run(input={"name": "Ada"})
-    run.wait(); run.result(); run.node_status()
-    fo.runs()
-    fo.metrics.success_rate("7d"); fo.dashboard()
-    fo.alerts(); fo.purge()              # SLA alerts; what the retention policy would delete
-    fo.dead_letters(); fo.retry(run_ids, mode="resume")   # failed runs; retry them
-    run.replay(); run.node("extract").rerun_here(config={...}); fo.diff(run_a, run_b)   # debugging
+import floworch as fo
+flow = fo.Flow.open("notebooks/hello.flow")
+flow.validate()
+flow.publish(note="first")
+run = flow.run(input={"name": "Ada"})
+run.wait(); run.result(); run.node_status()
+fo.runs()
+fo.metrics.success_rate("7d"); fo.dashboard()
+fo.alerts(); fo.purge()              # SLA alerts; what the retention policy would delete
+fo.dead_letters(); fo.retry(run_ids, mode="resume")   # failed runs; retry them
+run.replay(); run.node("extract").rerun_here(config={...}); fo.diff(run_a, run_b)   # debugging
 """
 
 from __future__ import annotations
@@ -25,21 +25,59 @@ from . import integrations, metrics
 from ._loop import run_async, run_sync
 from ._service import connect, service
 from .canvas import Canvas
-from .flow import Flow, Problems, Version
-from .session import login
-from .run import Run, RunFailed
-from .diff import RunDiff, diff
-from .deadletters import dead_letters, retry
 
 # After this line ``floworch.dashboard`` is the function; the module stays importable by name
 # (``from floworch.dashboard import figure``).
 from .dashboard import dashboard
+from .deadletters import dead_letters, retry
+from .diff import RunDiff, diff
+from .flow import Flow, Problems, Version
+from .run import Run, RunFailed
+from .session import login
 
-__all__ = ["integrations", "metrics", "dashboard", "Canvas", "Flow", "FlowInvalid", "Problem", "Problems", "Run", "RunFailed", "Version", "alerts", "connect", "nodes", "purge", "runs", "runs_async", "get_run", "publish", "schedules", "audit", "login", "dead_letters", "retry", "diff", "RunDiff"]
+__all__ = [
+    "Canvas",
+    "Flow",
+    "FlowInvalid",
+    "Problem",
+    "Problems",
+    "Run",
+    "RunDiff",
+    "RunFailed",
+    "Version",
+    "alerts",
+    "audit",
+    "connect",
+    "dashboard",
+    "dead_letters",
+    "diff",
+    "get_run",
+    "integrations",
+    "login",
+    "metrics",
+    "nodes",
+    "publish",
+    "purge",
+    "retry",
+    "runs",
+    "runs_async",
+    "schedules",
+]
 
 RUN_COLUMNS = ["run_id", "workflow_id", "version", "status", "trigger", "start_time", "end_time", "error", "plan_hash"]
 AUDIT_COLUMNS = ["timestamp", "actor", "action", "target", "detail", "tenant", "id"]
-ALERT_COLUMNS = ["id", "open", "rule", "kind", "value", "threshold", "message", "opened_at", "cleared_at", "action_run_id"]
+ALERT_COLUMNS = [
+    "id",
+    "open",
+    "rule",
+    "kind",
+    "value",
+    "threshold",
+    "message",
+    "opened_at",
+    "cleared_at",
+    "action_run_id",
+]
 
 
 def runs(workflow: str | None = None, status: str | None = None, limit: int = 100) -> pd.DataFrame:
@@ -62,7 +100,20 @@ def publish(topic: str, payload: Any = None, *, event_id: str | None = None) -> 
 def schedules() -> pd.DataFrame:
     """The schedules of published flows with a trigger.cron node."""
     rows = run_sync(service().list_schedules())
-    return pd.DataFrame(rows, columns=["schedule_id", "workflow_id", "node_id", "version", "cron", "timezone", "paused", "next_runs", "recent_runs"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "schedule_id",
+            "workflow_id",
+            "node_id",
+            "version",
+            "cron",
+            "timezone",
+            "paused",
+            "next_runs",
+            "recent_runs",
+        ],
+    )
 
 
 def alerts(open_only: bool = False, limit: int = 100) -> pd.DataFrame:
@@ -73,7 +124,14 @@ def alerts(open_only: bool = False, limit: int = 100) -> pd.DataFrame:
     return frame
 
 
-def audit(actor: str | None = None, action: str | None = None, target: str | None = None, since: Any = None, until: Any = None, limit: int = 100) -> pd.DataFrame:
+def audit(
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    limit: int = 100,
+) -> pd.DataFrame:
     """The tenant's audit log, newest first: who did what, when, to what. ``action`` is one
     (``workflow.publish``) or a family ending in a dot (``workflow.``, ``member.``, ``run.``)."""
     rows = service().store.list_audit(actor=actor, action=action, target=target, since=since, until=until, limit=limit)
@@ -97,7 +155,10 @@ def nodes() -> pd.DataFrame:
     from floworch_server import nodes as catalogue
 
     rows = catalogue.catalogue()
-    frame = pd.DataFrame(rows, columns=["type", "category", "title", "kind", "description", "inputs", "outputs", "config_schema", "defaults"])
+    frame = pd.DataFrame(
+        rows,
+        columns=["type", "category", "title", "kind", "description", "inputs", "outputs", "config_schema", "defaults"],
+    )
     frame["inputs"] = frame["inputs"].map(lambda ports: [p["name"] for p in ports])
     frame["outputs"] = frame["outputs"].map(lambda ports: [p["name"] for p in ports])
     return frame

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Set
 from html import escape
-from typing import Any, Iterable
+from typing import Any
 
 STATUS_COLOURS = {
     "idle": "#8a8f98",
@@ -29,10 +30,14 @@ def badge(status: str) -> str:
     )
 
 
-def table(headers: list[str], rows: Iterable[list[Any]], raw: set[int] = frozenset()) -> str:
+def table(headers: list[str], rows: Iterable[list[Any]], raw: Set[int] = frozenset()) -> str:
     head = "".join(f"<th style='text-align:left'>{escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell if i in raw else escape('' if cell is None else str(cell))}</td>" for i, cell in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{cell if i in raw else escape('' if cell is None else str(cell))}</td>" for i, cell in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -43,10 +43,11 @@ import threading
 import time
 import warnings
 from collections import deque
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from pycrdt import (
@@ -100,7 +101,7 @@ class Server:
     session: Any = None
 
     @classmethod
-    def from_info(cls, info: dict[str, Any]) -> "Server":
+    def from_info(cls, info: dict[str, Any]) -> Server:
         """From a jpserver-*.json record (`jupyter_server.serverapp.list_running_servers`)."""
         return cls(url=info["url"], token=info.get("token") or "", root_dir=info.get("root_dir"))
 
@@ -108,8 +109,8 @@ class Server:
         """The server's contents path of a local file, or None if the server does not serve it."""
         if self.root_dir is None:
             # No root known: the path is taken as one relative to the server's root.
-            rel = PurePosixPath(Path(path).as_posix())
-            return None if rel.is_absolute() or ".." in rel.parts else str(rel)
+            posix = PurePosixPath(Path(path).as_posix())
+            return None if posix.is_absolute() or ".." in posix.parts else str(posix)
         try:
             rel = Path(path).resolve().relative_to(Path(self.root_dir).expanduser().resolve())
         except ValueError:
@@ -151,7 +152,9 @@ def find_server(path: str | os.PathLike | None = None) -> Server | None:
     if url.lower() in ("off", "none", "0", "false"):
         return None
     if url:
-        return Server(url, os.environ.get("FLOWORCH_JUPYTER_TOKEN", ""), os.environ.get("FLOWORCH_JUPYTER_ROOT") or None)
+        return Server(
+            url, os.environ.get("FLOWORCH_JUPYTER_TOKEN", ""), os.environ.get("FLOWORCH_JUPYTER_ROOT") or None
+        )
     try:
         from jupyter_server.serverapp import list_running_servers
 
@@ -189,7 +192,7 @@ class RoomClient:
     ) -> None:
         self.server = server
         self.path = path  # the server's contents path of the file
-        self.doc = Doc()
+        self.doc: Doc = Doc()
         self.document = flow_document_type()(self.doc)
         self.file_id: str | None = None
         self.session_id: str | None = None
@@ -272,7 +275,7 @@ class RoomClient:
             return self.document.get()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "RoomClient":
+    def start(self) -> RoomClient:
         """Connect in the background (and reconnect whenever the connection drops)."""
         if self._task is None:
             self._task = asyncio.run_coroutine_threadsafe(self._run(), self._loop)
@@ -290,29 +293,22 @@ class RoomClient:
         Changes not sent by then stay in ``doc`` only."""
         task = self._begin_close()
         if task is not None and timeout > 0 and not self._on_loop():
-            try:
+            with suppress(Exception):  # closing: the reason it stopped does not matter
                 task.result(timeout)
-            except Exception:  # noqa: BLE001 - closing: the reason it stopped does not matter
-                pass
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """`close` for a caller on an event loop (which may be serving the other end)."""
         task = self._begin_close()
         if task is not None and not self._on_loop():
-            try:
+            with suppress(Exception):  # closing: the reason it stopped does not matter
                 await asyncio.wait_for(asyncio.wrap_future(task), timeout)
-            except Exception:  # noqa: BLE001 - closing: the reason it stopped does not matter
-                pass
 
     def _begin_close(self) -> concurrent.futures.Future | None:
         if self._closed:
             return None
         self._closed = True
-        with self._lock:
-            try:
-                self.doc.unobserve(self._subscription)
-            except ValueError:
-                pass
+        with self._lock, suppress(ValueError):
+            self.doc.unobserve(self._subscription)
         if self._loop.is_closed():
             return None
         self._loop.call_soon_threadsafe(self._set_online, False)
@@ -362,7 +358,7 @@ class RoomClient:
         future = self._waiter(predicate)
         try:
             await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(self._timeout_message(what, timeout)) from None
 
     def _waiter(self, predicate: Callable[[], bool]) -> concurrent.futures.Future:
@@ -412,7 +408,9 @@ class RoomClient:
         # Before the first sync, a permanent failure ends every wait; later ones are retried.
         if self._closed and not self._connected:
             return ConnectionError(f"room client for {self.path!r} is closed")
-        if not self._ever_synced and isinstance(self.error, (CollaborationUnavailable, FileNotFoundError, PermissionError)):
+        if not self._ever_synced and isinstance(
+            self.error, (CollaborationUnavailable, FileNotFoundError, PermissionError)
+        ):
             return self.error
         return None
 
@@ -452,10 +450,8 @@ class RoomClient:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 self._wake.clear()
-                try:
+                with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
         self._notify()
 
     async def _connection(self) -> None:
@@ -472,7 +468,9 @@ class RoomClient:
             ca_certs=_ca_certs(),
         )
         ws = await websocket_connect(request, max_message_size=1024**3)
-        sock = ws.protocol.stream.socket
+        stream = ws.protocol.stream if ws.protocol is not None else None
+        assert stream is not None and stream.socket is not None, "a websocket just connected has its socket"
+        sock = stream.socket
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._ws = ws
         self._connected = True
@@ -493,7 +491,9 @@ class RoomClient:
             if isinstance(message, bytes) and message:
                 self._handle(message)
         if ws.close_code in _PERMANENT_CLOSE_CODES and not self._ever_synced:
-            raise CollaborationUnavailable(f"the server refused the room of {self.path!r}: {ws.close_code} {ws.close_reason}")
+            raise CollaborationUnavailable(
+                f"the server refused the room of {self.path!r}: {ws.close_code} {ws.close_reason}"
+            )
 
     async def _open_session(self) -> None:
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -522,7 +522,9 @@ class RoomClient:
         if response.code == 404 and "does not exist" in message:
             raise FileNotFoundError(f"{self.path} does not exist on the Jupyter server at {self.server.url}")
         if response.code == 404:
-            raise CollaborationUnavailable(f"the Jupyter server at {self.server.url} has no real-time collaboration (jupyter-collaboration)")
+            raise CollaborationUnavailable(
+                f"the Jupyter server at {self.server.url} has no real-time collaboration (jupyter-collaboration)"
+            )
         raise ConnectionError(f"collaboration session for {self.path} failed: {response.code} {message}")
 
     def _handle(self, message: bytes) -> None:
@@ -588,10 +590,8 @@ class RoomClient:
         if event.transaction.origin() == self._remote_hash:
             return  # came from the server: never sent back
         self._local_seq += 1
-        try:
+        with suppress(RuntimeError):  # the loop is gone (interpreter exit): the change stays in this document
             self._loop.call_soon_threadsafe(self._send_local, event.update)
-        except RuntimeError:
-            pass  # the loop is gone (interpreter exit): the change stays in this document
 
     def _send_local(self, update: bytes) -> None:
         self._sent_seq += 1
@@ -652,10 +652,8 @@ class _RemoteOrigin:
 def _quickack(sock: socket.socket) -> None:
     quickack = getattr(socket, "TCP_QUICKACK", None)
     if quickack is not None:
-        try:
+        with suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-        except OSError:
-            pass
 
 
 def _message(body: bytes | None) -> str:
@@ -666,7 +664,9 @@ def _message(body: bytes | None) -> str:
 
 
 # ---------------------------------------------------------------------- for fo.Flow
-def join(path: str | os.PathLike, *, server: Server | None = None, required: bool = False, timeout: float = 10.0) -> RoomClient | None:
+def join(
+    path: str | os.PathLike, *, server: Server | None = None, required: bool = False, timeout: float = 10.0
+) -> RoomClient | None:
     """A synced room client for a local ``.flow`` file, or None when no server collaborates on it.
 
     With ``required``, the reason there is no room is raised instead. A server that has
@@ -675,12 +675,16 @@ def join(path: str | os.PathLike, *, server: Server | None = None, required: boo
     server = server or find_server(path)
     if server is None:
         if required:
-            raise CollaborationUnavailable(f"no running Jupyter server serves {path} (set FLOWORCH_JUPYTER_URL to name one)")
+            raise CollaborationUnavailable(
+                f"no running Jupyter server serves {path} (set FLOWORCH_JUPYTER_URL to name one)"
+            )
         return None
     contents_path = server.contents_path(path)
     if contents_path is None:
         if required:
-            raise CollaborationUnavailable(f"{path} is outside the root directory {server.root_dir} of the Jupyter server at {server.url}")
+            raise CollaborationUnavailable(
+                f"{path} is outside the root directory {server.root_dir} of the Jupyter server at {server.url}"
+            )
         return None
     client = RoomClient(server, contents_path).start()
     try:
@@ -694,7 +698,9 @@ def join(path: str | os.PathLike, *, server: Server | None = None, required: boo
         client.close()
         if required:
             raise
-        warnings.warn(f"could not join the collaboration room of {path} ({exc}); editing the file directly", stacklevel=3)
+        warnings.warn(
+            f"could not join the collaboration room of {path} ({exc}); editing the file directly", stacklevel=3
+        )
         return None
     with client.transaction():
         roots = set(client.doc.keys())
@@ -702,7 +708,9 @@ def join(path: str | os.PathLike, *, server: Server | None = None, required: boo
         # A server without the flow type opened the file as plain text (jupyter_ydoc's
         # fallback): edits in the flow layout would never reach the file.
         client.close(0)
-        problem = CollaborationUnavailable(f"the Jupyter server at {server.url} does not know the 'flow' document type: install floworch in its environment")
+        problem = CollaborationUnavailable(
+            f"the Jupyter server at {server.url} does not know the 'flow' document type: install floworch in its environment"
+        )
         if required:
             raise problem
         warnings.warn(f"{problem}; editing {path} directly", stacklevel=3)

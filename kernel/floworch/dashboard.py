@@ -39,7 +39,9 @@ HEALTHY, STALE = "#2da44e", "#cf222e"
 SLO_COLOUR = "#d29922"
 
 
-def collect(store, since: Any, until: Any, *, slo: float = _m.DEFAULT_SLO, bucket: Any = "auto", live: tuple | None = None) -> dict:
+def collect(
+    store, since: Any, until: Any, *, slo: float = _m.DEFAULT_SLO, bucket: Any = "auto", live: tuple | None = None
+) -> dict:
     """Everything the figure shows (``metrics.dashboard_data``); ``live`` is a ``(queues,
     workers)`` pair, None when unknown. The widget reads it through ``FlowService.dashboard``."""
     return _m.dashboard_data(store, since, until, bucket=bucket, slo=slo, live=live)
@@ -71,7 +73,7 @@ def draw(fig: Any, data: dict) -> None:
         fig.data = ()
         for (row, col), trace in traces:
             fig.add_trace(trace, row=row, col=col)
-        for annotation, text in zip(fig.layout.annotations, titles):
+        for annotation, text in zip(fig.layout.annotations, titles, strict=False):
             annotation.text = text
         fig.update_yaxes(title_text="%", row=1, col=1)
         fig.update_yaxes(title_text="ms", row=2, col=1)
@@ -177,7 +179,9 @@ class Dashboard:
         self.range.observe(lambda _change: self.refresh(), names="value")
         self.thread = None
         if refresh:
-            self.thread = threading.Thread(target=self._loop, args=(float(refresh),), name="floworch-dashboard", daemon=True)
+            self.thread = threading.Thread(
+                target=self._loop, args=(float(refresh),), name="floworch-dashboard", daemon=True
+            )
             self.thread.start()
 
     def collect(self) -> dict:
@@ -203,7 +207,12 @@ class Dashboard:
             self.refresh()
 
 
-def dashboard(range: str = "24h", refresh: float | bool | None = 30, slo: float = _m.DEFAULT_SLO, task_queues: list[str] | None = None):
+def dashboard(
+    range: str = "24h",
+    refresh: float | bool | None = 30,
+    slo: float = _m.DEFAULT_SLO,
+    task_queues: list[str] | None = None,
+):
     """The SLO dashboard as a VBox: a range Dropdown above a Plotly FigureWidget.
 
     ``refresh``: seconds between redraws (a daemon thread), or False for a still picture.

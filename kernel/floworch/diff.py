@@ -25,7 +25,7 @@ def _run_id(run: Any) -> str:
     return ident
 
 
-def diff(run_a: Any, run_b: Any) -> "RunDiff":
+def diff(run_a: Any, run_b: Any) -> RunDiff:
     """Compare run ``run_b`` with ``run_a`` (Runs or run ids): plan differences, per node status,
     attempts, duration and output (a JSON diff), the first divergence; ``.frame``, ``.figure()``."""
     from floworch_server import debug
@@ -33,7 +33,7 @@ def diff(run_a: Any, run_b: Any) -> "RunDiff":
     return RunDiff(run_sync(debug.diff(service(), _run_id(run_a), _run_id(run_b))))
 
 
-async def diff_async(run_a: Any, run_b: Any) -> "RunDiff":
+async def diff_async(run_a: Any, run_b: Any) -> RunDiff:
     from floworch_server import debug
 
     return RunDiff(await run_async(debug.diff(service(), _run_id(run_a), _run_id(run_b))))
@@ -62,14 +62,24 @@ class RunDiff:
     @property
     def frame(self) -> pd.DataFrame:
         first = (self.first_divergence or {}).get("node")
-        rows = [{**r, "output_changes": len(r["output_changes"]), "differs": "; ".join(r["differs"]), "first": r["node"] == first} for r in self.data["nodes"]]
+        rows = [
+            {
+                **r,
+                "output_changes": len(r["output_changes"]),
+                "differs": "; ".join(r["differs"]),
+                "first": r["node"] == first,
+            }
+            for r in self.data["nodes"]
+        ]
         return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
     def outputs(self, node_id: str) -> pd.DataFrame:
         """Where the node's output (the trigger's: the run input) differs: path, change, a, b."""
         row = next((r for r in self.data["nodes"] if r["node"] == node_id), None)
         if row is None:
-            raise KeyError(f"no node '{node_id}' in either run; nodes: {', '.join(r['node'] for r in self.data['nodes'])}")
+            raise KeyError(
+                f"no node '{node_id}' in either run; nodes: {', '.join(r['node'] for r in self.data['nodes'])}"
+            )
         return pd.DataFrame(row["output_changes"], columns=["path", "change", "a", "b"])
 
     def figure(self) -> Any:
@@ -146,26 +156,33 @@ class RunDiff:
             ]
             lines.append("plan differs: " + escape("; ".join(parts)))
         if first:
-            lines.append(f"<span style='color:#cf222e;font-weight:600'>first divergence: {escape(first)}</span> — {escape('; '.join(self.first_divergence['reasons']))}")
+            lines.append(
+                f"<span style='color:#cf222e;font-weight:600'>first divergence: {escape(first)}</span> — {escape('; '.join((self.first_divergence or {}).get('reasons', [])))}"
+            )
         else:
             lines.append("<span style='color:#2da44e'>no divergence</span>")
         rows = []
         for r in self.data["nodes"]:
             style = "font-weight:600;color:#cf222e" if r["node"] == first else ""
             changes = "<br>".join(
-                f"<code>{escape(c['path'])}</code> {escape(c['change'])}: {escape(_short(c['a']))} → {escape(_short(c['b']))}" for c in r["output_changes"][:5]
+                f"<code>{escape(c['path'])}</code> {escape(c['change'])}: {escape(_short(c['a']))} → {escape(_short(c['b']))}"
+                for c in r["output_changes"][:5]
             )
             rows.append(
                 [
                     f"<span style='{style}'>{escape(r['node'])}</span>",
                     escape(r["plan"]),
-                    (_html.badge(r["status_a"]) if r["status_a"] else "—") + " → " + (_html.badge(r["status_b"]) if r["status_b"] else "—"),
+                    (_html.badge(r["status_a"]) if r["status_a"] else "—")
+                    + " → "
+                    + (_html.badge(r["status_b"]) if r["status_b"] else "—"),
                     f"{r['attempts_a'] if r['attempts_a'] is not None else '—'} → {r['attempts_b'] if r['attempts_b'] is not None else '—'}",
                     f"{_duration(r['duration_ms_a'])} → {_duration(r['duration_ms_b'])}",
                     changes,
                 ]
             )
-        inner = _html.table(["node", "plan", "status", "attempts", "duration", "output differences"], rows, raw={0, 1, 2, 3, 4, 5})
+        inner = _html.table(
+            ["node", "plan", "status", "attempts", "duration", "output differences"], rows, raw={0, 1, 2, 3, 4, 5}
+        )
         return _html.card("Run diff", lines, inner)
 
 

@@ -9,6 +9,7 @@ the file at once, so the file on disk is always the flow as last edited.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -48,7 +49,7 @@ class Problems(list):
 class Version:
     """An immutable published version of a flow."""
 
-    def __init__(self, flow: "Flow", record: dict):
+    def __init__(self, flow: Flow, record: dict):
         self.flow = flow
         self.record = record
         self.number: int = record["version"]
@@ -73,7 +74,9 @@ class Version:
 
 
 class Flow:
-    def __init__(self, doc: FlowDocument | None, path: str | Path | None = None, *, room: collab.RoomClient | None = None):
+    def __init__(
+        self, doc: FlowDocument | None, path: str | Path | None = None, *, room: collab.RoomClient | None = None
+    ):
         self._doc = doc
         self.path = Path(path) if path is not None else None
         self.room = room  # the shared room this flow edits, or None: the file
@@ -86,9 +89,11 @@ class Flow:
     def doc(self) -> FlowDocument:
         """The flow as a document; in a room, a snapshot of the shared document taken now."""
         if self.room is None:
+            if self._doc is None:
+                raise ValueError("a flow outside a room needs a document")
             return self._doc
         doc, problems = flowdoc.parse_data(self.room.read())
-        if problems:
+        if problems or doc is None:
             raise FlowInvalid(problems, source=str(self.path or self.name))
         return doc
 
@@ -105,7 +110,7 @@ class Flow:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def open(cls, path: str | Path, *, live: bool | None = None) -> "Flow":
+    def open(cls, path: str | Path, *, live: bool | None = None) -> Flow:
         """Open a `.flow` file. A file without an id gets one (saved at once), so its runs stay linked.
 
         With a Jupyter server collaborating on the file, the flow edits its shared room; with
@@ -125,7 +130,9 @@ class Flow:
         return flow
 
     @classmethod
-    def new(cls, path: str | Path, name: str | None = None, *, overwrite: bool = False, live: bool | None = None) -> "Flow":
+    def new(
+        cls, path: str | Path, name: str | None = None, *, overwrite: bool = False, live: bool | None = None
+    ) -> Flow:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists: open it with fo.Flow.open({str(path)!r}) or pass overwrite=True")
@@ -148,9 +155,10 @@ class Flow:
 
     @property
     def id(self) -> str:
-        if self.room is not None:
-            return self._room_meta().get("id")
-        return self.doc.id
+        flow_id = self._room_meta().get("id") if self.room is not None else self.doc.id
+        if not flow_id:
+            raise ValueError(f"flow {self.name!r} has no id (meta.id)")
+        return flow_id
 
     @property
     def name(self) -> str:
@@ -188,7 +196,9 @@ class Flow:
             raise ValueError(f"unknown node type {type!r}; known types: {known}")
         _check_compensate(compensate)
         if self.room is not None:
-            return self._room_add_node(type, id, config=config, label=label, position=position, policy=policy, compensate=compensate)
+            return self._room_add_node(
+                type, id, config=config, label=label, position=position, policy=policy, compensate=compensate
+            )
         node_id = id or self._fresh_id(type.split(".")[-1])
         if self.doc.node(node_id):
             raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
@@ -197,14 +207,24 @@ class Flow:
         self.save()
         return node_id
 
-    def connect(self, source: str, target: str, source_port: str | None = None, target_port: str | None = None, *, id: str | None = None) -> str:
+    def connect(
+        self,
+        source: str,
+        target: str,
+        source_port: str | None = None,
+        target_port: str | None = None,
+        *,
+        id: str | None = None,
+    ) -> str:
         if self.room is not None:
             return self._room_connect(source, target, source_port, target_port, id)
         for end, node_id in (("source", source), ("target", target)):
             if self.doc.node(node_id) is None:
                 raise ValueError(f"{end} node {node_id!r} does not exist in {self.name!r}")
         edge_id = id or self._fresh_id(f"e_{source}_{source_port or 'out'}_{target}", edges=True)
-        self.doc.edges.append(Edge(id=edge_id, source=source, sourceHandle=source_port, target=target, targetHandle=target_port))
+        self.doc.edges.append(
+            Edge(id=edge_id, source=source, sourceHandle=source_port, target=target, targetHandle=target_port)
+        )
         self.save()
         return edge_id
 
@@ -222,7 +242,9 @@ class Flow:
         ``compensate`` names the node that undoes this one; ``""`` removes it."""
         _check_compensate(compensate, empty_ok=True)
         if self.room is not None:
-            return self._room_update(node_id, config=config, label=label, policy=policy, position=position, compensate=compensate)
+            return self._room_update(
+                node_id, config=config, label=label, policy=policy, position=position, compensate=compensate
+            )
         node = self.doc.node(node_id)
         if node is None:
             raise KeyError(f"no node {node_id!r} in {self.name!r}")
@@ -249,7 +271,9 @@ class Flow:
         if node_id not in ids:
             raise KeyError(f"no node {node_id!r} in {self.name!r}")
         if by is not None and by not in ids:
-            raise ValueError(f"compensate: no node {by!r} in {self.name!r}; add the node that undoes {node_id!r} first (flow.add_node)")
+            raise ValueError(
+                f"compensate: no node {by!r} in {self.name!r}; add the node that undoes {node_id!r} first (flow.add_node)"
+            )
         self.update(node_id, compensate=by or "")
 
     def remove(self, item_id: str) -> None:
@@ -275,11 +299,15 @@ class Flow:
     # whole by every canvas. Checks read the document inside that transaction, so they see
     # the latest canvas edits.
     def _room_meta(self) -> dict:
+        if self.room is None:
+            raise RuntimeError("this flow is a file, not a room")
         return self.room.read()["meta"]
 
     def _shared(self):
         if self.room.closed:
-            raise RuntimeError(f"the shared room of {self.path} was closed: open the flow again with fo.Flow.open({str(self.path)!r})")
+            raise RuntimeError(
+                f"the shared room of {self.path} was closed: open the flow again with fo.Flow.open({str(self.path)!r})"
+            )
         return self.room.transaction()
 
     def _room_add_node(self, type: str, id: str | None, *, config, label, position, policy, compensate) -> str:
@@ -290,18 +318,24 @@ class Flow:
             if node_id in taken:
                 raise ValueError(f"a node with id {node_id!r} already exists in {self.name!r}")
             last = data["nodes"][-1].get("position") if data["nodes"] else None
-            node = _new_node(type, node_id, config, label, position, policy, last if isinstance(last, dict) else None, compensate)
+            node = _new_node(
+                type, node_id, config, label, position, policy, last if isinstance(last, dict) else None, compensate
+            )
             shared.add_node(node.model_dump(mode="json", exclude_none=True))
         return node_id
 
-    def _room_connect(self, source: str, target: str, source_port: str | None, target_port: str | None, id: str | None) -> str:
+    def _room_connect(
+        self, source: str, target: str, source_port: str | None, target_port: str | None, id: str | None
+    ) -> str:
         with self._shared() as shared:
             data = shared.to_data()
             node_ids = {n["id"] for n in data["nodes"]}
             for end, node_id in (("source", source), ("target", target)):
                 if node_id not in node_ids:
                     raise ValueError(f"{end} node {node_id!r} does not exist in {self.name!r}")
-            edge_id = id or _fresh(f"e_{source}_{source_port or 'out'}_{target}", {e["id"] for e in data["edges"]}, True)
+            edge_id = id or _fresh(
+                f"e_{source}_{source_port or 'out'}_{target}", {e["id"] for e in data["edges"]}, True
+            )
             edge = Edge(id=edge_id, source=source, sourceHandle=source_port, target=target, targetHandle=target_port)
             shared.add_edge(edge.model_dump(mode="json", exclude_none=True))
         return edge_id
@@ -314,8 +348,12 @@ class Flow:
                 node_id,
                 config=config,
                 label=label,
-                policy=NodePolicy.model_validate(policy).model_dump(mode="json", exclude_none=True) if policy is not None else None,
-                position=flowdoc.Position.model_validate(position).model_dump(mode="json") if position is not None else None,
+                policy=NodePolicy.model_validate(policy).model_dump(mode="json", exclude_none=True)
+                if policy is not None
+                else None,
+                position=flowdoc.Position.model_validate(position).model_dump(mode="json")
+                if position is not None
+                else None,
                 compensate=compensate,
             )
 
@@ -341,12 +379,12 @@ class Flow:
         """Every problem of the flow at once; empty when it is valid."""
         if self.room is not None:
             doc, problems = flowdoc.parse_data(self.room.read())
-            return Problems(problems if problems else validate(doc))
+            return Problems(problems if problems or doc is None else validate(doc))
         return Problems(validate(self.doc))
 
     def _sync(self) -> str:
         service().upsert_draft(self.doc, by=user(), path=str(self.path) if self.path else None)
-        return self.doc.id
+        return self.id
 
     def publish(self, note: str = "") -> Version:
         """Publish the flow as it is now: an immutable version with its plan hash."""
@@ -381,12 +419,16 @@ class Flow:
     def versions(self) -> list[Version]:
         return [Version(self, v) for v in service().list_versions(self.id)]
 
-    def run(self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None) -> Run:
+    def run(
+        self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None
+    ) -> Run:
         """Start a run: of the latest published version, of ``version``, or of the draft (``draft=True``)."""
         record = run_sync(self._start(input, draft, version, idempotency_key))
         return Run(record["run_id"], record)
 
-    async def run_async(self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None) -> Run:
+    async def run_async(
+        self, input: Any = None, *, draft: bool = False, version: int | None = None, idempotency_key: str | None = None
+    ) -> Run:
         record = await run_async(self._start(input, draft, version, idempotency_key))
         return Run(record["run_id"], record)
 
@@ -399,7 +441,9 @@ class Flow:
             self._sync()
         else:
             self._sync_if_new()
-        return service().start_run(self.id, input=input, version="draft" if draft else version, by=user(), idempotency_key=idempotency_key)
+        return service().start_run(
+            self.id, input=input, version="draft" if draft else version, by=user(), idempotency_key=idempotency_key
+        )
 
     def _sync_if_new(self) -> None:
         if service().store.get_workflow(self.id) is None:
@@ -419,7 +463,11 @@ class Flow:
 
     def _repr_html_(self) -> str:
         problems = self.validate()
-        state = "<span style='color:#2da44e'>valid</span>" if not problems else f"<span style='color:#cf222e'>{len(problems)} problem(s)</span>"
+        state = (
+            "<span style='color:#2da44e'>valid</span>"
+            if not problems
+            else f"<span style='color:#cf222e'>{len(problems)} problem(s)</span>"
+        )
         if self.room is not None:
             # Read raw: a flow a canvas is half-way through editing still shows.
             data = self.room.read()
@@ -463,10 +511,8 @@ class SyncLatencyReporter:
     def _store(ms: float) -> None:
         # Straight into the store of this process's settings, opened once: not through the
         # kernel's service, whose calls run on the loop the room's connection needs.
-        try:
+        with contextlib.suppress(Exception):  # a lost sample only thins the alert's window
             alerts.record_sync_latency(ms)
-        except Exception:  # noqa: BLE001 - a lost sample only thins the alert's window
-            pass
 
 
 def _fresh(base: str, taken: set[str], edges: bool) -> str:
@@ -492,7 +538,9 @@ def _check_compensate(value: Any, empty_ok: bool = False) -> None:
         )
 
 
-def _new_node(type: str, node_id: str, config, label: str, position, policy, last: dict | None, compensate: str | None = None) -> Node:
+def _new_node(
+    type: str, node_id: str, config, label: str, position, policy, last: dict | None, compensate: str | None = None
+) -> Node:
     """The node add_node adds; without a position it goes to the right of the last node."""
     if position is None:
         position = {"x": last.get("x", 0) + 220, "y": last.get("y", 0)} if last else {"x": 0, "y": 0}

@@ -17,6 +17,7 @@ only decrypted by the activity that uses it (OAuth access tokens are refreshed t
 
 from __future__ import annotations
 
+import builtins
 import html
 import time
 from typing import Any
@@ -41,7 +42,7 @@ def add(name: str, provider: str, *, settings: dict | None = None, **secret: Any
     return {k: record[k] for k in ("name", "provider", "settings")}
 
 
-def list() -> pd.DataFrame:  # noqa: A001 - fo.integrations.list() reads naturally
+def list() -> pd.DataFrame:  # fo.integrations.list() reads naturally
     rows = _integrations().list()
     return pd.DataFrame(rows, columns=["name", "provider", "settings", "created_by", "updated_at"])
 
@@ -65,7 +66,7 @@ def register_oauth_provider(
     token_url: str,
     client_id: str,
     client_secret: str,
-    scopes: list[str] | str = (),
+    scopes: builtins.list[str] | tuple[str, ...] | str = (),  # (`list` is a function here)
     revocation_url: str | None = None,
     redirect_uri: str | None = None,
 ) -> dict:
@@ -77,12 +78,27 @@ def register_oauth_provider(
         name, authorize_url=authorize_url, token_url=token_url, client_id=client_id, client_secret=client_secret,
         scopes=scopes, revocation_url=revocation_url, redirect_uri=redirect_uri, by=user(),
     )  # fmt: skip
-    return {k: record[k] for k in ("name", "authorize_url", "token_url", "revocation_url", "redirect_uri", "client_id", "scopes")}
+    return {
+        k: record[k]
+        for k in ("name", "authorize_url", "token_url", "revocation_url", "redirect_uri", "client_id", "scopes")
+    }
 
 
 def oauth_providers() -> pd.DataFrame:
     rows = _oauth().providers()
-    return pd.DataFrame(rows, columns=["name", "authorize_url", "token_url", "revocation_url", "redirect_uri", "client_id", "scopes", "updated_at"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "name",
+            "authorize_url",
+            "token_url",
+            "revocation_url",
+            "redirect_uri",
+            "client_id",
+            "scopes",
+            "updated_at",
+        ],
+    )
 
 
 class Connection:
@@ -114,6 +130,8 @@ class Connection:
                 )
             time.sleep(interval)
         record = self._oauth.store.get_integration(self.integration, tenant=self._oauth.tenant, with_secret=False)
+        if record is None:
+            raise LookupError(f"integration '{self.integration}' was removed while it was being connected")
         return {k: record[k] for k in ("name", "provider", "settings")}
 
     def __repr__(self) -> str:
@@ -122,11 +140,13 @@ class Connection:
     def _repr_html_(self) -> str:
         return (
             f"Connect integration <b>{html.escape(self.integration)}</b> to {html.escape(self.provider)}: "
-            f"<a href=\"{html.escape(self.url)}\" target=\"_blank\" rel=\"noopener\">open the consent page</a>"
+            f'<a href="{html.escape(self.url)}" target="_blank" rel="noopener">open the consent page</a>'
         )
 
 
-def connect(provider: str, name: str, *, settings: dict | None = None, wait: bool = False, timeout: float = 600) -> Connection:
+def connect(
+    provider: str, name: str, *, settings: dict | None = None, wait: bool = False, timeout: float = 600
+) -> Connection:
     """Connect integration ``name`` through OAuth provider ``provider``: returns a `Connection`
     that shows the link to open (valid 10 minutes, for you only). With ``wait=True`` the link
     is shown at once and the call returns when the callback has stored the tokens.

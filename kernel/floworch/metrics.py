@@ -23,7 +23,7 @@ from floworch_server import metrics as _m
 from ._loop import run_sync
 from ._service import service
 
-__all__ = ["success_rate", "burn_rates", "error_budget", "latency", "throughput", "queue", "workers", "DEFAULT_SLO"]
+__all__ = ["DEFAULT_SLO", "burn_rates", "error_budget", "latency", "queue", "success_rate", "throughput", "workers"]
 
 DEFAULT_SLO = _m.DEFAULT_SLO
 
@@ -46,14 +46,23 @@ def error_budget(until: Any = None, *, slo: float = DEFAULT_SLO, window: str = "
     return _m.error_budget(service().store, until, slo, window)
 
 
-def latency(range: str = "24h", *, since: Any = None, until: Any = None, kind: str | None = "activity", node_type: str | None = None) -> pd.DataFrame:
+def latency(
+    range: str = "24h",
+    *,
+    since: Any = None,
+    until: Any = None,
+    kind: str | None = "activity",
+    node_type: str | None = None,
+) -> pd.DataFrame:
     """Per node type: count, mean_ms, p50_ms, p95_ms, p99_ms, max_ms of node timings started in
     the range (activity attempts by default; ``kind=None`` for timers, approvals, control too)."""
     start, end = _m.time_range(range, since, until)
     return _m.latency(service().store, start, end, kind=kind, node_type=node_type)
 
 
-def throughput(range: str = "24h", *, since: Any = None, until: Any = None, bucket: Any = "auto", by: str = "start") -> pd.DataFrame:
+def throughput(
+    range: str = "24h", *, since: Any = None, until: Any = None, bucket: Any = "auto", by: str = "start"
+) -> pd.DataFrame:
     """Runs per bucket with a column per status and the total; ``by="end"`` counts where runs ended."""
     start, end = _m.time_range(range, since, until)
     return _m.throughput(service().store, start, end, bucket, by)

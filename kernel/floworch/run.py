@@ -27,6 +27,8 @@ class RunError(str):
     """The error of a failed run: reads as its message; ``.chain`` holds each cause, outermost
     first, as {message, type, stack_trace}; ``.stack`` is the innermost stack trace."""
 
+    chain: list[dict]
+
     def __new__(cls, message: str, chain: list[dict]):
         obj = super().__new__(cls, message)
         obj.chain = chain
@@ -55,11 +57,11 @@ class Run:
         return f"<Run {self.id} {self._record.get('status', '?')}>"
 
     # ------------------------------------------------------------------ state
-    def refresh(self) -> "Run":
+    def refresh(self) -> Run:
         self._record = run_sync(service().get_run(self.id))
         return self
 
-    async def refresh_async(self) -> "Run":
+    async def refresh_async(self) -> Run:
         self._record = await run_async(service().get_run(self.id))
         return self
 
@@ -82,7 +84,7 @@ class Run:
         return self._record.get("trace_id")
 
     @property
-    def error(self) -> "RunError | None":
+    def error(self) -> RunError | None:
         """Why the run failed: the message, and (``.chain``) each cause with its stack trace."""
         if self._record.get("status") not in FINAL:
             self.refresh()
@@ -115,7 +117,9 @@ class Run:
     def logs(self, level: str | None = None, node: str | None = None) -> pd.DataFrame:
         """The log lines nodes wrote, oldest first."""
         rows = service().store.list_logs(self.id, limit=100_000)
-        frame = pd.DataFrame(rows, columns=["id", "timestamp", "node", "attempt", "level", "message", "trace_id", "extra"])
+        frame = pd.DataFrame(
+            rows, columns=["id", "timestamp", "node", "attempt", "level", "message", "trace_id", "extra"]
+        )
         if level:
             frame = frame[frame["level"] == level]
         if node:
@@ -131,7 +135,9 @@ class Run:
             final = self.status in FINAL  # read first: every line of a finished run is stored by then
             for row in store.list_logs(self.id, after_id=after):
                 after = row["id"]
-                print(f"{row['timestamp']:%H:%M:%S} {row['level'].upper():7} {row['node']}: {row['message']}", flush=True)
+                print(
+                    f"{row['timestamp']:%H:%M:%S} {row['level'].upper():7} {row['node']}: {row['message']}", flush=True
+                )
             if final or (deadline is not None and time.monotonic() > deadline):
                 return
             time.sleep(0.2)
@@ -150,7 +156,7 @@ class Run:
         return _node_frame(self._record.get("nodes", []))
 
     # ------------------------------------------------------------------ waiting
-    def wait(self, timeout: float | None = None, progress: bool = True) -> "Run":
+    def wait(self, timeout: float | None = None, progress: bool = True) -> Run:
         """Block until the run ends (or waits on an approval it cannot pass alone), showing progress."""
         display = _Progress(self) if progress else None
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -166,7 +172,7 @@ class Run:
                 raise TimeoutError(f"run {self.id} still {self._record['status']} after {timeout}s")
             time.sleep(0.25)
 
-    async def wait_async(self, timeout: float | None = None) -> "Run":
+    async def wait_async(self, timeout: float | None = None) -> Run:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             await self.refresh_async()
@@ -176,7 +182,7 @@ class Run:
                 raise TimeoutError(f"run {self.id} still {self._record['status']} after {timeout}s")
             await asyncio.sleep(0.25)
 
-    def wait_for(self, node_id: str, status: str = "waiting", timeout: float = 60) -> "Run":
+    def wait_for(self, node_id: str, status: str = "waiting", timeout: float = 60) -> Run:
         """Block until a node reaches a status, e.g. an approval node is ``waiting``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -209,7 +215,7 @@ class Run:
         return (self._record.get("result") or {}).get("outputs")
 
     # ------------------------------------------------------------------ debugging
-    def replay(self, plan: Any = None) -> "ReplayResult":
+    def replay(self, plan: Any = None) -> ReplayResult:
         """Replay this run's history against the current interpreter: is it deterministic, and
         where does it diverge if not. ``plan=flow.draft`` (a flow, a document or a compiled plan)
         asks whether the edited draft would still replay this run."""
@@ -217,7 +223,7 @@ class Run:
 
         return ReplayResult(run_sync(debug.replay(service(), self.id, _plan_of(plan) if plan is not None else None)))
 
-    def node(self, node_id: str) -> "RunNode":
+    def node(self, node_id: str) -> RunNode:
         """One node of this run, to look at again or re-run here (``.rerun_here()``)."""
         return RunNode(self, node_id)
 
@@ -228,7 +234,9 @@ class Run:
     def reject(self, node_id: str, by: str | None = None, comment: str = "") -> dict:
         return run_sync(service().approve(self.id, node_id, decision="rejected", by=by or user(), comment=comment))
 
-    async def approve_async(self, node_id: str, by: str | None = None, comment: str = "", decision: str = "approved") -> dict:
+    async def approve_async(
+        self, node_id: str, by: str | None = None, comment: str = "", decision: str = "approved"
+    ) -> dict:
         return await run_async(service().approve(self.id, node_id, decision=decision, by=by or user(), comment=comment))
 
     def cancel(self) -> dict:
@@ -237,7 +245,7 @@ class Run:
     async def cancel_async(self) -> dict:
         return await run_async(service().cancel(self.id, by=user()))
 
-    def retry(self, mode: str = "start", version: str = "same") -> "Run":
+    def retry(self, mode: str = "start", version: str = "same") -> Run:
         """Retry this failed run: a new run from the start ("start") or from the failed node,
         reusing the recorded outputs of the nodes before it ("resume"); on the version it ran
         ("same") or the latest published one ("latest"). The same retry again returns the same run."""
@@ -261,7 +269,7 @@ class Run:
 
 
 def _node_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=NODE_COLUMNS + ["detail"])[NODE_COLUMNS]
+    frame = pd.DataFrame(rows, columns=[*NODE_COLUMNS, "detail"])[NODE_COLUMNS]
     for col in ("started", "ended"):
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return frame
@@ -270,7 +278,16 @@ def _node_frame(rows: list[dict]) -> pd.DataFrame:
 def _nodes_table(nodes: list[dict]) -> str:
     return _html.table(
         ["node", "type", "status", "attempts", "error"],
-        [[escape(n["node"]), escape(n["type"]), _html.badge(n["status"]), n["attempts"], escape(n.get("error") or "")] for n in nodes],
+        [
+            [
+                escape(n["node"]),
+                escape(n["type"]),
+                _html.badge(n["status"]),
+                n["attempts"],
+                escape(n.get("error") or ""),
+            ]
+            for n in nodes
+        ],
         raw={0, 1, 2, 4},
     )
 
@@ -281,7 +298,7 @@ class _Progress:
     def __init__(self, run: Run):
         self.run = run
         self.handle = None
-        self.last = None
+        self.last: str | None = None
         try:
             from IPython import get_ipython
 
@@ -322,8 +339,8 @@ def _plan_of(plan: Any) -> dict:
         return compile_plan(plan).to_data()
     if isinstance(plan, dict) and isinstance(plan.get("nodes"), list):  # a .flow document's JSON
         doc, problems = parse_data(plan)
-        if problems:
-            raise FlowInvalid(problems, source=str(doc.name if doc else "document"))
+        if problems or doc is None:
+            raise FlowInvalid(problems, source="document")
         return compile_plan(doc).to_data()
     return plan
 
@@ -349,7 +366,7 @@ class ReplayResult:
     def __repr__(self) -> str:
         if self.deterministic:
             return f"<ReplayResult {self.data['run_id']}: deterministic ({self.data['events']} events)>"
-        return f"<ReplayResult {self.data['run_id']}: diverges: {self.divergence['reason']}>"
+        return f"<ReplayResult {self.data['run_id']}: diverges: {(self.divergence or {}).get('reason')}>"
 
     def _repr_html_(self) -> str:
         d = self.data
@@ -357,12 +374,16 @@ class ReplayResult:
         if self.deterministic:
             lines = [f"<span style='color:#2da44e'>✓ replays deterministically</span> {what} ({d['events']} events)"]
         else:
-            div = self.divergence
+            div = self.divergence or {}
             lines = [f"<span style='color:#cf222e;font-weight:600'>✗ diverges</span> {what}", escape(div["reason"])]
             lines.append(f"<span style='font-size:0.85em;color:#57606a'>Temporal: {escape(div['message'])}</span>")
         changes = self.plan_changes
         if changes and not changes["same"]:
-            parts = [f"{k.replace('_', ' ')}: {', '.join(v if isinstance(v[0], str) else [c['node'] for c in v])}" for k, v in changes.items() if k != "same" and v]
+            parts = [
+                f"{k.replace('_', ' ')}: {', '.join(v if isinstance(v[0], str) else [c['node'] for c in v])}"
+                for k, v in changes.items()
+                if k != "same" and v
+            ]
             lines.append("plan changes: " + escape("; ".join(parts)))
         return _html.card(f"Replay of <code>{escape(d['run_id'])}</code>", lines)
 
@@ -380,19 +401,25 @@ class RunNode:
     def inspect(self) -> dict:
         return self.run.inspect(self.id)
 
-    def rerun_here(self, config: dict | None = None, input: dict | None = None, call: str | None = None) -> "RerunResult":
+    def rerun_here(self, config: dict | None = None, input: dict | None = None, call: str | None = None) -> RerunResult:
         """Run this node's activity here, in the kernel, on the resolved config and inputs it had
         in the run; ``config`` is merged over that config (and checked against the node's
         schema), ``input`` over its inputs (by upstream node id). The run itself is not touched.
         A loop body node re-runs its last failed call unless ``call`` names one (``"2"``)."""
         from floworch_server import debug
 
-        return RerunResult(run_sync(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call)))
+        return RerunResult(
+            run_sync(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call))
+        )
 
-    async def rerun_here_async(self, config: dict | None = None, input: dict | None = None, call: str | None = None) -> "RerunResult":
+    async def rerun_here_async(
+        self, config: dict | None = None, input: dict | None = None, call: str | None = None
+    ) -> RerunResult:
         from floworch_server import debug
 
-        return RerunResult(await run_async(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call)))
+        return RerunResult(
+            await run_async(debug.rerun_node(service(), self.run.id, self.id, config=config, input=input, call=call))
+        )
 
 
 class RerunResult:
@@ -428,9 +455,15 @@ class RerunResult:
         d = self.data
         lines = [f"status {_html.badge(self.status)} · {d['duration_ms']:.0f} ms · re-run here, the run is unchanged"]
         if self.error:
-            lines.append(f"<span style='color:#cf222e'><b>{escape(self.error['kind'])}</b>: {escape(self.error['message'])}</span>")
+            lines.append(
+                f"<span style='color:#cf222e'><b>{escape(self.error['kind'])}</b>: {escape(self.error['message'])}</span>"
+            )
         else:
             lines.append(f"<pre style='margin:0'>{escape(json.dumps(self.output, indent=2, default=str)[:4000])}</pre>")
         logs = d["logs"]
         inner = _html.table(["level", "message"], [[r["level"], r["message"]] for r in logs]) if logs else ""
-        return _html.card(f"Node <code>{escape(d['node'])}</code> ({escape(d['type'])}) of <code>{escape(d['run_id'])}</code>", lines, inner)
+        return _html.card(
+            f"Node <code>{escape(d['node'])}</code> ({escape(d['type'])}) of <code>{escape(d['run_id'])}</code>",
+            lines,
+            inner,
+        )

@@ -26,7 +26,7 @@ from .collab import find_server
 API = "floworch/api"
 REFRESH_MARGIN_S = 60  # refresh this long before the access token expires
 
-_current: "Session | None" = None
+_current: Session | None = None
 
 
 class LoginError(RuntimeError):
@@ -64,7 +64,9 @@ class Session:
 
 def _call(url: str, route: str, body: dict, headers: dict, verify: Any) -> dict:
     try:
-        response = httpx.post(url.rstrip("/") + f"/{API}/{route}", json=body, headers=headers, verify=verify, timeout=30)
+        response = httpx.post(
+            url.rstrip("/") + f"/{API}/{route}", json=body, headers=headers, verify=verify, timeout=30
+        )
     except httpx.HTTPError as exc:
         raise LoginError(f"could not reach FlowOrchestrator at {url}: {exc}") from None
     try:
@@ -76,7 +78,14 @@ def _call(url: str, route: str, body: dict, headers: dict, verify: Any) -> dict:
     return data
 
 
-def login(url: str | None = None, *, token: str | None = None, refresh_token: str | None = None, tenant: str | None = None, verify: Any = True) -> Session:
+def login(
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    refresh_token: str | None = None,
+    tenant: str | None = None,
+    verify: Any = True,
+) -> Session:
     """Log in to the FlowOrchestrator of a Jupyter server and make it this kernel's login.
 
     With ``refresh_token``, spend it; otherwise sign in with the Jupyter ``token`` (default: the

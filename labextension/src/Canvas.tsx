@@ -15,8 +15,7 @@ import {
   type Connection as RFConnection,
   type Edge,
   type EdgeChange,
-  type NodeChange,
-  type OnConnectStartParams
+  type NodeChange
 } from '@xyflow/react';
 import { api, ApiError, type NodeRun, type NodeSpec, type Problem, type RunRecord } from './api';
 import { FlowNodeView, type CanvasNode } from './FlowNodeView';
@@ -204,6 +203,8 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     }
     lastNodes.current = out;
     return out;
+    // measuredTick says the sizes in measured.current (a ref, which no dependency can watch) changed.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [doc.nodes, specs, problemsBy, runBy, locks, remoteSelections, selected, decide, presence, measuredTick, domNodes]);
 
   const allEdges: Edge[] = React.useMemo(() => {
@@ -363,7 +364,7 @@ function CanvasInner(props: CanvasProps): JSX.Element {
     [doc, specs, shared, viewOnly]
   );
 
-  const onConnectStart = React.useCallback((_: unknown, __: OnConnectStartParams) => setRefused(null), []);
+  const onConnectStart = React.useCallback(() => setRefused(null), []);
   const refusedRef = React.useRef<string | null>(null);
   refusedRef.current = refused;
   const onConnectEnd = React.useCallback(() => {

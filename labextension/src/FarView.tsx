@@ -463,7 +463,7 @@ export function FarView(props: FarViewProps): JSX.Element {
         }
       }
     });
-  }, [store, props.dark]);
+  }, [store, props.dark, widths]);
 
   // Redrawn with the view (in the same frame React Flow moves its viewport), the scene and the theme.
   useViewChange(store, React.useCallback(() => draw(false), [draw]));

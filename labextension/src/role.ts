@@ -44,6 +44,8 @@ export function useRole(): { me: Me | null; error: string | null; refresh: () =>
     window.addEventListener(ROLE_CHANGED, refresh);
     window.addEventListener('focus', refresh);
     return () => {
+      // A counter, not a node: bumping the live value voids the answers still on the way.
+      // eslint-disable-next-line react-hooks/exhaustive-deps
       seq.current++;
       window.removeEventListener(ROLE_CHANGED, refresh);
       window.removeEventListener('focus', refresh);

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
 
 import jsonschema
 from temporalio import activity
@@ -65,18 +66,28 @@ class NodeContext:
         )  # fmt: skip
         if log_sink is not None:
             try:
-                log_sink(self.run_id, self.node_id, level.lower(), message, attempt=self.attempt, trace_id=trace_id, extra=extra or None)
-            except Exception:  # noqa: BLE001 - a log line must never fail the node
+                log_sink(
+                    self.run_id,
+                    self.node_id,
+                    level.lower(),
+                    message,
+                    attempt=self.attempt,
+                    trace_id=trace_id,
+                    extra=extra or None,
+                )
+            except Exception:  # a log line must never fail the node
                 log.exception("could not store a log line of %s/%s", self.run_id, self.node_id)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _config_validator(node_type: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(nodes.get(node_type).config_schema)
+    return jsonschema.Draft202012Validator(nodes.require(node_type).config_schema)
 
 
 def _check_config(call: NodeCall) -> None:
-    errors = sorted(_config_validator(call.node_type).iter_errors(call.config), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        _config_validator(call.node_type).iter_errors(call.config), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         err = errors[0]
         path = format_path(["config", *err.absolute_path])
@@ -88,16 +99,19 @@ def _check_config(call: NodeCall) -> None:
 
 
 def make_activity(spec: NodeSpec) -> Callable:
+    execute = spec.execute
+    assert execute is not None, "an activity node's spec has execute()"
+
     async def run_node(call: NodeCall) -> Any:
         _check_config(call)
         ctx = NodeContext(call)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         pulse = None
         timeout = activity.info().heartbeat_timeout
         if timeout:
             pulse = asyncio.create_task(_heartbeat_every(ctx, timeout.total_seconds() / 3))
         try:
-            return await spec.execute(ctx, call.config, call.inputs)
+            return await execute(ctx, call.config, call.inputs)
         except NodeError as exc:
             # Temporal's history keeps only the last attempt; the store keeps each failed one.
             ctx.log("error", str(exc), attempt_started=started.isoformat(), error_type=exc.kind)
@@ -112,7 +126,13 @@ def make_activity(spec: NodeSpec) -> Callable:
             ctx.log("warning", "cancelled", attempt_started=started.isoformat(), error_type="Cancelled")
             raise
         except Exception as exc:
-            ctx.log("error", f"{type(exc).__name__}: {exc}", attempt_started=started.isoformat(), error_type=type(exc).__name__, stack=traceback.format_exc())
+            ctx.log(
+                "error",
+                f"{type(exc).__name__}: {exc}",
+                attempt_started=started.isoformat(),
+                error_type=type(exc).__name__,
+                stack=traceback.format_exc(),
+            )
             raise
         finally:
             if pulse:

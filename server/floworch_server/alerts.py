@@ -67,8 +67,10 @@ async def evaluate(store: Store, service: Any = None, *, now: datetime | None = 
             continue
         if reading is None:
             continue
-        change, alert = store.judge_alert(rule["id"], violated=reading.violated, value=reading.value, message=reading.message, at=now)
-        if change is None:
+        change, alert = store.judge_alert(
+            rule["id"], violated=reading.violated, value=reading.value, message=reading.message, at=now
+        )
+        if change is None or alert is None:
             continue
         if change == "opened":
             log.warning("alert opened: %s: %s", rule["name"], reading.message)
@@ -164,7 +166,9 @@ async def _queue_backlog(service: Any, threshold: float) -> Reading | None:
 async def _start_action(store: Store, service: Any, rule: dict, alert: dict) -> dict:
     workflow_id = rule["action_workflow_id"]
     if service is None:
-        log.warning("alert rule %r: action flow %s not started (evaluated without a FlowService)", rule["name"], workflow_id)
+        log.warning(
+            "alert rule %r: action flow %s not started (evaluated without a FlowService)", rule["name"], workflow_id
+        )
         return alert
     try:
         run = await service.start_run(
@@ -176,7 +180,9 @@ async def _start_action(store: Store, service: Any, rule: dict, alert: dict) -> 
             idempotency_key=f"alert-{alert['id']}-{alert['opened_at'].isoformat()}",
         )
     except Exception as exc:  # noqa: BLE001 - the alert stays recorded even if its flow cannot start
-        log.warning("alert rule %r: could not start action flow %s: %s: %s", rule["name"], workflow_id, type(exc).__name__, exc)
+        log.warning(
+            "alert rule %r: could not start action flow %s: %s: %s", rule["name"], workflow_id, type(exc).__name__, exc
+        )
         return alert
     store.set_alert_action_run(alert["id"], run["run_id"])
     return {**alert, "action_run_id": run["run_id"]}

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ class SigningKeys:
         self._load(create=True)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "SigningKeys":
+    def for_settings(cls, settings: Settings) -> SigningKeys:
         return cls(settings.data_path / "signing-keys.json")
 
     def _load(self, create: bool = False) -> None:
@@ -148,8 +148,17 @@ class SigningKeys:
             if key["kid"] == data.get("current"):
                 key["retired_at"] = now
         kid = f"k{int(now)}-{secrets.token_hex(3)}"
-        data["keys"] = [k for k in data["keys"] if k.get("retired_at") is None or now - k["retired_at"] < KEY_GRACE_SECONDS]
-        data["keys"].append({"kid": kid, "secret": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(), "created_at": now, "retired_at": None})
+        data["keys"] = [
+            k for k in data["keys"] if k.get("retired_at") is None or now - k["retired_at"] < KEY_GRACE_SECONDS
+        ]
+        data["keys"].append(
+            {
+                "kid": kid,
+                "secret": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+                "created_at": now,
+                "retired_at": None,
+            }
+        )
         data["current"] = kid
         self._write(data)
         return kid
@@ -202,13 +211,21 @@ class Tokens:
         self._verified: OrderedDict[str, tuple[str, dict]] = OrderedDict()
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Any) -> "Tokens":
+    def from_settings(cls, settings: Settings, store: Any) -> Tokens:
         return cls(SigningKeys.for_settings(settings), store, settings.refresh_token_days)
 
     def access_token(self, user: str, tenant: str, *, now: float | None = None) -> str:
         kid, secret = self.keys.current
         issued = int(now if now is not None else time.time())
-        claims = {"iss": ISSUER, "sub": user, "ten": tenant, "iat": issued, "exp": issued + ACCESS_TOKEN_SECONDS, "jti": uuid.uuid4().hex, "typ": "access"}
+        claims = {
+            "iss": ISSUER,
+            "sub": user,
+            "ten": tenant,
+            "iat": issued,
+            "exp": issued + ACCESS_TOKEN_SECONDS,
+            "jti": uuid.uuid4().hex,
+            "typ": "access",
+        }
         return jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(self, token: str) -> dict:
@@ -253,7 +270,7 @@ class Tokens:
 
     def _pair(self, user: str, tenant: str, family: str) -> dict:
         refresh = f"{REFRESH_TOKEN_PREFIX}.{tenant}.{secrets.token_urlsafe(32)}"
-        expires = datetime.now(timezone.utc) + self.refresh_lifetime
+        expires = datetime.now(UTC) + self.refresh_lifetime
         self.store.for_tenant(tenant).add_refresh_token(_token_id(refresh), family, user, expires)
         return {
             "access_token": self.access_token(user, tenant),
@@ -282,7 +299,7 @@ class Tokens:
         if row.get("used_at") is not None:
             store.revoke_refresh_family(row["family"])
             raise Unauthorized("refresh token reuse detected: every session of this login is revoked; log in again")
-        if row["expires_at"] <= datetime.now(timezone.utc):
+        if row["expires_at"] <= datetime.now(UTC):
             raise Unauthorized("the refresh token has expired; log in again")
         return self._pair(row["user"], parts[1], row["family"])
 

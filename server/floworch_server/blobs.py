@@ -61,7 +61,9 @@ def is_blob_id(value: object) -> bool:
 def _digest(blob_id: str) -> str:
     digest = blob_id[len(PREFIX) :] if isinstance(blob_id, str) and blob_id.startswith(PREFIX) else None
     if digest is None or not _DIGEST.fullmatch(digest):
-        raise ValueError(f"not a blob id: {blob_id!r} (expected 'blob:' followed by a 64-character lowercase sha256 hex digest)")
+        raise ValueError(
+            f"not a blob id: {blob_id!r} (expected 'blob:' followed by a 64-character lowercase sha256 hex digest)"
+        )
     return digest
 
 

@@ -30,8 +30,9 @@ import email.utils
 import json as jsonlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -222,7 +223,9 @@ async def account(connector: Connector, name: str) -> Account:
             details={"integration": name, "provider": connector.provider},
         ) from None
     except (FloworchError, SecretError) as exc:
-        raise NodeError(f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details={"integration": name}) from None
+        raise NodeError(
+            f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details={"integration": name}
+        ) from None
     if record["provider"] != connector.provider:
         raise NodeError(
             f"config.integration: integration '{name}' is for {record['provider']}, not {connector.provider}; "
@@ -258,7 +261,9 @@ async def _oauth_secret(connector: Connector, name: str, **refresh: Any) -> tupl
     except oauth.ProviderUnavailable as exc:
         raise NodeError(f"{exc}; retrying", kind="ProviderUnavailable", details=details) from None
     except (FloworchError, SecretError) as exc:
-        raise NodeError(f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details=details) from None
+        raise NodeError(
+            f"config.integration: {exc}", retryable=False, kind="IntegrationInvalid", details=details
+        ) from None
 
 
 async def call(
@@ -282,7 +287,16 @@ async def call(
     acct = integration if isinstance(integration, Account) else await account(connector, integration)
     async with _client(connector, acct) as client:
         return await _request(
-            ctx, connector, acct, client, method, path, json=json, params=dict(params or {}), accept=accept, idempotency_key=idempotency_key or ctx.idempotency_key
+            ctx,
+            connector,
+            acct,
+            client,
+            method,
+            path,
+            json=json,
+            params=dict(params or {}),
+            accept=accept,
+            idempotency_key=idempotency_key or ctx.idempotency_key,
         )
 
 
@@ -301,7 +315,9 @@ async def items(
 
     paging = connector.pagination
     if paging is None:
-        raise NodeError(f"{connector.title} list calls are not paged by this connector", retryable=False, kind="ConnectorError")
+        raise NodeError(
+            f"{connector.title} list calls are not paged by this connector", retryable=False, kind="ConnectorError"
+        )
     acct = integration if isinstance(integration, Account) else await account(connector, integration)
     query = dict(params or {})
     if paging.limit_param:
@@ -350,7 +366,10 @@ def _client(connector: Connector, acct: Account) -> httpx.AsyncClient:
     timeout = httpx.Timeout(connector.timeout_seconds, connect=min(connector.timeout_seconds, 10.0))
     # No redirects: the bearer token is meant for the provider's API host only.
     return httpx.AsyncClient(
-        base_url=acct.base_url + "/", transport=netguard.guarded_transport(allow), timeout=timeout, follow_redirects=False
+        base_url=acct.base_url + "/",
+        transport=netguard.guarded_transport(allow),
+        timeout=timeout,
+        follow_redirects=False,
     )
 
 
@@ -399,9 +418,15 @@ async def _request(
         except netguard.AddressRefused as exc:
             raise _refused(acct, exc) from None
         except httpx.TimeoutException as exc:
-            raise NodeError(f"{connector.title} did not answer {shown} in time ({type(exc).__name__}); retrying", kind="ProviderTimeout") from None
+            raise NodeError(
+                f"{connector.title} did not answer {shown} in time ({type(exc).__name__}); retrying",
+                kind="ProviderTimeout",
+            ) from None
         except httpx.HTTPError as exc:
-            raise NodeError(f"could not reach {connector.title} at {acct.base_url} for {shown}: {exc}; retrying", kind="ProviderUnreachable") from None
+            raise NodeError(
+                f"could not reach {connector.title} at {acct.base_url} for {shown}: {exc}; retrying",
+                kind="ProviderUnreachable",
+            ) from None
         body = _body(response)
         status = connector.status_of(response.status_code, body) if connector.status_of else response.status_code
         ctx.log("info", f"{connector.title} {shown} -> {response.status_code}")
@@ -418,7 +443,10 @@ async def _request(
         if status == 401 and not reauthorized and oauth.oauth_settings({"settings": acct.settings}) is not None:
             # The provider dropped the access token before its expiry (revoked, rotated): refresh once.
             reauthorized = True
-            ctx.log("warning", f"{connector.title} refused the access token of integration '{acct.name}' on {shown}; refreshing it once")
+            ctx.log(
+                "warning",
+                f"{connector.title} refused the access token of integration '{acct.name}' on {shown}; refreshing it once",
+            )
             _, fresh = await _oauth_secret(connector, acct.name, force=True, rejected=acct.secret.get("access_token"))
             acct = replace(acct, secret=fresh)
             headers.update(connector.auth.headers(acct.secret))
@@ -429,19 +457,34 @@ async def _request(
 def _refused(acct: Account, exc: Exception) -> Exception:
     from .nodes.spec import NodeError
 
-    return NodeError(f"integration '{acct.name}' (settings.base_url {acct.base_url}): {exc}", retryable=False, kind="AddressRefused", details=getattr(exc, "details", None))
+    return NodeError(
+        f"integration '{acct.name}' (settings.base_url {acct.base_url}): {exc}",
+        retryable=False,
+        kind="AddressRefused",
+        details=getattr(exc, "details", None),
+    )
 
 
-def _failure(connector: Connector, acct: Account, shown: str, response: httpx.Response, status: int, body: Any) -> Exception:
+def _failure(
+    connector: Connector, acct: Account, shown: str, response: httpx.Response, status: int, body: Any
+) -> Exception:
     from .nodes.spec import NodeError
 
     message = str(connector.error_message(body) or _snippet(body) or response.reason_phrase)[:ERROR_SNIPPET]
     # A provider that reports errors in a 2xx body is named as such, not as "HTTP 200 OK".
-    http = f"HTTP {response.status_code}" + (" with an error body" if status != response.status_code else f" {response.reason_phrase}")
+    http = f"HTTP {response.status_code}" + (
+        " with an error body" if status != response.status_code else f" {response.reason_phrase}"
+    )
     # Codes may sit beside the message (HubSpot's "category"), so the whole body is searched.
     searched = f"{message} {_snippet(body)}"
     hint = next((h for code, h in connector.hints.items() if code in searched), "")
-    details = {"provider": connector.provider, "integration": acct.name, "status": response.status_code, "message": message, "request": shown}
+    details = {
+        "provider": connector.provider,
+        "integration": acct.name,
+        "status": response.status_code,
+        "message": message,
+        "request": shown,
+    }
     if status in (401, 403):
         return NodeError(
             f"integration '{acct.name}' was refused by {connector.title}: {message} ({http} on {shown}). "
@@ -462,13 +505,23 @@ def _failure(connector: Connector, acct: Account, shown: str, response: httpx.Re
     return NodeError(text, retryable=retryable, kind=kind, details=details)
 
 
-def _rate_limited(ctx: Any, connector: Connector, acct: Account, shown: str, body: Any, wait: float | None) -> Exception:
+def _rate_limited(
+    ctx: Any, connector: Connector, acct: Account, shown: str, body: Any, wait: float | None
+) -> Exception:
     from .nodes.spec import NodeError
 
     message = connector.error_message(body) or "too many requests"
-    details = {"provider": connector.provider, "integration": acct.name, "status": 429, "message": message, "request": shown}
+    details = {
+        "provider": connector.provider,
+        "integration": acct.name,
+        "status": 429,
+        "message": message,
+        "request": shown,
+    }
     if wait is None:
-        return NodeError(f"rate limited by {connector.title} on {shown}: {message}; retrying", kind="RateLimited", details=details)
+        return NodeError(
+            f"rate limited by {connector.title} on {shown}: {message}; retrying", kind="RateLimited", details=details
+        )
     text = f"rate limited by {connector.title} on {shown}: {message}; next attempt in {wait:g}s, as it asked"
     # The next attempt waits for the provider's window, not the node's backoff.
     return NodeError(text, kind="RateLimited", details=details, retry_after=wait)

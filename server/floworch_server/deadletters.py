@@ -43,7 +43,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from . import trace
 from .errors import BadRequest, Conflict, NotFound
-from .service import check_input, default_trigger, started_request, idempotent_run_id
+from .service import check_input, default_trigger, idempotent_run_id, started_request
 from .status import node_statuses, run_status
 
 if TYPE_CHECKING:
@@ -51,7 +51,21 @@ if TYPE_CHECKING:
 
 MODES = ("start", "resume")
 VERSIONS = ("same", "latest")
-COLUMNS = ["run_id", "workflow_id", "workflow", "version", "node", "node_type", "error_kind", "error", "input", "ended", "retried_as", "retry_mode", "retry_status"]
+COLUMNS = [
+    "run_id",
+    "workflow_id",
+    "workflow",
+    "version",
+    "node",
+    "node_type",
+    "error_kind",
+    "error",
+    "input",
+    "ended",
+    "retried_as",
+    "retry_mode",
+    "retry_status",
+]
 MAX_LIMIT = 1000
 MAX_RETRY = 100
 # Failed runs looked at per store query, and at most per listing: filters by node type or error
@@ -164,14 +178,19 @@ def reusable_outputs(run_id: str, old_plan: dict, new_plan: dict, events: list, 
     upstream = _ancestors(old_plan, failed_node)
     reuse = {}
     for node, value in recorded.items():
-        if node in upstream and node in new_plan["nodes"] and same(node) and all(same(a) for a in _ancestors(new_plan, node)):
+        if (
+            node in upstream
+            and node in new_plan["nodes"]
+            and same(node)
+            and all(same(a) for a in _ancestors(new_plan, node))
+        ):
             reuse[node] = value
     return reuse
 
 
 # ---------------------------------------------------------------------- listing
 async def list_dead_letters(
-    service: "FlowService",
+    service: FlowService,
     *,
     workflow_id: str | None = None,
     node_type: str | None = None,
@@ -205,7 +224,7 @@ async def list_dead_letters(
     return out
 
 
-async def _letter(service: "FlowService", record: dict, gate: asyncio.Semaphore) -> dict:
+async def _letter(service: FlowService, record: dict, gate: asyncio.Semaphore) -> dict:
     run_id = record["run_id"]
     cache = service._dead_letter_details
     key = f"{service.tenant}\0{run_id}"
@@ -237,7 +256,7 @@ async def _letter(service: "FlowService", record: dict, gate: asyncio.Semaphore)
     }
 
 
-async def _read_details(service: "FlowService", run_id: str) -> dict | None:
+async def _read_details(service: FlowService, run_id: str) -> dict | None:
     """What the run's history says, or ``{"history": False}`` when it is no longer kept;
     None when Temporal did not answer (the listing shows the run record, and reads it next time)."""
     try:
@@ -261,7 +280,7 @@ async def _read_details(service: "FlowService", run_id: str) -> dict | None:
     }
 
 
-def _mark_retries(service: "FlowService", letters: list[dict]) -> None:
+def _mark_retries(service: FlowService, letters: list[dict]) -> None:
     """Fill ``retried_as``/``retry_mode``/``retry_status`` of the letters some retry started for."""
     wanted = {
         retry_run_id(letter["workflow_id"], letter["run_id"], mode): (letter, mode)
@@ -288,7 +307,9 @@ class _Retry:
     reuse: dict[str, dict] = field(default_factory=dict)
 
 
-async def retry(service: "FlowService", run_ids: Any, *, mode: Any = "start", version: Any = "same", by: str) -> list[dict]:
+async def retry(
+    service: FlowService, run_ids: Any, *, mode: Any = "start", version: Any = "same", by: str
+) -> list[dict]:
     """Retry each dead letter of ``run_ids``; one entry per run: the retry's run id and status,
     and the nodes it reuses. Every run is checked first: on any error nothing starts."""
     if not isinstance(run_ids, list) or not all(isinstance(r, str) and r for r in run_ids):
@@ -298,9 +319,14 @@ async def retry(service: "FlowService", run_ids: Any, *, mode: Any = "start", ve
     if len(run_ids) > MAX_RETRY:
         raise BadRequest(f"names {len(run_ids)} runs; retry at most {MAX_RETRY} at once", field="run_ids")
     if mode not in MODES:
-        raise BadRequest(f"must be 'start' (from the start) or 'resume' (from the failed node), got {mode!r}", field="mode")
+        raise BadRequest(
+            f"must be 'start' (from the start) or 'resume' (from the failed node), got {mode!r}", field="mode"
+        )
     if version not in VERSIONS:
-        raise BadRequest(f"must be 'same' (the version the run ran) or 'latest' (the latest published one), got {version!r}", field="version")
+        raise BadRequest(
+            f"must be 'same' (the version the run ran) or 'latest' (the latest published one), got {version!r}",
+            field="version",
+        )
     checked = [await _check(service, run_id, mode, version) for run_id in dict.fromkeys(run_ids)]
     results = []
     for item in checked:
@@ -316,7 +342,12 @@ async def retry(service: "FlowService", run_ids: Any, *, mode: Any = "start", ve
             extra_memo={"retry_of": item.run_id, "retry_mode": mode},
         )
         reused = sorted(item.reuse)
-        service.store.audit(by, "run.retry", item.run_id, {"run": run["run_id"], "mode": mode, "version": item.plan[2], "reused": reused})
+        service.store.audit(
+            by,
+            "run.retry",
+            item.run_id,
+            {"run": run["run_id"], "mode": mode, "version": item.plan[2], "reused": reused},
+        )
         results.append(
             {
                 "run_id": item.run_id,
@@ -330,7 +361,7 @@ async def retry(service: "FlowService", run_ids: Any, *, mode: Any = "start", ve
     return results
 
 
-async def _check(service: "FlowService", run_id: str, mode: str, version: str) -> _Retry:
+async def _check(service: FlowService, run_id: str, mode: str, version: str) -> _Retry:
     events: list | None = None
     request: dict | None = None
     try:
@@ -342,14 +373,18 @@ async def _check(service: "FlowService", run_id: str, mode: str, version: str) -
         # A run whose history Temporal no longer keeps still has its record: it can start again.
         record = service.store.get_run(run_id)
         if record is None:
-            raise NotFound("run", run_id, "dead letters are failed runs of this tenant: see GET /dead-letters") from None
+            raise NotFound(
+                "run", run_id, "dead letters are failed runs of this tenant: see GET /dead-letters"
+            ) from None
         status, meta = record["status"], {**(record.get("search_attributes") or {}), "version": record.get("version")}
         workflow_id, run_input, events = record.get("workflow_id"), record.get("input"), None
     if status != "failed":
         hint = " (resume of a running run): wait for it to end, or cancel it first" if status == "running" else ""
         raise Conflict(f"run '{run_id}' is {status}, not failed: only a failed run is a dead letter to retry{hint}")
     if not workflow_id:
-        raise Conflict(f"run '{run_id}' names no flow (it was not started by FlowOrchestrator), so it cannot be retried")
+        raise Conflict(
+            f"run '{run_id}' names no flow (it was not started by FlowOrchestrator), so it cannot be retried"
+        )
     try:
         service.get_workflow(workflow_id)
     except NotFound:
@@ -362,7 +397,9 @@ async def _check(service: "FlowService", run_id: str, mode: str, version: str) -
     elif str(meta.get("version") or "draft").isdigit():
         plan = _named(run_id, lambda: service._plan_for(workflow_id, meta["version"]))
     else:
-        raise Conflict(f"run '{run_id}' ran a draft whose plan is no longer recorded (its history is not kept); retry it with version 'latest'")
+        raise Conflict(
+            f"run '{run_id}' ran a draft whose plan is no longer recorded (its history is not kept); retry it with version 'latest'"
+        )
     trigger_node = meta.get("trigger_node")
     if trigger_node not in plan[0]["nodes"]:
         trigger_node = default_trigger(plan[0], meta.get("trigger") or "manual")
@@ -370,14 +407,16 @@ async def _check(service: "FlowService", run_id: str, mode: str, version: str) -
 
     item = _Retry(run_id, workflow_id, plan, trigger_node, run_input)
     if mode == "resume":
-        if events is None:
+        if events is None or request is None:
             raise Conflict(
                 f"run '{run_id}': the inputs and outputs of its nodes are not recorded (Temporal no longer keeps its "
                 "history), so it cannot resume from the failed node; retry it with mode 'start'"
             )
         failed = failure_of(events)
         if failed["node"] is None:
-            raise Conflict(f"run '{run_id}' did not fail at a node ({failed['error'] or 'no node failure recorded'}); retry it with mode 'start'")
+            raise Conflict(
+                f"run '{run_id}' did not fail at a node ({failed['error'] or 'no node failure recorded'}); retry it with mode 'start'"
+            )
         item.reuse = reusable_outputs(run_id, request["plan"], plan[0], events, failed["node"])
     return item
 

@@ -28,9 +28,10 @@ import re
 import time
 import traceback
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import jsonschema
 from temporalio.api.enums.v1 import EventType
@@ -49,7 +50,16 @@ from .status import run_status
 # How long the try route waits for its test run beyond the node's own timeout.
 TRY_WAIT_MARGIN_S = 30.0
 # The fields of a plan node that change what it does (layout and labels are not in plans).
-NODE_FIELDS = ("type", "kind", "config", "retry", "timeout_seconds", "heartbeat_seconds", "task_queue", "expression_fields")
+NODE_FIELDS = (
+    "type",
+    "kind",
+    "config",
+    "retry",
+    "timeout_seconds",
+    "heartbeat_seconds",
+    "task_queue",
+    "expression_fields",
+)
 
 
 # ====================================================================== replay
@@ -64,7 +74,7 @@ async def replay(service, run_id: str, plan: dict | None = None) -> dict:
 
     await service.check_run(run_id)
     history = await _history(service, run_id)
-    request = started_request(history.events)
+    request = started_request(list(history.events))
     if request is None:
         raise NotFound("run", run_id)
     run_plan = request["plan"]
@@ -140,11 +150,15 @@ def _with_plan(history: WorkflowHistory, plan: dict) -> WorkflowHistory:
 
 _CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
 _EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
-_ID_MISMATCH = re.compile(r"Activity id of scheduled event '([^']*)' does not match activity id of activity command '([^']*)'")
-_TYPE_MISMATCH = re.compile(r"Activity type of scheduled event '([^']*)' does not match activity type of activity command '([^']*)'")
+_ID_MISMATCH = re.compile(
+    r"Activity id of scheduled event '([^']*)' does not match activity id of activity command '([^']*)'"
+)
+_TYPE_MISMATCH = re.compile(
+    r"Activity type of scheduled event '([^']*)' does not match activity type of activity command '([^']*)'"
+)
 
 
-def _divergence(failure: BaseException, events: list, run_plan: dict, plan: dict, changes: dict | None) -> dict:
+def _divergence(failure: BaseException, events: Sequence, run_plan: dict, plan: dict, changes: dict | None) -> dict:
     text = str(failure)
     found = _CORE_MESSAGE.search(text)
     message = found.group(1).replace('\\"', '"') if found else text
@@ -168,14 +182,16 @@ def _divergence(failure: BaseException, events: list, run_plan: dict, plan: dict
     return {"event_id": event_id, "node": node, "draft_node": draft_node, "reason": reason, "message": message}
 
 
-def _first_scheduled(events: list, match) -> int | None:
+def _first_scheduled(events: Sequence, match) -> int | None:
     for event in events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and match(event.activity_task_scheduled_event_attributes):
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and match(
+            event.activity_task_scheduled_event_attributes
+        ):
             return event.event_id
     return None
 
 
-def _node_of_event(events: list, event_id: int) -> str | None:
+def _node_of_event(events: Sequence, event_id: int) -> str | None:
     """The node a history event belongs to: an activity's id, a control node's memo entry."""
     event = next((e for e in events if e.event_id == event_id), None)
     if event is None:
@@ -183,8 +199,12 @@ def _node_of_event(events: list, event_id: int) -> str | None:
     if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
         return event.activity_task_scheduled_event_attributes.activity_id.split("#")[0]
     if event.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
-        keys = [k for k in event.workflow_properties_modified_event_attributes.upserted_memo.fields if k.startswith(NODE_MEMO_PREFIX)]
-        return keys[0][len(NODE_MEMO_PREFIX):] if keys else None
+        keys = [
+            k
+            for k in event.workflow_properties_modified_event_attributes.upserted_memo.fields
+            if k.startswith(NODE_MEMO_PREFIX)
+        ]
+        return keys[0][len(NODE_MEMO_PREFIX) :] if keys else None
     return None
 
 
@@ -204,7 +224,10 @@ def _reason(node, draft_node, event_id, run_plan, plan, changes, message) -> str
     if node:
         return f"the plan does not do what the run did at node '{node}'{at}: {message}"
     if removed or added:
-        parts = [f"removed {', '.join(sorted(removed))}" if removed else "", f"added {', '.join(sorted(added))}" if added else ""]
+        parts = [
+            f"removed {', '.join(sorted(removed))}" if removed else "",
+            f"added {', '.join(sorted(added))}" if added else "",
+        ]
         return f"the plan does not do what the run did{at} ({'; '.join(p for p in parts if p)}): {message}"
     return f"the run's history does not replay{at}: {message}"
 
@@ -228,7 +251,13 @@ def plan_changes(a: dict, b: dict) -> dict:
         if node_hash(na[node_id]) == node_hash(nb[node_id]):
             continue
         fields = [f for f in NODE_FIELDS if na[node_id].get(f) != nb[node_id].get(f)]
-        changed.append({"node": node_id, "fields": fields, "config": json_diff(na[node_id].get("config"), nb[node_id].get("config"))})
+        changed.append(
+            {
+                "node": node_id,
+                "fields": fields,
+                "config": json_diff(na[node_id].get("config"), nb[node_id].get("config")),
+            }
+        )
     ea, eb = {_edge_key(e) for e in a["edges"]}, {_edge_key(e) for e in b["edges"]}
     return {
         "same": Plan.from_data(a).hash == Plan.from_data(b).hash,
@@ -303,13 +332,15 @@ class Prepared:
     plan: dict
 
 
-async def prepare(service, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None) -> Prepared:
+async def prepare(
+    service, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None
+) -> Prepared:
     """The call of ``node_id`` in run ``run_id`` with ``config`` merged over its recorded resolved
     config and ``input`` (by upstream node id) over its recorded inputs, checked."""
     if config is not None and not isinstance(config, dict):
-        raise BadRequest("must be an object of config fields to change, e.g. {\"timeout_seconds\": 5}", field="config")
+        raise BadRequest('must be an object of config fields to change, e.g. {"timeout_seconds": 5}', field="config")
     if input is not None and not isinstance(input, dict):
-        raise BadRequest("must be an object of inputs by upstream node id, e.g. {\"extract\": {...}}", field="input")
+        raise BadRequest('must be an object of inputs by upstream node id, e.g. {"extract": {...}}', field="input")
     desc, events, request = await service._snapshot(run_id)
     plan = request["plan"]
     if node_id not in plan["nodes"]:
@@ -343,7 +374,10 @@ async def prepare(service, run_id: str, node_id: str, *, config: Any = None, inp
         unknown = [k for k in input if k not in inputs]
         if unknown:
             expected = ", ".join(inputs) or "none"
-            raise BadRequest(f"node '{node_id}' has no input from '{unknown[0]}': its inputs are by upstream node id ({expected})", field=f"input.{unknown[0]}")
+            raise BadRequest(
+                f"node '{node_id}' has no input from '{unknown[0]}': its inputs are by upstream node id ({expected})",
+                field=f"input.{unknown[0]}",
+            )
         inputs.update(input)
     _check_config(node_id, node["type"], merged_config)
     _check_blobs(service, {"config": merged_config, "inputs": inputs})
@@ -356,11 +390,14 @@ async def prepare(service, run_id: str, node_id: str, *, config: Any = None, inp
 
 
 def _check_config(node_id: str, node_type: str, config: dict) -> None:
-    validator = jsonschema.Draft202012Validator(nodes.get(node_type).config_schema)
+    validator = jsonschema.Draft202012Validator(nodes.require(node_type).config_schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         err = errors[0]
-        raise BadRequest(f"{err.message} (node '{node_id}', {node_type}; see its config schema in fo.nodes())", field=format_path(["config", *err.absolute_path]))
+        raise BadRequest(
+            f"{err.message} (node '{node_id}', {node_type}; see its config schema in fo.nodes())",
+            field=format_path(["config", *err.absolute_path]),
+        )
 
 
 def _check_blobs(service, value: Any) -> None:
@@ -371,7 +408,9 @@ def _check_blobs(service, value: Any) -> None:
         except ValueError:
             continue  # text that only starts like a blob id: not a reference
         if not where.exists():
-            raise Conflict(f"the node reads {blob_id}, which is not in the blob store of this deployment ({blobs.root(service.settings)})")
+            raise Conflict(
+                f"the node reads {blob_id}, which is not in the blob store of this deployment ({blobs.root(service.settings)})"
+            )
 
 
 def _blob_ids(value: Any) -> Iterable[str]:
@@ -406,15 +445,21 @@ class DebugContext:
             self.heartbeat_details = details
 
     def log(self, level: str, message: str, **extra: Any) -> None:
-        self.logs.append({"timestamp": datetime.now(timezone.utc), "level": level.lower(), "message": message, "extra": extra or None})
+        self.logs.append(
+            {"timestamp": datetime.now(UTC), "level": level.lower(), "message": message, "extra": extra or None}
+        )
 
 
-async def rerun_node(service, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None) -> dict:
+async def rerun_node(
+    service, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None
+) -> dict:
     """Run a node's executor here, on what it was given in run ``run_id`` (with overrides).
     Returns ``{"status", "output", "error", "logs", "config", "inputs", "recorded", ...}``; the
     node's failure is the answer (``error`` with its kind and message), not an exception."""
     p = await prepare(service, run_id, node_id, config=config, input=input, call=call)
-    spec = nodes.get(p.node["type"])
+    spec = nodes.require(p.node["type"])
+    executor = spec.execute
+    assert executor is not None, "prepare() refuses a node that is not an activity"
     node_call = NodeCall(
         run_id=p.run_id, node_id=p.call_id, node_type=p.node["type"], config=p.config, inputs=p.inputs,
         # Not the run's key: a re-run is a new call, which a receiver must not drop as a repeat.
@@ -426,20 +471,30 @@ async def rerun_node(service, run_id: str, node_id: str, *, config: Any = None, 
     async def execute() -> Any:
         # This task (and threads it starts) acts in the run's tenant, as the activity would.
         integrations.RUN_TENANT.set(p.tenant)
-        return await asyncio.wait_for(spec.execute(ctx, p.config, p.inputs), p.node["timeout_seconds"])
+        return await asyncio.wait_for(executor(ctx, p.config, p.inputs), p.node["timeout_seconds"])
 
     started = time.perf_counter()
-    output, error = None, None
+    output: Any = None
+    error: dict[str, Any] | None = None
     try:
         output = await asyncio.create_task(execute())
     except NodeError as exc:
         error = {"kind": exc.kind, "message": str(exc), "retryable": exc.retryable}
         ctx.log("error", str(exc), error_type=exc.kind)
-    except asyncio.TimeoutError:
-        error = {"kind": "Timeout", "message": f"timed out after {p.node['timeout_seconds']}s (the node's timeout_seconds)", "retryable": True}
+    except TimeoutError:
+        error = {
+            "kind": "Timeout",
+            "message": f"timed out after {p.node['timeout_seconds']}s (the node's timeout_seconds)",
+            "retryable": True,
+        }
         ctx.log("error", error["message"], error_type="Timeout")
     except Exception as exc:  # noqa: BLE001 - the executor's bug is the answer, with its stack
-        error = {"kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}", "retryable": True, "stack": traceback.format_exc()}
+        error = {
+            "kind": type(exc).__name__,
+            "message": f"{type(exc).__name__}: {exc}",
+            "retryable": True,
+            "stack": traceback.format_exc(),
+        }
         ctx.log("error", error["message"], error_type=type(exc).__name__)
     return {
         "run_id": p.run_id,
@@ -467,13 +522,30 @@ def test_plan(p: Prepared) -> tuple[dict, str, Any]:
     answers with the first failure."""
     upstream = list(p.inputs) or ["start" if p.node_id != "start" else "test_start"]
     first = upstream[0]
-    base = {"retry": {**p.node["retry"], "max_attempts": 1}, "timeout_seconds": 60.0, "heartbeat_seconds": None, "task_queue": None}
+    base = {
+        "retry": {**p.node["retry"], "max_attempts": 1},
+        "timeout_seconds": 60.0,
+        "heartbeat_seconds": None,
+        "task_queue": None,
+    }
     plan_nodes = {first: {**base, "type": "trigger.manual", "kind": "trigger", "config": {}, "expression_fields": []}}
     edges = []
     for other in upstream[1:]:
-        plan_nodes[other] = {**base, "type": "transform", "kind": "activity", "config": {"output": p.inputs[other]}, "timeout_seconds": 10, "expression_fields": ["output"]}
+        plan_nodes[other] = {
+            **base,
+            "type": "transform",
+            "kind": "activity",
+            "config": {"output": p.inputs[other]},
+            "timeout_seconds": 10,
+            "expression_fields": ["output"],
+        }
         edges.append({"source": first, "port": "out", "target": other, "target_port": "in"})
-    plan_nodes[p.node_id] = {**p.node, "config": p.config, "expression_fields": sorted(p.config), "retry": {**p.node["retry"], "max_attempts": 1}}
+    plan_nodes[p.node_id] = {
+        **p.node,
+        "config": p.config,
+        "expression_fields": sorted(p.config),
+        "retry": {**p.node["retry"], "max_attempts": 1},
+    }
     ports = {e["source"]: e.get("target_port", "in") for e in p.plan["edges"] if e["target"] == p.node_id}
     edges += [{"source": u, "port": "out", "target": p.node_id, "target_port": ports.get(u, "in")} for u in upstream]
     plan = {
@@ -488,7 +560,15 @@ def test_plan(p: Prepared) -> tuple[dict, str, Any]:
 
 
 async def try_node(
-    service, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None, by: str, wait: float | None = None
+    service,
+    run_id: str,
+    node_id: str,
+    *,
+    config: Any = None,
+    input: Any = None,
+    call: str | None = None,
+    by: str,
+    wait: float | None = None,
 ) -> dict:
     """Run a node of a run again on a worker, as a test run of its flow (trigger "test", version
     "draft", its own run id): the real run is not touched. Waits for the test run (the node's
@@ -507,7 +587,7 @@ async def try_node(
         await asyncio.wait_for(service.handle(test_run_id).result(), timeout)
     except WorkflowFailureError:
         pass  # the node failed: its error is read below
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     events = list((await service.handle(test_run_id).fetch_history()).events)
     finished = events and events[-1].event_type in _CLOSED
@@ -571,7 +651,7 @@ async def _run_view(service, run_id: str) -> dict:
     if trigger:
         outputs[trigger] = request.get("input")
     meta = request.get("run", {})
-    start = events[0].event_time.ToDatetime(tzinfo=timezone.utc) if events else None
+    start = events[0].event_time.ToDatetime(tzinfo=UTC) if events else None
     return {
         "run_id": run_id,
         "workflow_id": meta.get("flow_id"),
@@ -651,7 +731,11 @@ async def diff(service, run_a: str, run_b: str) -> dict:
         row.pop("_key")
     divergence = None
     if first is not None:
-        divergence = {"node": first["node"], "reasons": first["differs"], "output_changes": first["output_changes"][:20]}
+        divergence = {
+            "node": first["node"],
+            "reasons": first["differs"],
+            "output_changes": first["output_changes"][:20],
+        }
     return {
         "a": _summary(a),
         "b": _summary(b),

@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT_NAMES = ("input", "nodes", "run", "item", "index")
 TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -37,6 +38,8 @@ TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
 
 class ExprError(ValueError):
     """A syntax or evaluation error; ``str()`` names the expression and the place."""
+
+    path: str | None = None  # the config field it is in, when known
 
 
 # --------------------------------------------------------------------------- tokens
@@ -189,7 +192,7 @@ class _Parser:
                 tok = self.take()
                 if tok.kind not in ("name", "kw", "num"):
                     raise self.error("expected a name after '.'", tok)
-                node = ("get", node, ("lit", tok.value if tok.kind != "num" else tok.value))
+                node = ("get", node, ("lit", tok.value))
             elif self.at("op", "["):
                 self.take()
                 key = self.or_()
@@ -356,8 +359,10 @@ def _binary(op: str, a: Any, b: Any) -> Any:
         return found if op == "in" else not found
     if op in ("<", "<=", ">", ">="):
         comparable = (isinstance(a, str) and isinstance(b, str)) or (
-            not isinstance(a, (bool, str)) and not isinstance(b, (bool, str))
-            and isinstance(a, (int, float)) and isinstance(b, (int, float))
+            not isinstance(a, (bool, str))
+            and not isinstance(b, (bool, str))
+            and isinstance(a, (int, float))
+            and isinstance(b, (int, float))
         )
         if not comparable:
             raise ExprError(f"cannot compare {_type_name(a)} {a!r} {op} {_type_name(b)} {b!r}")
@@ -397,7 +402,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
     "min": lambda *a: min(a[0]) if len(a) == 1 else min(a),
     "max": lambda *a: max(a[0]) if len(a) == 1 else max(a),
-    "default": None,  # handled lazily in _eval
+    "default": None,  # type: ignore[dict-item]  # a name only: _eval handles default() lazily
     "contains": lambda a, b: b in a,
     "startswith": lambda s, p: s.startswith(p),
     "endswith": lambda s, p: s.endswith(p),
@@ -446,7 +451,7 @@ class Expression:
                     return None
                 if base is None:
                     return None
-                return base + (str(node[2][1]),)
+                return (*base, str(node[2][1]))
             for child in node[1:]:
                 if isinstance(child, tuple):
                     path = walk(child)

@@ -13,14 +13,14 @@ import tempfile
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from .problems import FlowInvalid, Problem
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 SCHEMA_PATH = Path(__file__).parent / "schema" / "flow-v1.schema.json"
 
 
@@ -75,7 +75,7 @@ class FlowDocument(_Model):
 
     # -- convenience -------------------------------------------------------------------
     @classmethod
-    def new(cls, name: str = "", **meta: Any) -> "FlowDocument":
+    def new(cls, name: str = "", **meta: Any) -> FlowDocument:
         return cls(meta={"id": str(uuid.uuid4()), "name": name, **meta})
 
     @property
@@ -187,7 +187,7 @@ def load(path: str | Path) -> FlowDocument:
     """Read a .flow file; raise FlowInvalid (naming the file) if it is not a structurally valid document."""
     path = Path(path)
     doc, problems = parse_text(path.read_text(encoding="utf-8"))
-    if problems:
+    if problems or doc is None:
         raise FlowInvalid(problems, source=str(path))
     return doc
 

@@ -23,14 +23,19 @@ class Integrations:
         self.tenant = tenant
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Store | None = None) -> "Integrations":
+    def from_settings(cls, settings: Settings, store: Store | None = None) -> Integrations:
         return cls(store or store_for(settings, settings.tenant), box_for(settings), settings.tenant)
 
     def add(self, name: str, provider: str, secret: dict[str, Any], *, by: str, settings: dict | None = None) -> dict:
         if not isinstance(secret, dict) or not secret:
-            raise BadRequest("must be a non-empty object, e.g. {\"token\": \"...\"}", field="secret")
+            raise BadRequest('must be a non-empty object, e.g. {"token": "..."}', field="secret")
         record = self.store.put_integration(
-            name=name, provider=provider, secret=self.box.encrypt(secret), settings=settings, created_by=by, tenant=self.tenant
+            name=name,
+            provider=provider,
+            secret=self.box.encrypt(secret),
+            settings=settings,
+            created_by=by,
+            tenant=self.tenant,
         )
         # The audit log names what was stored, never the secret.
         self.store.audit(by, "integration.put", name, {"provider": provider, "fields": sorted(secret)})

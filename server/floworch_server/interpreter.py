@@ -51,7 +51,7 @@ class NodeFailed(Exception):
 class ControlContext:
     """What a control node's ``control()`` may use: all of it deterministic."""
 
-    def __init__(self, run: "FlowRun", node_id: str, scope: dict[str, Any], suffix: str = ""):
+    def __init__(self, run: FlowRun, node_id: str, scope: dict[str, Any], suffix: str = ""):
         self._run = run
         self.node_id = node_id
         self._scope = scope
@@ -85,7 +85,7 @@ class ControlContext:
                 lambda: self.node_id in self._run._decisions,
                 timeout=timedelta(seconds=timeout_seconds) if timeout_seconds else None,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             self._run._waiting.pop(self.node_id, None)
@@ -123,7 +123,9 @@ class FlowRun:
             raise ValueError(f"node '{decision.node_id}' is not waiting for approval (waiting: {waiting})")
         approvers = self._waiting[decision.node_id]["approvers"]
         if approvers and decision.by not in approvers:
-            raise ValueError(f"{decision.by!r} may not decide on '{decision.node_id}': approvers are {', '.join(approvers)}")
+            raise ValueError(
+                f"{decision.by!r} may not decide on '{decision.node_id}': approvers are {', '.join(approvers)}"
+            )
 
     @workflow.query(name=STATE_QUERY)
     def state(self) -> dict:
@@ -138,6 +140,7 @@ class FlowRun:
         self._order: list[str] = plan["order"]
         self._loops: dict[str, dict] = plan.get("loops", {})
         self._reuse: dict[str, dict] = request.reuse or {}
+        self._type_queues: dict[str, str] = request.task_queues or {}
         self._completed: list[str] = []  # nodes of the top-level graph that succeeded, in order
         compensating = {n["compensate"] for n in self._plan_nodes.values() if n.get("compensate")}
         # Loop-back edges close a for_each body; they are not part of the acyclic graph.
@@ -170,7 +173,9 @@ class FlowRun:
             await self._run_graph(members, seeds, scope, "")
         except NodeFailed as failure:
             undone = await self._compensate(scope)
-            raise ApplicationError(str(failure) + undone, failure.node_id, type="NodeFailed", non_retryable=True) from failure.cause
+            raise ApplicationError(
+                str(failure) + undone, failure.node_id, type="NodeFailed", non_retryable=True
+            ) from failure.cause
 
         leaves = [
             n for n in members
@@ -210,7 +215,7 @@ class FlowRun:
                 recorded = self._reuse[node_id]
                 self._set_state(node_id, "reused", from_run=recorded.get("from_run"))
                 scope["nodes"][node_id] = {"output": recorded.get("output")}
-                finish(node_id, [p.name for p in nodes.get(node["type"]).outputs_for(node["config"])])
+                finish(node_id, [p.name for p in nodes.require(node["type"]).outputs_for(node["config"])])
                 return
             inputs = {e["source"]: scope["nodes"][e["source"]]["output"] for e in active}
             task = asyncio.create_task(self._run_node(node_id, inputs, scope, suffix))
@@ -265,11 +270,12 @@ class FlowRun:
 
     async def _run_node(self, node_id: str, inputs: dict[str, Any], scope: dict, suffix: str) -> tuple[Any, list[str]]:
         node = self._plan_nodes[node_id]
-        spec = nodes.get(node["type"])
+        spec = nodes.require(node["type"])
         where = f"node '{node_id}'" + (f" (iteration {suffix[1:].replace('#', '.')})" if suffix else "")
         try:
             config = self._resolve_config(node, scope)
             if node["kind"] == "control":
+                assert spec.control is not None, "a control node's spec has control()"
                 self._set_state(node_id, "running", suffix)
                 result = await spec.control(ControlContext(self, node_id, scope, suffix), config, inputs)
                 self._set_state(node_id, "success", suffix, ports=list(result.ports))
@@ -305,9 +311,13 @@ class FlowRun:
                 self._set_state(node_id, "compensated", compensation=undo)
                 done.append(f"{undo} (for '{node_id}')")
                 continue
-            self._set_state(node_id, "compensation_failed", compensation=undo, error=f"compensation '{undo}' failed: {message}")
+            self._set_state(
+                node_id, "compensation_failed", compensation=undo, error=f"compensation '{undo}' failed: {message}"
+            )
             failed.append(f"{undo} (for '{node_id}'): {message}")
-        return (f"; compensated: {', '.join(done)}" if done else "") + (f"; compensation failed: {'; '.join(failed)}" if failed else "")
+        return (f"; compensated: {', '.join(done)}" if done else "") + (
+            f"; compensation failed: {'; '.join(failed)}" if failed else ""
+        )
 
     def _resolve_config(self, node: dict, scope: dict) -> dict[str, Any]:
         skip = set(node["expression_fields"])
@@ -340,7 +350,7 @@ class FlowRun:
             node["type"],
             call,
             activity_id=activity_id,
-            task_queue=node.get("task_queue") or info.task_queue,
+            task_queue=node.get("task_queue") or self._type_queues.get(node["type"]) or info.task_queue,
             start_to_close_timeout=timedelta(seconds=node["timeout_seconds"]),
             heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else None,
             retry_policy=retry_policy(node["retry"]),
@@ -369,5 +379,7 @@ def workflow_runner():
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("floworch_server", "jsonschema", "httpx", "pydantic")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "floworch_server", "jsonschema", "httpx", "pydantic"
+        )
     )

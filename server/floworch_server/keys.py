@@ -34,10 +34,11 @@ import secrets as _random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -70,11 +71,19 @@ class KeyUsageError(ValueError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@dataclass
+class KeyFileState:
+    """What the key file holds: the current KEK's id and every KEK by id."""
+
+    current: str | None
+    keks: dict[str, Kek]
 
 
 @dataclass
@@ -86,8 +95,15 @@ class Kek:
     retired: str | None = None  # when retired; its material is gone
 
     @property
+    def material(self) -> bytes:
+        """A local KEK's key bytes (KMS keys and retired ones have none here)."""
+        if self.key is None:
+            raise KeyUsageError(f"key-encryption key '{self.id}' has no local key material")
+        return self.key
+
+    @property
     def arn(self) -> str:
-        return self.id[len(KMS_PREFIX):]
+        return self.id[len(KMS_PREFIX) :]
 
     def as_json(self) -> dict:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "created": self.created}
@@ -134,7 +150,9 @@ class KeyFile:
                 key = base64.b64decode(entry["key"], validate=True) if "key" in entry else None
                 keks[entry["id"]] = Kek(entry["id"], entry["kind"], entry["created"], key, entry.get("retired"))
             except (KeyError, TypeError, binascii.Error):
-                raise SecretError(f"the key file {self.path} has a damaged entry {entry.get('id', '?')!r}; restore it from a backup") from None
+                raise SecretError(
+                    f"the key file {self.path} has a damaged entry {entry.get('id', '?')!r}; restore it from a backup"
+                ) from None
         return data.get("current"), keks
 
     def ensure(self) -> None:
@@ -153,7 +171,7 @@ class KeyFile:
             tmp.unlink()
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[tuple[str | None, dict[str, Kek]]]:
+    def locked(self) -> Iterator[KeyFileState]:
         """The file's content, to change in place; written back atomically when the block ends.
 
         The lock serialises rotations and retirements; readers never take it (the file is
@@ -163,18 +181,22 @@ class KeyFile:
         fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            current, keks = self.read()
-            box = [current, keks]
-            yield box  # type: ignore[misc]
+            state = KeyFileState(*self.read())
+            yield state
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{_random.token_hex(4)}")
-            self._write_file(tmp, box[0], box[1])
+            self._write_file(tmp, state.current, state.keks)
             os.replace(tmp, self.path)
         finally:
             os.close(fd)
 
     @staticmethod
     def _write_file(path: Path, current: str | None, keks: dict[str, Kek]) -> None:
-        body = {"format": KEYRING_FORMAT, "version": KEYRING_VERSION, "current": current, "keys": [k.as_json() for k in keks.values()]}
+        body = {
+            "format": KEYRING_FORMAT,
+            "version": KEYRING_VERSION,
+            "current": current,
+            "keys": [k.as_json() for k in keks.values()],
+        }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(body, out, indent=1)
@@ -254,7 +276,9 @@ class KeyRing:
         """A fresh 256-bit data key: (KEK id, plaintext key, wrapped key)."""
         kek_id = kek_id or self.current_id()
         if kek_id.startswith(KMS_PREFIX):
-            answer = self._kms_call("generate a data key with", kek_id[len(KMS_PREFIX):], "generate_data_key", KeySpec="AES_256")
+            answer = self._kms_call(
+                "generate a data key with", kek_id[len(KMS_PREFIX) :], "generate_data_key", KeySpec="AES_256"
+            )
             # KMS answers with the key's ARN whatever the id was (alias, bare id): blobs name the ARN.
             return KMS_PREFIX + answer["KeyId"], answer["Plaintext"], answer["CiphertextBlob"]
         data_key = AESGCM.generate_key(bit_length=256)
@@ -262,18 +286,20 @@ class KeyRing:
 
     def wrap(self, data_key: bytes, kek_id: str) -> bytes:
         if kek_id.startswith(KMS_PREFIX):
-            answer = self._kms_call("wrap a data key with", kek_id[len(KMS_PREFIX):], "encrypt", Plaintext=data_key)
+            answer = self._kms_call("wrap a data key with", kek_id[len(KMS_PREFIX) :], "encrypt", Plaintext=data_key)
             return answer["CiphertextBlob"]
         kek = self._kek(kek_id, "secret")
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + AESGCM(kek.key).encrypt(nonce, data_key, LOCAL_WRAP_AAD + kek_id.encode())  # type: ignore[arg-type]
+        return nonce + AESGCM(kek.material).encrypt(nonce, data_key, LOCAL_WRAP_AAD + kek_id.encode())
 
     def unwrap(self, kek_id: str, wrapped: bytes, what: str) -> bytes:
         kek = self._kek(kek_id, what)  # refuses retired KEKs, KMS ones included
         if kek.kind == "kms":
             return self._unwrap_kms(kek_id, wrapped, what)
         try:
-            return AESGCM(kek.key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], LOCAL_WRAP_AAD + kek_id.encode())  # type: ignore[arg-type]
+            return AESGCM(kek.material).decrypt(
+                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], LOCAL_WRAP_AAD + kek_id.encode()
+            )
         except (InvalidTag, ValueError):
             raise SecretError(
                 f"cannot decrypt the stored {what}: its data key does not unwrap with key-encryption key '{kek_id}' "
@@ -290,7 +316,10 @@ class KeyRing:
                 self._deks.move_to_end(cache_key)
                 return hit[0]
         answer = self._kms_call(
-            "unwrap the data key of the stored " + what + " with", kek_id[len(KMS_PREFIX):], "decrypt", CiphertextBlob=bytes(wrapped)
+            "unwrap the data key of the stored " + what + " with",
+            kek_id[len(KMS_PREFIX) :],
+            "decrypt",
+            CiphertextBlob=bytes(wrapped),
         )
         data_key = answer["Plaintext"]
         with self._lock:
@@ -348,9 +377,13 @@ class KeyRing:
             meta = self.kms_client(key_id).describe_key(KeyId=key_id)["KeyMetadata"]
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            raise KeyUsageError(f"KMS key '{key_id}' cannot be used: {error.get('Code', '?')}: {error.get('Message') or 'no message'}") from None
+            raise KeyUsageError(
+                f"KMS key '{key_id}' cannot be used: {error.get('Code', '?')}: {error.get('Message') or 'no message'}"
+            ) from None
         except BotoCoreError as exc:
-            raise KeyUsageError(f"cannot reach AWS KMS to look up key '{key_id}' ({exc}); check FLOWORCH_KMS_ENDPOINT_URL and the credentials") from None
+            raise KeyUsageError(
+                f"cannot reach AWS KMS to look up key '{key_id}' ({exc}); check FLOWORCH_KMS_ENDPOINT_URL and the credentials"
+            ) from None
         if meta.get("KeyState", "Enabled") != "Enabled" or meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT":
             raise KeyUsageError(
                 f"KMS key '{key_id}' is {meta.get('KeyState')} with usage {meta.get('KeyUsage')}; "
@@ -438,7 +471,7 @@ def rotate(
     elif configured:
         target = configured
     elif file.exists() and (file.read()[0] or "").startswith(KMS_PREFIX):
-        target = KMS_PREFIX + ring.describe_kms_key((file.read()[0] or "")[len(KMS_PREFIX):])
+        target = KMS_PREFIX + ring.describe_kms_key((file.read()[0] or "")[len(KMS_PREFIX) :])
     else:
         target = ""
     if configured and target != configured:
@@ -450,11 +483,11 @@ def rotate(
     with file.locked() as state:
         if not target:
             kek = new_local_kek()
-            state[1][kek.id] = kek
+            state.keks[kek.id] = kek
             target = kek.id
-        elif target not in state[1] or state[1][target].retired:
-            state[1][target] = Kek(target, "kms", _now())
-        state[0] = target
+        elif target not in state.keks or state.keks[target].retired:
+            state.keks[target] = Kek(target, "kms", _now())
+        state.current = target
     progress(f"current key-encryption key: {target}")
     box = SecretBox.from_settings(settings, keyring=KeyRing(settings))
     report = RotationReport(kek=target, previous=[])
@@ -496,9 +529,12 @@ def _rewrap_row(box: Any, scoped: Any, row: dict, what: str, target: str) -> str
         if scoped.replace_secret(row["table"], row["id"], row["secret"], new):
             return "rewrapped"
         # Stored again meanwhile (wrapped by whichever KEK was current then): read it again.
-        row = next((r for r in scoped.encrypted_secrets() if (r["table"], r["id"]) == (row["table"], row["id"])), None)
-        if row is None:
+        again = next(
+            (r for r in scoped.encrypted_secrets() if (r["table"], r["id"]) == (row["table"], row["id"])), None
+        )
+        if again is None:
             return "deleted"
+        row = again
     raise SecretError(f"{what}: changed twice while it was being re-wrapped; run `floworch keys rotate` again")
 
 
@@ -516,7 +552,9 @@ def retire(settings: Settings, store: Any, kek_id: str) -> None:
         state = "already retired" if kek else "unknown"
         raise KeyUsageError(f"key-encryption key '{kek_id}' is {state}; keys that can be retired: {known}")
     if kek_id == current or (settings.kms_key_id and kek_id == KMS_PREFIX + ring.describe_kms_key(settings.kms_key_id)):
-        raise KeyUsageError(f"key-encryption key '{kek_id}' is the current one; run `floworch keys rotate` first, then retire it")
+        raise KeyUsageError(
+            f"key-encryption key '{kek_id}' is the current one; run `floworch keys rotate` first, then retire it"
+        )
     users = usage(SecretBox.from_settings(settings, keyring=ring), store).get(kek_id, [])
     if users:
         shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
@@ -524,6 +562,6 @@ def retire(settings: Settings, store: Any, kek_id: str) -> None:
             f"key-encryption key '{kek_id}' still wraps {len(users)} stored secret(s): {shown}; "
             "run `floworch keys rotate` again (a secret was stored with it during the last rotation), then retire it"
         )
-    with ring.file.locked() as state:
-        entry = state[1][kek_id]
+    with ring.file.locked() as held:
+        entry = held.keks[kek_id]
         entry.key, entry.retired = None, _now()

@@ -33,7 +33,9 @@ def set_member(store: Any, user: str, role: str, *, by: str) -> dict:
     if before is not None and before["role"] == "admin" and role != "admin":
         _keep_an_admin(store, user)
     store.add_member(user, role, by)
-    store.audit(by, "member.update" if before else "member.add", user, {"role": role, "was": before["role"] if before else None})
+    store.audit(
+        by, "member.update" if before else "member.add", user, {"role": role, "was": before["role"] if before else None}
+    )
     return store.get_member(user)
 
 

@@ -25,6 +25,9 @@ class RunRequest:
     # Nodes not to call: {"<node id>": {"output": <recorded output>, "from_run": "<run id>"}}.
     # Each takes its recorded output as its result (a run resumed from a failed node).
     reuse: dict[str, Any] = field(default_factory=dict)
+    # Node type -> task queue, as the deployment pinned them when the run started (plan.py
+    # run_task_queues); a node's own task_queue wins, types not listed run on the run's queue.
+    task_queues: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

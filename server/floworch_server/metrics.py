@@ -31,11 +31,13 @@ dict for scalars; bucket and time columns are UTC timestamps.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,10 +61,29 @@ POLLER_STALE_AFTER_S = 70.0
 
 SUCCESS_COLUMNS = ["bucket", "success", "failed", "cancelled", "total", "success_rate"]
 THROUGHPUT_COLUMNS = ["bucket", *RUN_STATUSES, "total"]
-BURN_COLUMNS = ["window", "since", "until", "success", "failed", "total", "error_rate", "burn_rate", "threshold", "alerting"]
+BURN_COLUMNS = [
+    "window",
+    "since",
+    "until",
+    "success",
+    "failed",
+    "total",
+    "error_rate",
+    "burn_rate",
+    "threshold",
+    "alerting",
+]
 LATENCY_COLUMNS = ["node_type", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
 QUEUE_COLUMNS = ["task_queue", "type", "backlog", "backlog_age_s", "add_rate", "dispatch_rate", "pollers", "observed"]
-WORKER_COLUMNS = ["task_queue", "type", "identity", "last_access_time", "seconds_since_poll", "rate_per_second", "healthy"]
+WORKER_COLUMNS = [
+    "task_queue",
+    "type",
+    "identity",
+    "last_access_time",
+    "seconds_since_poll",
+    "rate_per_second",
+    "healthy",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -84,9 +105,11 @@ def duration(value: str | timedelta | float | int) -> timedelta:
     return result
 
 
-def time_range(range: str | timedelta | None = "24h", since: Any = None, until: Any = None) -> tuple[datetime, datetime]:
+def time_range(
+    range: str | timedelta | None = "24h", since: Any = None, until: Any = None
+) -> tuple[datetime, datetime]:
     """``(since, until)``: explicit bounds win; otherwise the ``range`` ending at ``until`` (now)."""
-    end = as_utc(until) if until is not None else datetime.now(timezone.utc)
+    end = as_utc(until) if until is not None else datetime.now(UTC)
     start = as_utc(since) if since is not None else end - duration(range or "24h")
     if start >= end:
         raise ValueError(f"empty time range: since {start.isoformat()} is not before until {end.isoformat()}")
@@ -124,8 +147,13 @@ def _bucket_table(since: datetime, until: datetime, seconds: int):
     of a (time, status) index: no per-row date arithmetic, on either backend."""
     starts = _bucket_starts(since, until, seconds)
     step = timedelta(seconds=seconds)
-    rows = [(n, max(start.to_pydatetime(), since), min(start.to_pydatetime() + step, until)) for n, start in enumerate(starts)]
-    table = values(column("n", Integer), column("lo", UTCDateTime), column("hi", UTCDateTime), name="buckets").data(rows)
+    rows = [
+        (n, max(start.to_pydatetime(), since), min(start.to_pydatetime() + step, until))
+        for n, start in enumerate(starts)
+    ]
+    table = values(column("n", Integer), column("lo", UTCDateTime), column("hi", UTCDateTime), name="buckets").data(
+        rows
+    )
     return table.cte("buckets"), starts
 
 
@@ -167,7 +195,12 @@ def success_rate(store, since: Any, until: Any, bucket: Any = None) -> pd.DataFr
     else:
         buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
         inside = and_(runs.c.end_time >= buckets.c.lo, runs.c.end_time < buckets.c.hi)
-        query = select(buckets.c.n, *counts).select_from(buckets.join(runs, inside)).where(store.mine(runs), status.in_(FINAL_STATUSES)).group_by(buckets.c.n)
+        query = (
+            select(buckets.c.n, *counts)
+            .select_from(buckets.join(runs, inside))
+            .where(store.mine(runs), status.in_(FINAL_STATUSES))
+            .group_by(buckets.c.n)
+        )
         with store.reader() as conn:
             rows = [tuple(r) for r in conn.execute(query)]
         found = pd.DataFrame(rows, columns=["n", *FINAL_STATUSES]).set_index("n")
@@ -213,7 +246,7 @@ def slo_report(
     """Burn rates per window and the error budget, ending at ``until`` (now), in one query."""
     objective = SLO(float(slo), duration(budget_window))
     windows = BURN_WINDOWS if windows is None else windows
-    end = as_utc(until) if until is not None else datetime.now(timezone.utc)
+    end = as_utc(until) if until is not None else datetime.now(UTC)
     spans = {name: duration(name) for name in windows}
     # The windows are nested (each ends at ``until``): count the disjoint slices between their
     # starts, each a range scan of the (end_time, status) index, and add them up. Every run is
@@ -227,7 +260,7 @@ def slo_report(
             func.sum(case((status == "success", 1), else_=0)).label("success"),
             func.sum(case((status == "failed", 1), else_=0)).label("failed"),
         ).where(store.mine(runs), ended >= lo, ended < hi, status.in_(("success", "failed")))
-        for n, (hi, lo) in enumerate(zip(bounds, bounds[1:]))
+        for n, (hi, lo) in enumerate(itertools.pairwise(bounds))
     ]
     with store.reader() as conn:
         found = {row.slice: (int(row.success or 0), int(row.failed or 0)) for row in conn.execute(union_all(*slices))}
@@ -244,7 +277,20 @@ def slo_report(
         ok, bad, total, error_rate = counts(span)
         rate = error_rate / allowed if total else math.nan
         threshold = windows[name]
-        burn.append([name, pd.Timestamp(end - span), pd.Timestamp(end), ok, bad, total, error_rate, rate, threshold, bool(total and rate >= threshold)])
+        burn.append(
+            [
+                name,
+                pd.Timestamp(end - span),
+                pd.Timestamp(end),
+                ok,
+                bad,
+                total,
+                error_rate,
+                rate,
+                threshold,
+                bool(total and rate >= threshold),
+            ]
+        )
     ok, bad, total, error_rate = counts(objective.window)
     consumed = (error_rate / allowed) if total else 0.0
     budget = {
@@ -264,7 +310,9 @@ def slo_report(
     return _frame(burn, BURN_COLUMNS), budget
 
 
-def burn_rates(store, until: Any = None, slo: float = DEFAULT_SLO, windows: dict[str, float] | None = None) -> pd.DataFrame:
+def burn_rates(
+    store, until: Any = None, slo: float = DEFAULT_SLO, windows: dict[str, float] | None = None
+) -> pd.DataFrame:
     """One row per window (1h, 6h, 24h, 72h ending at ``until``): counts, error rate, burn rate,
     its alerting threshold and whether it is reached. Burn rate 1 spends the budget exactly."""
     return slo_report(store, until, slo, windows)[0]
@@ -330,7 +378,7 @@ def _sqlite_latency(store, since: datetime, until: datetime, kind: str | None, n
     more than the query at a few hundred thousand rows. numpy's default percentile method is
     linear interpolation, the definition of Postgres' percentile_cont."""
     # The format SQLAlchemy stores SQLite datetimes in (UTC, see models.UTCDateTime).
-    bounds = tuple(value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f") for value in (since, until))
+    bounds = tuple(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for value in (since, until))
     sql = "SELECT duration_ms FROM node_timings WHERE tenant = ? AND node_type = ? AND started >= ? AND started < ? AND duration_ms IS NOT NULL"
     if kind is not None:
         sql += " AND kind = ?"
@@ -339,13 +387,27 @@ def _sqlite_latency(store, since: datetime, until: datetime, kind: str | None, n
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             distinct = "SELECT DISTINCT node_type FROM node_timings WHERE tenant = ?"
-            types = [node_type] if node_type is not None else [r[0] for r in cursor.execute(distinct, (store.tenant,)).fetchall()]
+            types = (
+                [node_type]
+                if node_type is not None
+                else [r[0] for r in cursor.execute(distinct, (store.tenant,)).fetchall()]
+            )
             for name in sorted(types):
-                found = cursor.execute(sql, (store.tenant, name, *bounds, *((kind,) if kind is not None else ()))).fetchall()
+                found = cursor.execute(
+                    sql, (store.tenant, name, *bounds, *((kind,) if kind is not None else ()))
+                ).fetchall()
                 if not found:
                     continue
                 values = np.array(found, dtype="float64").ravel()
-                rows.append([name, len(values), values.mean(), *np.percentile(values, [p * 100 for p in PERCENTILES]), values.max()])
+                rows.append(
+                    [
+                        name,
+                        len(values),
+                        values.mean(),
+                        *np.percentile(values, [p * 100 for p in PERCENTILES]),
+                        values.max(),
+                    ]
+                )
         finally:
             cursor.close()
     return _frame(rows, LATENCY_COLUMNS)
@@ -362,7 +424,12 @@ def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "s
     when = runs.c.start_time if by == "start" else runs.c.end_time
     buckets, starts = _bucket_table(since, until, _bucket_seconds(bucket, since, until))
     inside = and_(when >= buckets.c.lo, when < buckets.c.hi)
-    query = select(buckets.c.n, runs.c.status, func.count()).select_from(buckets.join(runs, inside)).where(store.mine(runs)).group_by(buckets.c.n, runs.c.status)
+    query = (
+        select(buckets.c.n, runs.c.status, func.count())
+        .select_from(buckets.join(runs, inside))
+        .where(store.mine(runs))
+        .group_by(buckets.c.n, runs.c.status)
+    )
     with store.reader() as conn:
         rows = [tuple(r) for r in conn.execute(query)]
     long = pd.DataFrame(rows, columns=["n", "status", "runs"])
@@ -376,7 +443,9 @@ def throughput(store, since: Any, until: Any, bucket: Any = "auto", by: str = "s
 
 
 # ---------------------------------------------------------------------- everything the dashboard shows
-def dashboard_data(store, since: Any, until: Any, bucket: Any = "auto", slo: float = DEFAULT_SLO, live: tuple | None = None) -> dict[str, Any]:
+def dashboard_data(
+    store, since: Any, until: Any, bucket: Any = "auto", slo: float = DEFAULT_SLO, live: tuple | None = None
+) -> dict[str, Any]:
     """Everything the dashboard shows for one range: success_rate and throughput (per
     ``bucket``, the size used is in ``bucket``), ``success`` (the rate of the whole range,
     a dict), latency (per node type), burn_rates and budget (windows ending at ``until``),
@@ -456,10 +525,12 @@ def timings_from_segments(segments: Iterable[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- live: task queues and workers
-QUEUE_TYPES = {"workflow": 1, "activity": 2}  # temporalio.api.enums.v1.TaskQueueType values
+QUEUE_TYPES: dict[str, Any] = {"workflow": 1, "activity": 2}  # temporalio.api.enums.v1.TaskQueueType values
 
 
-async def describe_task_queues(client, namespace: str, task_queues: Iterable[str], now: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+async def describe_task_queues(
+    client, namespace: str, task_queues: Iterable[str], now: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(queues, workers)`` as Temporal sees them now: one ``DescribeTaskQueue`` per queue and
     type (workflow, activity) gives both the backlog statistics and the pollers.
 
@@ -472,7 +543,7 @@ async def describe_task_queues(client, namespace: str, task_queues: Iterable[str
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     pairs = [(name, kind) for name in dict.fromkeys(task_queues) for kind in QUEUE_TYPES]
 
     async def describe(name: str, kind: str):
@@ -483,7 +554,7 @@ async def describe_task_queues(client, namespace: str, task_queues: Iterable[str
 
     replies = await asyncio.gather(*(describe(name, kind) for name, kind in pairs))
     queues, workers = [], []
-    for (name, kind), reply in zip(pairs, replies):
+    for (name, kind), reply in zip(pairs, replies, strict=True):
         stats = reply.stats
         queues.append(
             [
@@ -498,10 +569,18 @@ async def describe_task_queues(client, namespace: str, task_queues: Iterable[str
             ]
         )
         for poller in reply.pollers:
-            seen = poller.last_access_time.ToDatetime(tzinfo=timezone.utc) if poller.HasField("last_access_time") else None
+            seen = poller.last_access_time.ToDatetime(tzinfo=UTC) if poller.HasField("last_access_time") else None
             age = (now - seen).total_seconds() if seen else math.nan
             workers.append(
-                [name, kind, poller.identity, pd.Timestamp(seen) if seen else pd.NaT, max(age, 0.0), float(poller.rate_per_second), bool(seen and age <= POLLER_STALE_AFTER_S)]
+                [
+                    name,
+                    kind,
+                    poller.identity,
+                    pd.Timestamp(seen) if seen else pd.NaT,
+                    max(age, 0.0),
+                    float(poller.rate_per_second),
+                    bool(seen and age <= POLLER_STALE_AFTER_S),
+                ]
             )
     queue_frame = _frame(queues, QUEUE_COLUMNS)
     worker_frame = _frame(workers, WORKER_COLUMNS)
@@ -534,7 +613,11 @@ def format_prometheus(families: Iterable[Family]) -> str:
         lines.append(f"# TYPE {family.name} {family.type}")
         for suffix, labels, value in family.samples:
             label_text = ",".join(f'{key}="{_escape_label(str(val))}"' for key, val in labels.items())
-            lines.append(f"{family.name}{suffix}{{{label_text}}} {_number(value)}" if label_text else f"{family.name}{suffix} {_number(value)}")
+            lines.append(
+                f"{family.name}{suffix}{{{label_text}}} {_number(value)}"
+                if label_text
+                else f"{family.name}{suffix} {_number(value)}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -555,15 +638,19 @@ def _number(value: Any) -> str:
     return repr(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
-def store_families(store, now: datetime | None = None, slo: float = DEFAULT_SLO, latency_window: timedelta = LATENCY_WINDOW) -> list[Family]:
+def store_families(
+    store, now: datetime | None = None, slo: float = DEFAULT_SLO, latency_window: timedelta = LATENCY_WINDOW
+) -> list[Family]:
     """Run counts by status, activity latency summaries per node type and the SLO's burn rates.
 
     Latency quantiles are over the last ``latency_window`` (a summary's quantiles are always
     over a recent window); its ``_sum`` and ``_count`` are over all recorded timings, so they
     only grow and ``rate()`` over them works as for any Prometheus summary."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with store.reader() as conn:
-        by_status = dict(conn.execute(select(runs.c.status, func.count()).where(store.mine(runs)).group_by(runs.c.status)).all())
+        by_status = dict(
+            conn.execute(select(runs.c.status, func.count()).where(store.mine(runs)).group_by(runs.c.status)).all()
+        )
         t = node_timings.c
         totals = conn.execute(
             select(t.node_type, func.count(), func.sum(t.duration_ms))
@@ -596,7 +683,7 @@ def store_families(store, now: datetime | None = None, slo: float = DEFAULT_SLO,
             "floworch_slo_burn_rate",
             "gauge",
             f"Error-budget burn rate of the {budget['slo']}% run success SLO per window (1 = on budget).",
-            [("", {"window": w}, r) for w, r in zip(burn["window"], burn["burn_rate"])],
+            [("", {"window": w}, r) for w, r in zip(burn["window"], burn["burn_rate"], strict=True)],
         ),
         Family(
             "floworch_slo_error_budget_remaining",
@@ -610,14 +697,36 @@ def store_families(store, now: datetime | None = None, slo: float = DEFAULT_SLO,
 def live_families(queues: pd.DataFrame | None, workers: pd.DataFrame | None) -> list[Family]:
     """Task-queue backlog and worker pollers; ``floworch_temporal_up`` 0 when Temporal did not answer."""
     up = queues is not None
-    families = [Family("floworch_temporal_up", "gauge", "1 when Temporal answered the task-queue queries of this scrape.", [("", {}, 1 if up else 0)])]
-    if not up:
+    families = [
+        Family(
+            "floworch_temporal_up",
+            "gauge",
+            "1 when Temporal answered the task-queue queries of this scrape.",
+            [("", {}, 1 if up else 0)],
+        )
+    ]
+    if queues is None:
         return families
     key = lambda row: {"task_queue": row.task_queue, "type": row.type}  # noqa: E731
     families += [
-        Family("floworch_task_queue_backlog", "gauge", "Approximate number of tasks waiting in the task queue.", [("", key(r), r.backlog) for r in queues.itertuples()]),
-        Family("floworch_task_queue_backlog_age_seconds", "gauge", "Age of the oldest task waiting in the task queue.", [("", key(r), r.backlog_age_s) for r in queues.itertuples()]),
-        Family("floworch_worker_pollers", "gauge", "Workers polling the task queue.", [("", key(r), r.pollers) for r in queues.itertuples()]),
+        Family(
+            "floworch_task_queue_backlog",
+            "gauge",
+            "Approximate number of tasks waiting in the task queue.",
+            [("", key(r), r.backlog) for r in queues.itertuples()],
+        ),
+        Family(
+            "floworch_task_queue_backlog_age_seconds",
+            "gauge",
+            "Age of the oldest task waiting in the task queue.",
+            [("", key(r), r.backlog_age_s) for r in queues.itertuples()],
+        ),
+        Family(
+            "floworch_worker_pollers",
+            "gauge",
+            "Workers polling the task queue.",
+            [("", key(r), r.pollers) for r in queues.itertuples()],
+        ),
     ]
     if workers is not None:
         families.append(

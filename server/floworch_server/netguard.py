@@ -96,7 +96,7 @@ class AddressRefused(NodeError):
         self.address = address
         self.reason = reason
 
-    def on_redirect_from(self, url: str) -> "AddressRefused":
+    def on_redirect_from(self, url: str) -> AddressRefused:
         """The same refusal, saying which response redirected there."""
         return AddressRefused(self.host, self.address, self.reason, f" on a redirect from {url}")
 
@@ -110,7 +110,7 @@ class AllowList:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "AllowList":
+    def parse(cls, text: str) -> AllowList:
         hosts, suffixes, networks = set(), [], []
         for entry in (e.strip() for e in (text or "").split(",")):
             if not entry:
@@ -221,15 +221,14 @@ def check_url(url: str, allow: AllowList | None = None) -> None:
 
     Only literal hosts are checked here; names are checked when they are resolved, at connect."""
     host = urlsplit(url).hostname
-    address = literal_address(host) if host else None
-    if address is not None:
+    if host and (address := literal_address(host)) is not None:
         check_address(host, address, allow_list() if allow is None else allow)
 
 
 async def getaddrinfo(host: str, port: int) -> list[str]:
     """The addresses of ``host``, from the system resolver. Tests replace this function."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 async def resolve(host: str, port: int, allow: AllowList | None = None) -> list[IPAddress]:
@@ -282,7 +281,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         assert failure is not None
         raise failure
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: typing.Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: typing.Any = None
+    ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("unix sockets are not reachable through the outbound-address guard")
 
     async def sleep(self, seconds: float) -> None:

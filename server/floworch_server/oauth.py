@@ -31,9 +31,11 @@ import logging
 import re
 import secrets as pysecrets
 import time
+import types
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
@@ -47,6 +49,7 @@ from .secrets import SecretBox
 from .settings import Settings
 from .store import Store
 
+_http: types.ModuleType
 try:  # Authlib's httpx client is built on httpx2 where it is installed, else on httpx
     import httpx2 as _http
 except ImportError:  # pragma: no cover - depends on the environment
@@ -129,7 +132,7 @@ class OAuth:
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Store | None = None, tenant: str | None = None) -> "OAuth":
+    def from_settings(cls, settings: Settings, store: Store | None = None, tenant: str | None = None) -> OAuth:
         # The same store and key as the integrations of these settings.
         found = Integrations.from_settings(settings, store=store)
         return cls(found.store, found.box, tenant or found.tenant)
@@ -151,12 +154,19 @@ class OAuth:
         """Create or replace a provider of this tenant; returns its public record (no client secret)."""
         if not isinstance(name, str) or not PROVIDER_NAME.fullmatch(name):
             raise BadRequest(f"must be 1 to 64 characters of a-z, 0-9, '_', '.' and '-', got {name!r}", field="name")
-        for field_name, url in (("authorize_url", authorize_url), ("token_url", token_url), ("revocation_url", revocation_url), ("redirect_uri", redirect_uri)):
+        for field_name, url in (
+            ("authorize_url", authorize_url),
+            ("token_url", token_url),
+            ("revocation_url", revocation_url),
+            ("redirect_uri", redirect_uri),
+        ):
             if url is not None or field_name in ("authorize_url", "token_url"):
                 _require_url(field_name, url)
         for field_name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value.strip():
-                raise BadRequest("is required: a non-empty string from the provider's app registration", field=field_name)
+                raise BadRequest(
+                    "is required: a non-empty string from the provider's app registration", field=field_name
+                )
         scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
         bad = [s for s in scope_list if not isinstance(s, str) or not SCOPE.fullmatch(s)]
         if bad:
@@ -166,7 +176,9 @@ class OAuth:
             client_id=client_id, client_secret=self.box.encrypt({"client_secret": client_secret}), scopes=scope_list,
             created_by=by, tenant=self.tenant,
         )  # fmt: skip
-        self.store.audit(by, "oauth.provider.put", name, {"fields": ["client_id", "client_secret"], "scopes": scope_list})
+        self.store.audit(
+            by, "oauth.provider.put", name, {"fields": ["client_id", "client_secret"], "scopes": scope_list}
+        )
         return record
 
     def providers(self) -> list[dict]:
@@ -176,7 +188,9 @@ class OAuth:
         record = self.store.get_oauth_provider(name, tenant=self.tenant)
         if record is None:
             known = ", ".join(p["name"] for p in self.providers()) or "none"
-            raise NotFound("OAuth provider", name, f"known: {known}; register one with fo.integrations.register_oauth_provider")
+            raise NotFound(
+                "OAuth provider", name, f"known: {known}; register one with fo.integrations.register_oauth_provider"
+            )
         secret = self.box.decrypt(record["client_secret"], f"client secret of OAuth provider '{name}'")
         return Provider(
             name=record["name"], authorize_url=record["authorize_url"], token_url=record["token_url"], client_id=record["client_id"],
@@ -192,7 +206,9 @@ class OAuth:
         self.store.audit(by, "oauth.provider.delete", name, None)
 
     # ------------------------------------------------------------------ connecting
-    def start(self, provider: str, integration: str, *, by: str, redirect_uri: str | None = None, settings: dict | None = None) -> dict:
+    def start(
+        self, provider: str, integration: str, *, by: str, redirect_uri: str | None = None, settings: dict | None = None
+    ) -> dict:
         """Begin connecting ``integration`` through ``provider``: returns the authorization URL to
         open in a browser, the redirect URI the provider will call back and when this expires.
 
@@ -201,7 +217,7 @@ class OAuth:
         if not isinstance(integration, str) or not integration.strip() or len(integration) > 255:
             raise BadRequest("must be a non-empty name of at most 255 characters", field="integration")
         if settings is not None and not isinstance(settings, dict):
-            raise BadRequest("must be an object of public settings, e.g. {\"base_url\": \"https://...\"}", field="settings")
+            raise BadRequest('must be an object of public settings, e.g. {"base_url": "https://..."}', field="settings")
         prov = self.provider(provider)
         existing = self.store.get_integration(integration, tenant=self.tenant, with_secret=False)
         if existing is not None and existing["provider"] != prov.name:
@@ -217,9 +233,14 @@ class OAuth:
             )
         _require_url("redirect_uri", callback)
         state, verifier = pysecrets.token_urlsafe(32), pysecrets.token_urlsafe(64)
-        with OAuth2Client(client_id=prov.client_id, scope=" ".join(prov.scopes) or None, redirect_uri=callback, code_challenge_method="S256") as client:
+        with OAuth2Client(
+            client_id=prov.client_id,
+            scope=" ".join(prov.scopes) or None,
+            redirect_uri=callback,
+            code_challenge_method="S256",
+        ) as client:
             url, _ = client.create_authorization_url(prov.authorize_url, state=state, code_verifier=verifier)
-        expires = datetime.now(timezone.utc) + timedelta(seconds=AUTHORIZATION_SECONDS)
+        expires = datetime.now(UTC) + timedelta(seconds=AUTHORIZATION_SECONDS)
         self.store.add_oauth_authorization(
             {
                 "state_hash": _digest(state), "tenant": self.tenant, "provider": prov.name, "integration": integration,
@@ -233,7 +254,13 @@ class OAuth:
         }  # fmt: skip
 
     async def complete(
-        self, *, state: str | None, by: str, code: str | None = None, error: str | None = None, error_description: str | None = None
+        self,
+        *,
+        state: str | None,
+        by: str,
+        code: str | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
     ) -> dict:
         """Finish the authorization the callback's ``state`` names: exchange ``code`` for tokens
         and store them in the integration. Returns its public record.
@@ -241,47 +268,85 @@ class OAuth:
         The state is spent by the first callback that brings it, whatever happens next; a refused
         consent, an unknown, reused or expired state, or another user's state store nothing."""
         if not state:
-            raise BadRequest("is missing from the callback: open the authorization URL the connect step gave", field="state")
+            raise BadRequest(
+                "is missing from the callback: open the authorization URL the connect step gave", field="state"
+            )
         row = await asyncio.to_thread(self.store.take_oauth_authorization, _digest(state), tenant=self.tenant)
         if row is None:
-            raise BadRequest("is unknown or was already used: start connecting again (fo.integrations.connect or Connect in JupyterLab)", field="state")
+            raise BadRequest(
+                "is unknown or was already used: start connecting again (fo.integrations.connect or Connect in JupyterLab)",
+                field="state",
+            )
         again = f"fo.integrations.connect('{row['provider']}', '{row['integration']}')"
-        if row["expires_at"] < datetime.now(timezone.utc):
-            raise BadRequest(f"expired: the authorization was started more than {AUTHORIZATION_SECONDS // 60} minutes ago; start again with {again}", field="state")
+        if row["expires_at"] < datetime.now(UTC):
+            raise BadRequest(
+                f"expired: the authorization was started more than {AUTHORIZATION_SECONDS // 60} minutes ago; start again with {again}",
+                field="state",
+            )
         if row["started_by"] != by:
-            raise NotYours(f"state: this authorization was started by another user, not by '{by}'; start your own with {again}")
+            raise NotYours(
+                f"state: this authorization was started by another user, not by '{by}'; start your own with {again}"
+            )
         if error:
             described = f" ({error_description})" if error_description else ""
             if error == "access_denied":
-                raise ConsentRefused(f"{row['provider']} access was not granted{described}: nothing was stored; to connect, run {again} and allow access")
-            raise BadRequest(f"{row['provider']} answered {error}{described}: nothing was stored; check the provider's app registration, then {again}", field="error")
+                raise ConsentRefused(
+                    f"{row['provider']} access was not granted{described}: nothing was stored; to connect, run {again} and allow access"
+                )
+            raise BadRequest(
+                f"{row['provider']} answered {error}{described}: nothing was stored; check the provider's app registration, then {again}",
+                field="error",
+            )
         if not code:
-            raise BadRequest(f"is missing from the callback: nothing was stored; start again with {again}", field="code")
+            raise BadRequest(
+                f"is missing from the callback: nothing was stored; start again with {again}", field="code"
+            )
         from . import netguard
 
         prov = await asyncio.to_thread(self.provider, row["provider"])
         verifier = self.box.decrypt(row["code_verifier"], "PKCE verifier")
         try:
             async with self._client(prov, redirect_uri=row["redirect_uri"]) as client:
-                token = await client.fetch_token(prov.token_url, grant_type="authorization_code", code=code, code_verifier=verifier)
+                token = await client.fetch_token(
+                    prov.token_url, grant_type="authorization_code", code=code, code_verifier=verifier
+                )
         except OAuthError as exc:
-            raise BadRequest(f"{prov.name} refused the authorization code ({_described(exc)}): nothing was stored; start again with {again}", field="code") from None
+            raise BadRequest(
+                f"{prov.name} refused the authorization code ({_described(exc)}): nothing was stored; start again with {again}",
+                field="code",
+            ) from None
         except NETWORK_ERRORS as exc:
-            raise ProviderUnavailable(f"could not exchange the authorization code at {prov.name}'s token URL {prov.token_url}: {_http_error(exc)}; start again with {again}") from None
+            raise ProviderUnavailable(
+                f"could not exchange the authorization code at {prov.name}'s token URL {prov.token_url}: {_http_error(exc)}; start again with {again}"
+            ) from None
         except netguard.AddressRefused as exc:
             raise BadRequest(f"OAuth provider '{prov.name}': {exc}", field="token_url") from None
         secret = _token_secret(token)
         if not secret.get("access_token"):
             raise BadRequest(f"{prov.name}'s token answer has no access_token: nothing was stored", field="code")
-        existing = await asyncio.to_thread(self.store.get_integration, row["integration"], tenant=self.tenant, with_secret=False)
+        existing = await asyncio.to_thread(
+            self.store.get_integration, row["integration"], tenant=self.tenant, with_secret=False
+        )
         settings = {**((existing or {}).get("settings") or {}), **(row["settings"] or {})}
         settings["oauth"] = {"provider": prov.name, "scope": secret.get("scope"), "expires_at": _iso(secret.get("expires_at")),
                              "connected_by": by, "connection": row["state_hash"][:16]}  # fmt: skip
         record = await asyncio.to_thread(
-            self.store.put_integration, name=row["integration"], provider=prov.name, secret=self.box.encrypt(secret), settings=settings, created_by=by, tenant=self.tenant
+            self.store.put_integration,
+            name=row["integration"],
+            provider=prov.name,
+            secret=self.box.encrypt(secret),
+            settings=settings,
+            created_by=by,
+            tenant=self.tenant,
         )
         # Names what was stored, never a token.
-        await asyncio.to_thread(self.store.audit, by, "integration.oauth.connect", row["integration"], {"provider": prov.name, "fields": sorted(secret)})
+        await asyncio.to_thread(
+            self.store.audit,
+            by,
+            "integration.oauth.connect",
+            row["integration"],
+            {"provider": prov.name, "fields": sorted(secret)},
+        )
         return record
 
     # ------------------------------------------------------------------ using
@@ -306,7 +371,9 @@ class OAuth:
         _, secret = await self.fresh_secret(name)
         return str(secret["access_token"])
 
-    async def with_oauth_retry(self, name: str, call: Callable[[str], Awaitable[R]], *, unauthorized: Callable[[R], bool] | None = None) -> R:
+    async def with_oauth_retry(
+        self, name: str, call: Callable[[str], Awaitable[R]], *, unauthorized: Callable[[R], bool] | None = None
+    ) -> R:
         """``await call(access_token)``; when its answer is a 401 (``unauthorized`` decides; default:
         an ``httpx.Response`` with status 401) the token is refreshed and ``call`` made once more."""
         refused = unauthorized or (lambda answer: getattr(answer, "status_code", None) == 401)
@@ -331,7 +398,11 @@ class OAuth:
         try:
             prov = await asyncio.to_thread(self.provider, meta["provider"])
         except NotFound:
-            raise ReconnectNeeded(name, meta["provider"], f"its OAuth provider '{meta['provider']}' is no longer registered; register it again") from None
+            raise ReconnectNeeded(
+                name,
+                meta["provider"],
+                f"its OAuth provider '{meta['provider']}' is no longer registered; register it again",
+            ) from None
         refresh_token = secret.get("refresh_token")
         if not refresh_token:
             raise ReconnectNeeded(name, prov.name, f"its access token expired and {prov.name} gave no refresh token")
@@ -344,16 +415,28 @@ class OAuth:
             if current.get("refresh_token") != refresh_token:
                 return record, current
             log.warning("OAuth refresh of integration %r refused by %s: %s", name, prov.name, exc.error)
-            raise ReconnectNeeded(name, prov.name, f"{prov.name} refused its refresh token ({_described(exc)}); it expired or was revoked") from None
+            raise ReconnectNeeded(
+                name, prov.name, f"{prov.name} refused its refresh token ({_described(exc)}); it expired or was revoked"
+            ) from None
         except NETWORK_ERRORS as exc:
-            raise ProviderUnavailable(f"could not refresh integration '{name}' at {prov.name}'s token URL {prov.token_url}: {_http_error(exc)}") from None
+            raise ProviderUnavailable(
+                f"could not refresh integration '{name}' at {prov.name}'s token URL {prov.token_url}: {_http_error(exc)}"
+            ) from None
         except netguard.AddressRefused as exc:
-            raise BadRequest(f"OAuth provider '{prov.name}' of integration '{name}': {exc}", field="token_url") from None
+            raise BadRequest(
+                f"OAuth provider '{prov.name}' of integration '{name}': {exc}", field="token_url"
+            ) from None
         fresh = _token_secret(token, previous=secret)
         settings = dict(record.get("settings") or {})
         settings["oauth"] = {**meta, "scope": fresh.get("scope"), "expires_at": _iso(fresh.get("expires_at"))}
         saved = await asyncio.to_thread(
-            self.store.put_integration, name=name, provider=record["provider"], secret=self.box.encrypt(fresh), settings=settings, created_by=record["created_by"], tenant=self.tenant
+            self.store.put_integration,
+            name=name,
+            provider=record["provider"],
+            secret=self.box.encrypt(fresh),
+            settings=settings,
+            created_by=record["created_by"],
+            tenant=self.tenant,
         )
         log.info("refreshed the OAuth tokens of integration %r at %s", name, prov.name)
         return saved, fresh
@@ -382,7 +465,9 @@ class OAuth:
                 prov = None
             if prov is not None and prov.revocation_url:
                 revoked = await self._revoke(name, prov, secret)
-                await asyncio.to_thread(self.store.audit, by, "integration.oauth.revoke", name, {"provider": prov.name, "fields": revoked})
+                await asyncio.to_thread(
+                    self.store.audit, by, "integration.oauth.revoke", name, {"provider": prov.name, "fields": revoked}
+                )
         await asyncio.to_thread(self.integrations.remove, name, by=by)
         return {"revoked": revoked}
 
@@ -399,12 +484,16 @@ class OAuth:
                 try:
                     answer = await client.revoke_token(prov.revocation_url, token=secret[hint], token_type_hint=hint)
                 except NETWORK_ERRORS as exc:
-                    raise ProviderUnavailable(f"could not revoke the {hint} at {prov.name} ({prov.revocation_url}): {_http_error(exc)}; {keep}") from None
+                    raise ProviderUnavailable(
+                        f"could not revoke the {hint} at {prov.name} ({prov.revocation_url}): {_http_error(exc)}; {keep}"
+                    ) from None
                 except netguard.AddressRefused as exc:
                     raise BadRequest(f"OAuth provider '{prov.name}': {exc}; {keep}", field="revocation_url") from None
                 # RFC 7009 2.2: 200 for a revoked or already invalid token.
                 if answer.status_code != 200:
-                    raise ProviderUnavailable(f"{prov.name} answered HTTP {answer.status_code} to revoking the {hint}: {answer.text[:200]}; {keep}")
+                    raise ProviderUnavailable(
+                        f"{prov.name} answered HTTP {answer.status_code} to revoking the {hint}: {answer.text[:200]}; {keep}"
+                    )
                 done.append(hint)
         return done
 
@@ -444,7 +533,8 @@ def _guarded_transport(allow: Any) -> Any:
     pool = transport._pool
     if not isinstance(pool, httpcore2.AsyncConnectionPool) or not hasattr(pool, "_network_backend"):
         raise RuntimeError("this httpx2/httpcore2 version cannot be guarded: its connection pool changed")
-    pool._network_backend = netguard.GuardedBackend(allow, inner=httpcore2.AnyIOBackend())
+    # httpcore2 is httpcore under another name: the guard's httpcore types fit it, though mypy cannot tell.
+    pool._network_backend = netguard.GuardedBackend(allow, inner=httpcore2.AnyIOBackend())  # type: ignore[assignment,arg-type]
     return transport
 
 
@@ -471,7 +561,9 @@ async def fresh_secret(integration: str, *, force: bool = False, rejected: str |
     return await worker_oauth().fresh_secret(integration, force=force, rejected=rejected)
 
 
-async def with_oauth_retry(integration: str, call: Callable[[str], Awaitable[R]], *, unauthorized: Callable[[R], bool] | None = None) -> R:
+async def with_oauth_retry(
+    integration: str, call: Callable[[str], Awaitable[R]], *, unauthorized: Callable[[R], bool] | None = None
+) -> R:
     """For connectors: ``call(access_token)``, refreshed and made once more on a 401."""
     return await worker_oauth().with_oauth_retry(integration, call, unauthorized=unauthorized)
 
@@ -506,7 +598,7 @@ def _token_secret(token: dict, previous: dict | None = None) -> dict:
 
 
 def _iso(epoch: Any) -> str | None:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if isinstance(epoch, (int, float)) else None
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if isinstance(epoch, (int, float)) else None
 
 
 def _described(exc: OAuthError) -> str:

@@ -9,6 +9,7 @@ carries its plan in the workflow input and records the hash.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class Plan:
     hash: str
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "Plan":
+    def from_data(cls, data: dict[str, Any]) -> Plan:
         text = canonical_json(data)
         return cls(MappingProxyType(json.loads(text)), hashlib.sha256(text.encode()).hexdigest())
 
@@ -64,7 +65,7 @@ def compile_plan(doc: FlowDocument) -> Plan:
     graph = Graph(doc)
     compiled_nodes = {}
     for node in doc.nodes:
-        spec = nodes.get(node.type)
+        spec = nodes.require(node.type)
         policy = node.policy
         retry = dataclasses.asdict(spec.retry)
         if policy and policy.retry:
@@ -77,22 +78,27 @@ def compile_plan(doc: FlowDocument) -> Plan:
             "retry": retry,
             "timeout_seconds": (policy and policy.timeout_seconds) or spec.timeout_seconds,
             "heartbeat_seconds": (policy and policy.heartbeat_seconds) or spec.heartbeat_seconds,
-            "task_queue": (policy and policy.task_queue) or spec.task_queue,
+            # The flow's own choice only: the node type's queue is the deployment's, decided when
+            # a run starts (run_task_queues), so one published plan runs on any deployment.
+            "task_queue": (policy and policy.task_queue) or None,
             "expression_fields": list(spec.expression_fields),
             # Only when set: plans of flows without compensation keep their hash.
             **({"compensate": node.compensate} if node.compensate else {}),
         }
     edges = []
     loops, _ = loop_problems(doc, graph)
+    node_of = {n.id: n for n in doc.nodes}
     for edge in doc.edges:
-        src_spec = nodes.get(doc.node(edge.source).type)
-        dst_spec = nodes.get(doc.node(edge.target).type)
+        source, target = node_of[edge.source], node_of[edge.target]
+        out_port = nodes.require(source.type).output_port(edge.sourceHandle, source.config)
+        in_port = nodes.require(target.type).input_port(edge.targetHandle)
+        assert out_port is not None and in_port is not None, "validate() checked every edge's ports"
         edges.append(
             {
                 "source": edge.source,
-                "port": src_spec.output_port(edge.sourceHandle, doc.node(edge.source).config).name,
+                "port": out_port.name,
                 "target": edge.target,
-                "target_port": dst_spec.input_port(edge.targetHandle).name,
+                "target_port": in_port.name,
                 **({"loop_back": True} if is_loop_back(doc, edge) else {}),
             }
         )
@@ -106,6 +112,24 @@ def compile_plan(doc: FlowDocument) -> Plan:
         **({"loops": loops} if loops else {}),
     }
     return Plan.from_data(data)
+
+
+def run_task_queues(plan: dict[str, Any], rules: list[tuple[str, str]]) -> dict[str, str]:
+    """Node type -> task queue for the activity nodes of ``plan`` that name no queue of their own:
+    the first of the deployment's ``rules`` (node type glob, queue) that matches, else the node
+    type's own queue. Types in neither are absent (they run on the run's task queue). Computed
+    when a run starts and carried in its input, so the workflow's choice is fixed in history."""
+    queues = {}
+    for node in plan["nodes"].values():
+        if node["kind"] != "activity" or node.get("task_queue"):
+            continue
+        kind, spec = node["type"], nodes.get(node["type"])
+        queue = next((q for pattern, q in rules if fnmatch.fnmatchcase(kind, pattern)), None) or (
+            spec and spec.task_queue
+        )
+        if queue:
+            queues[kind] = queue
+    return queues
 
 
 def _order(graph: Graph, compensating: set[str]) -> list[str]:
@@ -127,15 +151,28 @@ def check_reuse(plan: dict[str, Any], reuse: Any) -> dict[str, dict]:
         field = f"reuse.{node_id}"
         node = plan["nodes"].get(node_id)
         if node is None:
-            raise BadRequest(f"no node '{node_id}' in this flow's plan (nodes: {', '.join(plan['order'])})", field=field)
+            raise BadRequest(
+                f"no node '{node_id}' in this flow's plan (nodes: {', '.join(plan['order'])})", field=field
+            )
         if node["kind"] != "activity":
-            raise BadRequest(f"'{node_id}' is a {node['kind']} node; only activity nodes can reuse a recorded output", field=field)
+            raise BadRequest(
+                f"'{node_id}' is a {node['kind']} node; only activity nodes can reuse a recorded output", field=field
+            )
         if node_id in in_loops:
-            raise BadRequest(f"'{node_id}' runs inside a loop body, once per item: it has no single output to reuse", field=field)
+            raise BadRequest(
+                f"'{node_id}' runs inside a loop body, once per item: it has no single output to reuse", field=field
+            )
         if node_id in compensating:
-            raise BadRequest(f"'{node_id}' is a compensation, not a step of the flow: it has nothing to reuse", field=field)
-        if not isinstance(entry, dict) or "output" not in entry or not isinstance(entry.get("from_run"), str) or not entry["from_run"]:
-            raise BadRequest("must be {\"output\": <the recorded output>, \"from_run\": \"<run id>\"}", field=field)
+            raise BadRequest(
+                f"'{node_id}' is a compensation, not a step of the flow: it has nothing to reuse", field=field
+            )
+        if (
+            not isinstance(entry, dict)
+            or "output" not in entry
+            or not isinstance(entry.get("from_run"), str)
+            or not entry["from_run"]
+        ):
+            raise BadRequest('must be {"output": <the recorded output>, "from_run": "<run id>"}', field=field)
         out[node_id] = {"output": entry["output"], "from_run": entry["from_run"]}
     return out
 

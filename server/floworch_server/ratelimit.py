@@ -111,7 +111,9 @@ def parse_providers(value: str, setting: str = "rate_limit_providers") -> dict[s
                 "e.g. 'openai=60/minute,slack=1/second'"
             )
         if name in out:
-            raise RateLimitConfigError(f"{ENV_PREFIX}{setting.upper()}: provider {name!r} is given twice; keep one limit for it")
+            raise RateLimitConfigError(
+                f"{ENV_PREFIX}{setting.upper()}: provider {name!r} is given twice; keep one limit for it"
+            )
         try:
             out[name] = parse_limit(limit, setting)
         except RateLimitConfigError as exc:
@@ -155,18 +157,28 @@ class RateLimits:
         options: dict[str, Any] = {"wrap_exceptions": True}
         if storage_url.startswith(("redis", "rediss", "valkey")):
             # The key prefix is the deployment's; the tenant follows in each limit's namespace.
-            options.update(key_prefix=prefix, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            options.update(
+                key_prefix=prefix, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+            )
         try:
             self.storage = storage_from_string(storage_url, **options)
         except ConfigurationError as exc:
-            raise RateLimitConfigError(f"{ENV_PREFIX}REDIS_URL: cannot use {_shown(storage_url)!r} for rate limits: {exc}") from None
+            raise RateLimitConfigError(
+                f"{ENV_PREFIX}REDIS_URL: cannot use {_shown(storage_url)!r} for rate limits: {exc}"
+            ) from None
         self._limiter = MovingWindowRateLimiter(self.storage)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RateLimits":
+    def from_settings(cls, settings: Settings) -> RateLimits:
         """The limits of these settings; made once per distinct configuration (so per process,
         one Redis connection pool, and one in-memory count that every caller shares)."""
-        return _limits(settings.redis_url, settings.rate_limit_user, settings.rate_limit_tenant, settings.rate_limit_providers, settings.rate_limit_prefix)
+        return _limits(
+            settings.redis_url,
+            settings.rate_limit_user,
+            settings.rate_limit_tenant,
+            settings.rate_limit_providers,
+            settings.rate_limit_prefix,
+        )
 
     @property
     def backend(self) -> str:
@@ -182,7 +194,9 @@ class RateLimits:
 
     def refuse_request(self, tenant: str, user: str) -> Refusal | None:
         """As `check_request`, telling which limit refused."""
-        return self._hit(tenant, "user", user, self.user_limits) or self._hit(tenant, "tenant", tenant, self.tenant_limits, ident="")
+        return self._hit(tenant, "user", user, self.user_limits) or self._hit(
+            tenant, "tenant", tenant, self.tenant_limits, ident=""
+        )
 
     def acquire_provider(self, tenant: str, provider: str) -> float | None:
         """Take one call to ``provider`` for ``tenant``: None when allowed, else seconds to wait."""
@@ -205,7 +219,9 @@ class RateLimits:
         self.storage.reset()
 
     # -- counting ----------------------------------------------------------------------
-    def _hit(self, tenant: str, scope: str, name: str, items: tuple[RateLimitItem, ...], ident: str | None = None) -> Refusal | None:
+    def _hit(
+        self, tenant: str, scope: str, name: str, items: tuple[RateLimitItem, ...], ident: str | None = None
+    ) -> Refusal | None:
         ident = _part(name) if ident is None else ident
         for item in items:
             # The namespace carries the tenant, so the Redis key is "<prefix>:<tenant>:<scope>/<name>/<limit>"
@@ -226,7 +242,9 @@ class RateLimits:
 
 @lru_cache(maxsize=16)
 def _limits(redis_url: str, user: str, tenant: str, providers: str, prefix: str) -> RateLimits:
-    return RateLimits(storage_url=redis_url or "memory://", user=user, tenant=tenant, providers=providers, prefix=prefix)
+    return RateLimits(
+        storage_url=redis_url or "memory://", user=user, tenant=tenant, providers=providers, prefix=prefix
+    )
 
 
 def retry_after_header(wait: float) -> str:
@@ -252,7 +270,9 @@ async def provider_turn(ctx: Any, provider: str, what: str, *, settings: Setting
     try:
         limits = RateLimits.from_settings(settings)
     except RateLimitConfigError as exc:
-        raise NodeError(f"{what}: {exc}; fix the worker's setting and restart it", retryable=False, kind="RateLimitConfig") from None
+        raise NodeError(
+            f"{what}: {exc}; fix the worker's setting and restart it", retryable=False, kind="RateLimitConfig"
+        ) from None
     if not limits.limits_provider(provider):
         return
     tenant = getattr(getattr(ctx, "call", None), "tenant", None) or settings.tenant
@@ -269,7 +289,11 @@ async def provider_turn(ctx: Any, provider: str, what: str, *, settings: Setting
         wait = refusal.wait
         setting = refusal.setting
         if getattr(ctx, "provider_calls", 0) and waited + wait <= INLINE_WAIT_SECONDS:
-            ctx.log("info", f"{what}: {provider} rate limit ({refusal.limit}, {setting}) reached; waiting {wait:.2f}s", wait_seconds=wait)
+            ctx.log(
+                "info",
+                f"{what}: {provider} rate limit ({refusal.limit}, {setting}) reached; waiting {wait:.2f}s",
+                wait_seconds=wait,
+            )
             await _pause(ctx, wait)
             waited += wait
             continue

@@ -32,7 +32,7 @@ def cutoffs(settings: Settings, now: datetime | None = None) -> dict[str, dateti
     """What is older than these goes: ``{"runs": ..., "logs": ..., "blobs": ...}``, None keeps all."""
     now = as_utc(now) if now is not None else utcnow()
     found = {}
-    for name, policy in zip(("runs", "logs", "blobs"), POLICIES):
+    for name, policy in zip(("runs", "logs", "blobs"), POLICIES, strict=True):
         days = getattr(settings, policy)
         if days < 0:
             raise ValueError(f"FLOWORCH_{policy.upper()} must be 0 (keep forever) or a number of days, got {days}")
@@ -49,7 +49,11 @@ def purge(store: Store, settings: Settings, *, dry_run: bool = False, now: datet
     # The policies are the deployment's: they apply to every tenant's records alike.
     counts: dict = {}
     for tenant in dict.fromkeys([store.tenant, *store.tenants()]):
-        for kind, count in store.for_tenant(tenant).purge(runs_ended_before=before["runs"], logs_before=before["logs"], dry_run=dry_run).items():
+        for kind, count in (
+            store.for_tenant(tenant)
+            .purge(runs_ended_before=before["runs"], logs_before=before["logs"], dry_run=dry_run)
+            .items()
+        ):
             counts[kind] = counts.get(kind, 0) + count
     counts["blobs"] = _purge_blobs(blobs.root(settings), before["blobs"], dry_run)
     return {**counts, "dry_run": dry_run, "before": before}

@@ -61,7 +61,9 @@ class LegacyKey:
         try:
             return Fernet(key)
         except ValueError as exc:
-            raise SecretError(f"FLOWORCH_SECRET_KEY is not a valid Fernet key ({exc}), so the stored {what} cannot be decrypted") from None
+            raise SecretError(
+                f"FLOWORCH_SECRET_KEY is not a valid Fernet key ({exc}), so the stored {what} cannot be decrypted"
+            ) from None
 
 
 class SecretBox:
@@ -72,7 +74,7 @@ class SecretBox:
         self.legacy = legacy
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, keyring: KeyRing | None = None) -> "SecretBox":
+    def from_settings(cls, settings: Settings, *, keyring: KeyRing | None = None) -> SecretBox:
         return cls(keyring or KeyRing(settings), LegacyKey(settings))
 
     def encrypt(self, value: Any) -> bytes:
@@ -128,7 +130,16 @@ class SecretBox:
 def _seal(value: Any, kek_id: str, data_key: bytes, wrapped: bytes) -> bytes:
     nonce = os.urandom(NONCE_BYTES)
     ciphertext = AESGCM(data_key).encrypt(nonce, json.dumps(value).encode(), DATA_AAD)
-    return _dump({"v": FORMAT_VERSION, "alg": ALGORITHM, "kek": kek_id, "dek": _b64(wrapped), "iv": _b64(nonce), "ct": _b64(ciphertext)})
+    return _dump(
+        {
+            "v": FORMAT_VERSION,
+            "alg": ALGORITHM,
+            "kek": kek_id,
+            "dek": _b64(wrapped),
+            "iv": _b64(nonce),
+            "ct": _b64(ciphertext),
+        }
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -149,33 +160,58 @@ def _parse(token: bytes, what: str) -> dict:
     try:
         raw = json.loads(token)
     except ValueError:
-        raise SecretError(f"cannot decrypt the stored {what}: it is damaged (cut short or not valid JSON); store the secret again") from None
+        raise SecretError(
+            f"cannot decrypt the stored {what}: it is damaged (cut short or not valid JSON); store the secret again"
+        ) from None
     if not isinstance(raw, dict) or any(name not in raw for name in BLOB_FIELDS):
         missing = [name for name in BLOB_FIELDS if not isinstance(raw, dict) or name not in raw]
-        raise SecretError(f"cannot decrypt the stored {what}: it is damaged (missing {', '.join(missing)}); store the secret again")
+        raise SecretError(
+            f"cannot decrypt the stored {what}: it is damaged (missing {', '.join(missing)}); store the secret again"
+        )
     if raw["v"] != FORMAT_VERSION or raw["alg"] != ALGORITHM:
         raise SecretError(
             f"cannot decrypt the stored {what}: it is in format v{raw['v']} ({raw['alg']}), which this version does not read; "
             "upgrade FlowOrchestrator on this machine"
         )
     try:
-        blob = {"kek": str(raw["kek"]), **{name: base64.b64decode(raw[name], validate=True) for name in ("dek", "iv", "ct")}}
+        blob = {
+            "kek": str(raw["kek"]),
+            **{name: base64.b64decode(raw[name], validate=True) for name in ("dek", "iv", "ct")},
+        }
     except (binascii.Error, TypeError, ValueError):
-        raise SecretError(f"cannot decrypt the stored {what}: it is damaged (a field is not base64); store the secret again") from None
+        raise SecretError(
+            f"cannot decrypt the stored {what}: it is damaged (a field is not base64); store the secret again"
+        ) from None
     if len(blob["iv"]) != NONCE_BYTES:
-        raise SecretError(f"cannot decrypt the stored {what}: it is damaged (its nonce is {len(blob['iv'])} bytes, not {NONCE_BYTES})")
+        raise SecretError(
+            f"cannot decrypt the stored {what}: it is damaged (its nonce is {len(blob['iv'])} bytes, not {NONCE_BYTES})"
+        )
     return blob
 
 
 def box_for(settings: Settings) -> SecretBox:
     """The box of these settings' keys, one per process and key configuration (it caches the
     key file and, for KMS, unwrapped data keys)."""
-    return _box(settings.data_dir, settings.secret_key, settings.key_file, settings.kms_key_id, settings.kms_region, settings.kms_endpoint_url)
+    return _box(
+        settings.data_dir,
+        settings.secret_key,
+        settings.key_file,
+        settings.kms_key_id,
+        settings.kms_region,
+        settings.kms_endpoint_url,
+    )
 
 
 @lru_cache(maxsize=8)
-def _box(data_dir: str, secret_key: str, key_file: str, kms_key_id: str, kms_region: str, kms_endpoint_url: str) -> SecretBox:
+def _box(
+    data_dir: str, secret_key: str, key_file: str, kms_key_id: str, kms_region: str, kms_endpoint_url: str
+) -> SecretBox:
     settings = Settings(
-        data_dir=data_dir, secret_key=secret_key, key_file=key_file, kms_key_id=kms_key_id, kms_region=kms_region, kms_endpoint_url=kms_endpoint_url
+        data_dir=data_dir,
+        secret_key=secret_key,
+        key_file=key_file,
+        kms_key_id=kms_key_id,
+        kms_region=kms_region,
+        kms_endpoint_url=kms_endpoint_url,
     )
     return SecretBox.from_settings(settings)

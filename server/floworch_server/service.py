@@ -9,17 +9,24 @@ started from anywhere (another kernel, the Temporal CLI) appears with its final 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, overload
 
 import jsonschema
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes, SearchAttributePair, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,7 +35,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .flowdoc import FlowDocument, parse_data
 from .messages import DECIDE_UPDATE, NODE_MEMO_PREFIX, WORKFLOW_TYPE, Decision
 from .nodes.spec import TriggerContext
-from .plan import check_reuse, compile_plan
+from .plan import check_reuse, compile_plan, run_task_queues
 from .settings import Settings
 from .status import NodeStatus, node_statuses, run_status
 from .store import Store, store_for
@@ -44,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class FlowService:
@@ -66,7 +73,7 @@ class FlowService:
         # never changes, so every tenant's view shares the root's.
         self._dead_letter_details: dict[str, dict] = {}
 
-    def for_tenant(self, tenant: str) -> "FlowService":
+    def for_tenant(self, tenant: str) -> FlowService:
         root = self._root
         if tenant == root.settings.tenant:
             return root
@@ -89,7 +96,7 @@ class FlowService:
             raise NotFound("run", run_id)
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None) -> "FlowService":
+    async def connect(cls, settings: Settings | None = None) -> FlowService:
         settings = settings or Settings.from_env()
         client = await connect(settings)
         return cls(settings, client, store_for(settings, settings.tenant))
@@ -103,22 +110,26 @@ class FlowService:
         if not isinstance(data, dict):
             raise BadRequest("must be a .flow document (a JSON object)", field=field)
         doc, problems = parse_data(data)
-        if problems:
+        if problems or doc is None:
             raise BadRequest(f"not a valid .flow document: {problems[0]}", field=field, problems=problems)
         return doc
 
     def create_workflow(self, document: Any, *, by: str, name: str | None = None, path: str | None = None) -> dict:
         doc = self._document(document)
-        if not doc.id:
-            doc.meta["id"] = str(uuid.uuid4())
+        flow_id = doc.meta["id"] = doc.id or str(uuid.uuid4())
         if name:
             doc.meta["name"] = name
-        if self.store.get_workflow(doc.id):
-            raise Conflict(f"a workflow with id '{doc.id}' already exists")
+        if self.store.get_workflow(flow_id):
+            raise Conflict(f"a workflow with id '{flow_id}' already exists")
         record = self.store.create_workflow(
-            id=doc.id, name=doc.name or "untitled", document=doc.to_data(), created_by=by, tenant=self.settings.tenant, path=path
+            id=flow_id,
+            name=doc.name or "untitled",
+            document=doc.to_data(),
+            created_by=by,
+            tenant=self.settings.tenant,
+            path=path,
         )
-        self.store.audit(by, "workflow.create", doc.id, {"name": record["name"]})
+        self.store.audit(by, "workflow.create", flow_id, {"name": record["name"]})
         return record
 
     def get_workflow(self, workflow_id: str) -> dict:
@@ -140,7 +151,7 @@ class FlowService:
 
     def upsert_draft(self, doc: FlowDocument, *, by: str, path: str | None = None) -> dict:
         """Create the workflow of a document, or save it as its new draft (used by the kernel)."""
-        if self.store.get_workflow(doc.id) is None:
+        if doc.id is None or self.store.get_workflow(doc.id) is None:
             return self.create_workflow(doc.to_data(), by=by, path=path)
         return self.store.update_draft(doc.id, document=doc.to_data(), by=by, name=doc.name or None)
 
@@ -186,10 +197,12 @@ class FlowService:
         registrations = []
         for node_id in plan["triggers"]:
             node = plan["nodes"][node_id]
-            spec = nodes.get(node["type"])
+            spec = nodes.require(node["type"])
             if spec.on_publish is None:
                 continue
-            ctx = TriggerContext(self, workflow_id, version, node_id, node["config"], plan, plan_hash, previous.get(node_id))
+            ctx = TriggerContext(
+                self, workflow_id, version, node_id, node["config"], plan, plan_hash, previous.get(node_id)
+            )
             registration = await spec.on_publish(ctx)
             if registration:
                 config = {**(registration.get("config") or {}), "type": node["type"]}
@@ -200,7 +213,9 @@ class FlowService:
     async def _deactivate(self, workflow_id: str, registration: dict) -> None:
         spec = nodes.get(registration["config"].get("type", ""))
         if spec is not None and spec.on_unpublish is not None:
-            ctx = TriggerContext(self, workflow_id, registration["version"], registration["node_id"], {}, {}, "", registration)
+            ctx = TriggerContext(
+                self, workflow_id, registration["version"], registration["node_id"], {}, {}, "", registration
+            )
             await spec.on_unpublish(ctx, registration)
 
     def list_versions(self, workflow_id: str) -> list[dict]:
@@ -252,15 +267,22 @@ class FlowService:
         ``plan`` (plan, hash, version label) starts that plan instead of looking ``version`` up;
         ``reuse`` names nodes whose recorded output the run takes instead of calling them
         (RunRequest "reuse"); ``extra_memo`` adds to the run's memo (e.g. the run it retries)."""
-        plan, plan_hash, version_label = plan or self._plan_for(workflow_id, version)
-        start = trigger_node or default_trigger(plan, trigger)
-        check_input(plan, start, input)
+        run_plan, plan_hash, version_label = plan or self._plan_for(workflow_id, version)
+        start = trigger_node or default_trigger(run_plan, trigger)
+        check_input(run_plan, start, input)
         run_id = idempotent_run_id(workflow_id, idempotency_key) if idempotency_key else f"run-{uuid.uuid4().hex}"
-        request, meta, attrs = self.run_request(workflow_id, plan, plan_hash, version_label, trigger, start, input, by, extra=extra_memo)
+        request, meta, attrs = self.run_request(
+            workflow_id, run_plan, plan_hash, version_label, trigger, start, input, by, extra=extra_memo
+        )
         if reuse is not None:
-            request["reuse"] = check_reuse(plan, reuse)
+            request["reuse"] = check_reuse(run_plan, reuse)
         # The run's trace starts here; Temporal's start call and the worker's spans join it.
-        span_attrs = {"floworch.run_id": run_id, "floworch.flow_id": workflow_id, "floworch.version": version_label, "floworch.trigger": trigger}
+        span_attrs = {
+            "floworch.run_id": run_id,
+            "floworch.flow_id": workflow_id,
+            "floworch.version": version_label,
+            "floworch.trigger": trigger,
+        }
         with tracing.run_span(self.settings, "StartRun", span_attrs) as trace_id:
             # In the memo (not the workflow input), so runs synced from Temporal get it too.
             memo = {**meta, "trace_id": trace_id} if trace_id else meta
@@ -295,16 +317,33 @@ class FlowService:
                     "search_attributes": memo,
                 }
             )
-            self.store.audit(by, "run.start", run_id, {"workflow_id": workflow_id, "version": version_label, "trigger": trigger})
-        return self.store.get_run(run_id)
+            self.store.audit(
+                by, "run.start", run_id, {"workflow_id": workflow_id, "version": version_label, "trigger": trigger}
+            )
+        record = self.store.get_run(run_id)
+        assert record is not None, "the run was recorded above"
+        return record
 
     def run_request(
-        self, workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str,
+        self,
+        workflow_id: str,
+        plan: dict,
+        plan_hash: str,
+        version: str,
+        trigger: str,
+        trigger_node: str,
+        input: Any,
+        by: str,
         extra: dict[str, Any] | None = None,
     ) -> tuple[dict, dict, TypedSearchAttributes]:
-        request, meta, attrs = build_run_request(workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant)
+        request, meta, attrs = build_run_request(
+            workflow_id, plan, plan_hash, version, trigger, trigger_node, input, by, self.settings.tenant
+        )
         # The request's "run" is the memo's dict: extra keys land in both.
         meta.update(extra or {})
+        queues = run_task_queues(plan, self.settings.node_queue_rules())
+        if queues:  # only when pinned: requests (and histories) of other runs stay as they were
+            request["task_queues"] = queues
         return request, meta, attrs
 
     # ------------------------------------------------------------------ events and schedules
@@ -333,7 +372,12 @@ class FlowService:
         self.get_workflow(workflow_id)
         box = box_for(self.settings)
         return [
-            {"node_id": r["node_id"], "hook_id": r["key"], "path": f"/floworch/hooks/{r['key']}", "secret": box.decrypt(r["secret"], "webhook secret")}
+            {
+                "node_id": r["node_id"],
+                "hook_id": r["key"],
+                "path": f"/floworch/hooks/{r['key']}",
+                "secret": box.decrypt(r["secret"], "webhook secret"),
+            }
             for r in self.store.list_triggers(kind="webhook", workflow_id=workflow_id)
         ]
 
@@ -351,7 +395,9 @@ class FlowService:
                     "timezone": reg["config"].get("timezone"),
                     "paused": desc.schedule.state.paused,
                     "next_runs": [t.isoformat() for t in desc.info.next_action_times[:3]],
-                    "recent_runs": [a.action.workflow_id for a in desc.info.recent_actions[-5:] if hasattr(a.action, "workflow_id")],
+                    "recent_runs": [
+                        a.action.workflow_id for a in desc.info.recent_actions[-5:] if hasattr(a.action, "workflow_id")
+                    ],
                 }
             )
         return out
@@ -365,7 +411,9 @@ class FlowService:
             handle = self.client.get_schedule_handle(reg["key"])
             note = f"{'paused' if paused else 'resumed'} by {by}"
             await (handle.pause(note=note) if paused else handle.unpause(note=note))
-        self.store.audit(by, "schedule.pause" if paused else "schedule.resume", workflow_id, {"schedules": [r["key"] for r in regs]})
+        self.store.audit(
+            by, "schedule.pause" if paused else "schedule.resume", workflow_id, {"schedules": [r["key"] for r in regs]}
+        )
         return [r["key"] for r in regs]
 
     def handle(self, run_id: str) -> WorkflowHandle:
@@ -389,6 +437,10 @@ class FlowService:
         history = await self.handle(run_id).fetch_history()
         return list(history.events)
 
+    @overload
+    async def _snapshot(self, run_id: str, *, flow_run: Literal[True] = True) -> tuple[Any, list, dict]: ...
+    @overload
+    async def _snapshot(self, run_id: str, *, flow_run: bool) -> tuple[Any, list, dict | None]: ...
     async def _snapshot(self, run_id: str, *, flow_run: bool = True) -> tuple[Any, list, dict | None]:
         """(description, history events, RunRequest) of a run: what every view of it is read from.
         With ``flow_run``, a workflow that is not a FlowRun is not found."""
@@ -401,7 +453,9 @@ class FlowService:
 
     @staticmethod
     def _statuses(desc, events: list, request: dict) -> dict[str, NodeStatus]:
-        return node_statuses(request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node"))
+        return node_statuses(
+            request["plan"], events, desc.raw_description.pending_activities, request["run"].get("trigger_node")
+        )
 
     async def get_run(self, run_id: str, *, with_nodes: bool = True) -> dict:
         """The run record, refreshed from Temporal, with its node statuses."""
@@ -489,7 +543,9 @@ class FlowService:
         await self.check_run(run_id)
         return await asyncio.wait_for(self.handle(run_id).result(), timeout)
 
-    async def approve(self, run_id: str, node_id: str, *, decision: str = "approved", by: str, comment: str = "") -> dict:
+    async def approve(
+        self, run_id: str, node_id: str, *, decision: str = "approved", by: str, comment: str = ""
+    ) -> dict:
         if decision not in ("approved", "rejected"):
             raise BadRequest(f"must be 'approved' or 'rejected', got {decision!r}", field="decision")
         await self._describe(run_id)
@@ -513,7 +569,9 @@ class FlowService:
         self.store.audit(by, "run.cancel", run_id, None)
         return {"run_id": run_id, "cancel_requested": True}
 
-    async def list_runs(self, workflow_id: str | None = None, status: str | None = None, limit: int = 100) -> list[dict]:
+    async def list_runs(
+        self, workflow_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[dict]:
         await self.sync_runs()
         return self.store.list_runs(workflow_id=workflow_id, status=status, limit=limit)
 
@@ -529,13 +587,11 @@ class FlowService:
         started_sync = _now()
         count = 0
         async for wf in self.client.list_workflows(query, page_size=500):
-            meta = (await wf.memo_value("floworch", {})) if wf.memo else {}
+            meta = await wf.memo_value("floworch", {})
             if wf.status == WorkflowExecutionStatus.RUNNING:
                 # Visibility lags behind history by a moment; describe is authoritative.
-                try:
+                with contextlib.suppress(RPCError):
                     wf = await self.handle(wf.id).describe()
-                except RPCError:
-                    pass
             record = {
                 "run_id": wf.id,
                 "workflow_id": meta.get("flow_id"),
@@ -577,7 +633,11 @@ class FlowService:
         by_tenant: dict[str, list[str]] = {}
         for run_id, tenant in self._timings_pending.items():
             by_tenant.setdefault(tenant, []).append(run_id)
-        needed = {run_id: tenant for tenant, ids in by_tenant.items() for run_id in self.for_tenant(tenant).store.runs_needing_timings(ids)}
+        needed = {
+            run_id: tenant
+            for tenant, ids in by_tenant.items()
+            for run_id in self.for_tenant(tenant).store.runs_needing_timings(ids)
+        }
         self._timings_pending = needed
         for run_id, tenant in list(needed.items()):
             if asyncio.get_running_loop().time() > deadline:
@@ -612,13 +672,17 @@ class FlowService:
 
         return await debug.replay(self, run_id, plan)
 
-    async def rerun_node(self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None) -> dict:
+    async def rerun_node(
+        self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None
+    ) -> dict:
         """A node of a run, run again in this process on what it was given (the run is not touched)."""
         from . import debug
 
         return await debug.rerun_node(self, run_id, node_id, config=config, input=input, call=call)
 
-    async def try_node(self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None, by: str) -> dict:
+    async def try_node(
+        self, run_id: str, node_id: str, *, config: Any = None, input: Any = None, call: str | None = None, by: str
+    ) -> dict:
         """A node of a run, run again on a worker as a test run of its own (trigger "test")."""
         from . import debug
 
@@ -632,12 +696,18 @@ class FlowService:
 
     # ------------------------------------------------------------------ live metrics
     def metric_task_queues(self) -> list[str]:
-        """The flow task queue and every queue a node type runs its activities on."""
-        return list(dict.fromkeys([self.settings.task_queue, *sorted({s.task_queue for s in nodes.all_specs() if s.task_queue})]))
+        """The flow task queue and every queue a node type runs its activities on (its own, or
+        the deployment's pin in ``node_task_queues``)."""
+        pinned = {queue for _, queue in self.settings.node_queue_rules()} | {
+            s.task_queue for s in nodes.all_specs() if s.task_queue
+        }
+        return list(dict.fromkeys([self.settings.task_queue, *sorted(pinned)]))
 
     async def task_queue_health(self, task_queues: list[str] | None = None) -> tuple[Any, Any]:
         """``(queues, workers)`` DataFrames: backlog per task queue and type, and every poller."""
-        return await metrics.describe_task_queues(self.client, self.settings.temporal_namespace, task_queues or self.metric_task_queues())
+        return await metrics.describe_task_queues(
+            self.client, self.settings.temporal_namespace, task_queues or self.metric_task_queues()
+        )
 
     async def queue_depth(self, task_queues: list[str] | None = None):
         return (await self.task_queue_health(task_queues))[0]
@@ -680,7 +750,9 @@ class FlowService:
         try:
             since, end = metrics.time_range(range, until=end)
         except (ValueError, OverflowError) as exc:
-            raise BadRequest(f"must be a duration such as 1h, 24h, 7d or 30d, got {range!r} ({exc})", field="range") from None
+            raise BadRequest(
+                f"must be a duration such as 1h, 24h, 7d or 30d, got {range!r} ({exc})", field="range"
+            ) from None
         try:
             target = metrics.SLO(float(slo)).target
         except (TypeError, ValueError) as exc:
@@ -699,7 +771,11 @@ class FlowService:
     async def evaluate_alerts(self, now: datetime | None = None) -> list[dict]:
         """Evaluate every enabled alert rule once (alerts.py); returns the alerts that changed.
         The deployment's service evaluates every tenant's rules, a tenant's view its own."""
-        views = [self.for_tenant(t) for t in dict.fromkeys([self.tenant, *self.store.tenants()])] if self._root is self else [self]
+        views = (
+            [self.for_tenant(t) for t in dict.fromkeys([self.tenant, *self.store.tenants()])]
+            if self._root is self
+            else [self]
+        )
         changed = []
         for view in views:
             changed += await alerts.evaluate(view.store, view, now=now)
@@ -729,7 +805,12 @@ class FlowService:
         from . import deadletters
 
         return await deadletters.list_dead_letters(
-            self, workflow_id=workflow_id, node_type=node_type, error_kind=error_kind, limit=limit, include_retried=include_retried
+            self,
+            workflow_id=workflow_id,
+            node_type=node_type,
+            error_kind=error_kind,
+            limit=limit,
+            include_retried=include_retried,
         )
 
     async def retry_runs(self, run_ids: Any, *, mode: Any = "start", version: Any = "same", by: str) -> list[dict]:
@@ -763,7 +844,15 @@ def idempotent_run_id(workflow_id: str, key: str) -> str:
 
 
 def build_run_request(
-    workflow_id: str, plan: dict, plan_hash: str, version: str, trigger: str, trigger_node: str, input: Any, by: str, tenant: str
+    workflow_id: str,
+    plan: dict,
+    plan_hash: str,
+    version: str,
+    trigger: str,
+    trigger_node: str,
+    input: Any,
+    by: str,
+    tenant: str,
 ) -> tuple[dict, dict, TypedSearchAttributes]:
     """The workflow input (a RunRequest, as the JSON object it is sent as), memo and search
     attributes of a run: the same for every way a run starts. A plain dict, because the
@@ -805,7 +894,9 @@ def check_input(plan: dict, trigger_node: str, value: Any) -> None:
     schema = plan["nodes"][trigger_node]["config"].get("input_schema")
     if not schema:
         return
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         err = errors[0]
         where = "input" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)

@@ -40,12 +40,27 @@ class Settings:
     temporal_api_key: str = ""
     # Task queue of the interpreter workflow, and the default one of node activities.
     task_queue: str = "floworch"
+    # Node types pinned to task queues, "glob=queue" pairs matched on the node type in order:
+    # "ai.*=gpu,action.db_write=db". A node's own policy.task_queue wins. Read when a run starts
+    # (the run's input records the queues), so changing it affects new runs only.
+    node_task_queues: str = ""
+    # Worker processes (`floworch worker`): activities and workflow tasks each runs at once.
+    worker_concurrency: int = 100
+    # Worker versioning: workers with a build id join this Temporal worker deployment as version
+    # <worker_deployment>.<build id>; each run stays on the version it started on. Empty build
+    # id: unversioned workers.
+    worker_deployment: str = "floworch"
+    worker_build_id: str = ""
     # Store: empty means SQLite in the data directory.
     database_url: str = ""
     # PostgreSQL: a URL logging in as the tables' owner, used only to migrate the schema and grant
     # database_url's role its rights (so the application's role is not the owner, and row-level
     # security and the append-only audit log hold against it). Empty: database_url migrates.
     database_owner_url: str = ""
+    # PostgreSQL: a read replica of database_url (a hot standby, or any read-only URL of the same
+    # database) that serves the reads which tolerate replication lag: run lists, the dashboard
+    # and metrics, the audit log (store/repo.py says which). Empty: every read goes to database_url.
+    database_read_url: str = ""
     # Embedded supervisor.
     workers: int = 1
     temporal_port: int = 0  # 0: pick a free port
@@ -100,7 +115,7 @@ class Settings:
     rate_limit_prefix: str = "floworch"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -111,7 +126,23 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        self.node_queue_rules()  # a typo in the pins fails at start, not when a run needs them
+
     # -- derived values -------------------------------------------------------------
+    def node_queue_rules(self) -> list[tuple[str, str]]:
+        """``node_task_queues`` as (node type glob, task queue) pairs, in the order given."""
+        rules = []
+        for item in filter(None, (part.strip() for part in self.node_task_queues.split(","))):
+            pattern, sep, queue = (x.strip() for x in item.partition("="))
+            if not sep or not pattern or not queue:
+                raise ValueError(
+                    f"{ENV_PREFIX}NODE_TASK_QUEUES: {item!r} is not 'node type glob=task queue' "
+                    "(e.g. 'ai.*=gpu,action.db_write=db')"
+                )
+            rules.append((pattern, queue))
+        return rules
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
@@ -166,7 +197,7 @@ class Settings:
             env[ENV_PREFIX + f.name.upper()] = str(value)
         return env
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 

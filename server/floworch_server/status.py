@@ -18,15 +18,28 @@ compensated, compensation_failed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from .messages import NODE_MEMO_PREFIX
 
-STATUSES = ("idle", "running", "retrying", "waiting", "success", "failed", "skipped", "cancelled", "compensating", "compensated", "compensation_failed")
+STATUSES = (
+    "idle",
+    "running",
+    "retrying",
+    "waiting",
+    "success",
+    "failed",
+    "skipped",
+    "cancelled",
+    "compensating",
+    "compensated",
+    "compensation_failed",
+)
 COMPENSATION_STATUSES = ("compensating", "compensated", "compensation_failed")
 
 
@@ -51,7 +64,7 @@ class NodeStatus:
 def _time(ts) -> datetime | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return ts.ToDatetime(tzinfo=timezone.utc)
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def _payload_json(payload) -> Any:
@@ -130,7 +143,7 @@ def node_statuses(
             memo = event.workflow_properties_modified_event_attributes.upserted_memo
             for key, payload in memo.fields.items():
                 if key.startswith(NODE_MEMO_PREFIX):
-                    st = result.get(key[len(NODE_MEMO_PREFIX):])
+                    st = result.get(key[len(NODE_MEMO_PREFIX) :])
                     state = _payload_json(payload)
                     if st and isinstance(state, dict):
                         _apply_control_state(st, state, when)

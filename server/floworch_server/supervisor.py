@@ -15,10 +15,12 @@ import argparse
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -241,7 +243,7 @@ class Supervisor:
                 self.address = self.settings.temporal_address
                 _run(self._prepare_external())
             for n in range(self.settings.workers):
-                worker = _Child(f"worker-{n}", lambda n=n: self._spawn_worker(n))
+                worker = _Child(f"worker-{n}", functools.partial(self._spawn_worker, n))
                 worker.start()
                 self._workers.append(worker)
             self._monitor = threading.Thread(target=self._watch, name="floworch-monitor", daemon=True)
@@ -368,13 +370,11 @@ class Supervisor:
 
     def _await_temporal(self) -> None:
         assert self._temporal and self._temporal.proc and self.address
-        proc = self._temporal.proc
+        proc, address = self._temporal.proc, self.address
 
         async def healthy_or_exited() -> None:
             waiter = asyncio.ensure_future(
-                temporal.wait_until_healthy(
-                    self.address, self.health_timeout, settings=self._local_settings()
-                )
+                temporal.wait_until_healthy(address, self.health_timeout, settings=self._local_settings())
             )
             while not waiter.done():
                 if proc.poll() is not None:
@@ -442,7 +442,7 @@ class Supervisor:
                 for child in children:
                     try:
                         self._check(child)
-                    except Exception:  # noqa: BLE001 - keep watching the others
+                    except Exception:  # keep watching the others
                         log.exception("could not restart %s", child.name)
 
     def _check(self, child: _Child) -> None:
@@ -517,10 +517,8 @@ def _signal(p: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(p.pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             p.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -554,9 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="state directory (FLOWORCH_DATA_DIR)")
     parser.add_argument("--workers", type=int, help="worker processes (FLOWORCH_WORKERS)")
     parser.add_argument("--port", type=int, help="Temporal frontend port, 0 = any free one")
-    parser.add_argument(
-        "--untuned", action="store_true", help="dev server with stock settings (for comparisons)"
-    )
+    parser.add_argument("--untuned", action="store_true", help="dev server with stock settings (for comparisons)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(data_dir=args.data_dir, workers=args.workers, temporal_port=args.port)
     logging_json.setup(settings, SERVICE)
@@ -568,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(settings, tuned=not args.untuned)
     try:
         supervisor.start()
-    except (RuntimeError, FileNotFoundError, TimeoutError) as err:
+    except (RuntimeError, FileNotFoundError, TimeoutError, ValueError) as err:  # ValueError: a bad setting
         print(f"floworch-services: {err}", file=sys.stderr)
         return 1
     print(

@@ -13,6 +13,7 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import temporalio.api.operatorservice.v1
 import temporalio.api.workflowservice.v1
@@ -50,8 +51,7 @@ def tls_config(settings: Settings) -> TLSConfig | bool | None:
         return True if settings.temporal_tls else None
     if bool(settings.temporal_tls_cert) != bool(settings.temporal_tls_key):
         raise ValueError(
-            "mTLS needs both FLOWORCH_TEMPORAL_TLS_CERT and FLOWORCH_TEMPORAL_TLS_KEY; "
-            "only one of them is set."
+            "mTLS needs both FLOWORCH_TEMPORAL_TLS_CERT and FLOWORCH_TEMPORAL_TLS_KEY; only one of them is set."
         )
 
     def read(path: str) -> bytes | None:
@@ -110,14 +110,14 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
                 f"Search attribute {name} exists in namespace {namespace!r} with type "
                 f"{existing[name]}, not Keyword; runs cannot be indexed by it."
             )
-    missing = {name: kind for name, kind in wanted.items() if name not in existing}
+    missing: dict[str, Any] = {
+        name: kind for name, kind in wanted.items() if name not in existing
+    }  # kind: an IndexedValueType
     if not missing:
         return []
     try:
         await client.operator_service.add_search_attributes(
-            temporalio.api.operatorservice.v1.AddSearchAttributesRequest(
-                namespace=namespace, search_attributes=missing
-            )
+            temporalio.api.operatorservice.v1.AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
     except RPCError as err:
         if err.status != RPCStatusCode.ALREADY_EXISTS:
@@ -185,7 +185,7 @@ __all__ = [
     "connect",
     "ensure_search_attributes",
     "list_search_attributes",
+    "port_open",
     "tls_config",
     "wait_until_healthy",
-    "port_open",
 ]

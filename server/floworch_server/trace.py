@@ -12,8 +12,9 @@ error with the full cause chain and stack traces."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 
@@ -25,7 +26,7 @@ SEGMENT_COLUMNS = ["node", "type", "kind", "iteration", "attempt", "scheduled", 
 def _time(ts) -> datetime | None:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return None
-    return ts.ToDatetime(tzinfo=timezone.utc)
+    return ts.ToDatetime(tzinfo=UTC)
 
 
 def _json(payload) -> Any:
@@ -64,7 +65,9 @@ def failure_chain(failure) -> list[dict]:
     return chain
 
 
-def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (), now: datetime | None = None) -> list[dict]:
+def segments(
+    plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (), now: datetime | None = None
+) -> list[dict]:
     nodes = plan["nodes"]
     out: list[dict] = []
     open_activities: dict[int, dict] = {}
@@ -76,15 +79,27 @@ def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (
         when = _time(event.event_time)
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             start_time = when
-            trigger = (_json(event.workflow_execution_started_event_attributes.input.payloads[0]) or {}).get("run", {}).get("trigger_node") or (plan["triggers"] or [None])[0]
+            trigger = (_json(event.workflow_execution_started_event_attributes.input.payloads[0]) or {}).get(
+                "run", {}
+            ).get("trigger_node") or (plan["triggers"] or [None])[0]
             if trigger:
                 out.append(_segment(trigger, nodes[trigger]["type"], "trigger", None, 1, when, when, when, "success"))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             node, iteration = _split(attrs.activity_id)
-            seg = _segment(node, nodes.get(node, {}).get("type", attrs.activity_type.name), "activity", iteration, 1, when, None, None, "running")
-            open_activities[event.event_id] = seg
-            out.append(seg)
+            scheduled = _segment(
+                node,
+                nodes.get(node, {}).get("type", attrs.activity_type.name),
+                "activity",
+                iteration,
+                1,
+                when,
+                None,
+                None,
+                "running",
+            )
+            open_activities[event.event_id] = scheduled
+            out.append(scheduled)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             seg = open_activities.get(attrs.scheduled_event_id)
@@ -115,14 +130,14 @@ def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (
             for key, payload in memo.fields.items():
                 if not key.startswith(NODE_MEMO_PREFIX):
                     continue
-                node = key[len(NODE_MEMO_PREFIX):]
+                node = key[len(NODE_MEMO_PREFIX) :]
                 state = _json(payload) or {}
                 status, iteration = state.get("status"), state.get("iteration")
                 ident = (node, iteration)
                 node_type = nodes.get(node, {}).get("type", "")
                 if status in ("running", "waiting"):
                     reason = state.get("reason")
-                    seg_kind = {"timer": "timer", "approval": "approval"}.get(reason, "control")
+                    seg_kind = {"timer": "timer", "approval": "approval"}.get(reason or "", "control")
                     previous = control_open.get(ident)
                     if previous and previous["kind"] == "control" and seg_kind != "control":
                         previous["kind"] = seg_kind  # a waiting node: its step is the wait
@@ -166,14 +181,33 @@ def segments(plan: dict, events: Iterable[Any], attempt_logs: Iterable[dict] = (
         if log.get("level") not in ("error", "warning") or "attempt_started" not in extra:
             continue
         node, iteration = _split(log["node"])
-        if any(s["node"] == node and s["iteration"] == iteration and s["attempt"] == log.get("attempt") and s["kind"] == "activity" for s in out):
+        if any(
+            s["node"] == node
+            and s["iteration"] == iteration
+            and s["attempt"] == log.get("attempt")
+            and s["kind"] == "activity"
+            for s in out
+        ):
             continue  # that attempt is the one history shows
         started = datetime.fromisoformat(extra["attempt_started"])
         status = "cancelled" if extra.get("error_type") == "Cancelled" else "failed"
-        out.append(_segment(node, nodes.get(node, {}).get("type", ""), "activity", iteration, log.get("attempt") or 1, started, started, log["timestamp"], status, log["message"]))
+        out.append(
+            _segment(
+                node,
+                nodes.get(node, {}).get("type", ""),
+                "activity",
+                iteration,
+                log.get("attempt") or 1,
+                started,
+                started,
+                log["timestamp"],
+                status,
+                log["message"],
+            )
+        )
 
     # Still open at the end: running until now, or until the run closed.
-    end = closed_at or now or datetime.now(timezone.utc)
+    end = closed_at or now or datetime.now(UTC)
     for seg in out:
         if seg["ended"] is None and seg["status"] in ("running", "waiting", "compensating"):
             seg["ended_open"] = True
@@ -207,7 +241,12 @@ def node_io(events: Iterable[Any]) -> dict[str, dict]:
             attrs = event.activity_task_scheduled_event_attributes
             calls[event.event_id] = attrs.activity_id
             call = _json(attrs.input.payloads[0]) if attrs.input.payloads else {}
-            out[attrs.activity_id] = {"config": call.get("config"), "inputs": call.get("inputs"), "output": None, "error": None}
+            out[attrs.activity_id] = {
+                "config": call.get("config"),
+                "inputs": call.get("inputs"),
+                "output": None,
+                "error": None,
+            }
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             attrs = event.activity_task_completed_event_attributes
             ident = calls.get(attrs.scheduled_event_id)

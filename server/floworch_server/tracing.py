@@ -20,12 +20,13 @@ either way (tests/test_telemetry.py checks both).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,9 @@ def shutdown() -> None:
 def _exporter_name(settings: Settings) -> str:
     name = (settings.otel_exporter or "none").strip().lower()
     if name not in EXPORTERS:
-        raise ValueError(f"FLOWORCH_OTEL_EXPORTER must be one of {', '.join(EXPORTERS)}; got {settings.otel_exporter!r}")
+        raise ValueError(
+            f"FLOWORCH_OTEL_EXPORTER must be one of {', '.join(EXPORTERS)}; got {settings.otel_exporter!r}"
+        )
     return name
 
 
@@ -143,7 +146,9 @@ def _make_tracer(name: str, settings: Settings) -> tuple[Any, Any]:
     if name == "otlp":
         provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(settings.otel_endpoint)))
     else:
-        exporter = JsonLinesSpanExporter(settings.traces_file) if name == "file" else _console_exporter()
+        exporter: Any = (
+            JsonLinesSpanExporter(settings.traces_file) if name == "file" else _console_exporter()
+        )  # a SpanExporter
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=LOCAL_EXPORT_DELAY_MS))
     return provider, TracingInterceptor(provider.get_tracer("floworch"))
 
@@ -160,7 +165,7 @@ def _otlp_exporter(endpoint: str):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # type: ignore[no-redef]
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         except ImportError:
             raise ValueError(
                 "FLOWORCH_OTEL_EXPORTER=otlp needs an OTLP exporter: `pip install opentelemetry-exporter-otlp-proto-http` "
@@ -187,7 +192,9 @@ def span_record(span) -> dict[str, Any]:
         "status": span.status.status_code.name.lower(),
         "error": span.status.description,
         "attributes": dict(span.attributes or {}),
-        "events": [{"name": e.name, "time": _iso(e.timestamp), "attributes": dict(e.attributes or {})} for e in span.events],
+        "events": [
+            {"name": e.name, "time": _iso(e.timestamp), "attributes": dict(e.attributes or {})} for e in span.events
+        ],
         "service": resource.get("service.name"),
         "pid": resource.get("process.pid"),
     }
@@ -196,7 +203,7 @@ def span_record(span) -> dict[str, Any]:
 def _iso(nanos: int | None) -> str | None:
     if nanos is None:
         return None
-    return datetime.fromtimestamp(nanos / 1e9, timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(nanos / 1e9, UTC).isoformat(timespec="microseconds")
 
 
 class JsonLinesSpanExporter:
@@ -234,10 +241,8 @@ class JsonLinesSpanExporter:
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another process rotated it first
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        except FileNotFoundError:
-            pass  # another process rotated it first
 
     def shutdown(self) -> None:
         pass

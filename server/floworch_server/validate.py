@@ -34,8 +34,8 @@ def validate(doc: FlowDocument) -> list[Problem]:
     graph = Graph(doc)
     cycles = graph.cycles()
     for cycle in cycles:
-        if not any((s := nodes.get(doc.node(n).type)) and s.allows_loops for n in cycle):
-            shown = " -> ".join(cycle + [cycle[0]])
+        if not any((m := doc.node(n)) and (s := nodes.get(m.type)) and s.allows_loops for n in cycle):
+            shown = " -> ".join([*cycle, cycle[0]])
             problems.append(
                 Problem(
                     "cycle",
@@ -163,8 +163,8 @@ class Graph:
             for nxt in self.succ[current]:
                 if nxt == start:
                     path = [current]
-                    while parent[path[-1]] is not None:
-                        path.append(parent[path[-1]])
+                    while (up := parent[path[-1]]) is not None:
+                        path.append(up)
                     return path[::-1]
                 if nxt in members and nxt not in parent:
                     parent[nxt] = current
@@ -181,23 +181,53 @@ def loop_problems(doc: FlowDocument, graph: Graph) -> tuple[dict[str, dict], lis
     problems: list[Problem] = []
     loop_nodes = [n for n in doc.nodes if (s := nodes.get(n.type)) and any(p.loop_back for p in s.inputs)]
     for node in loop_nodes:
-        starts = [e.target for e in doc.edges if e.source == node.id and e.sourceHandle == "item" and not is_loop_back(doc, e)]
+        starts = [
+            e.target for e in doc.edges if e.source == node.id and e.sourceHandle == "item" and not is_loop_back(doc, e)
+        ]
         ends = [e.source for e in graph.loop_edges if e.target == node.id]
         reached = graph.reachable_from(starts) if starts else set()
         # The body: what the item port reaches on the way back to the loop port.
         body = {n for n in reached if n in ends or any(n in graph.ancestors(end) for end in ends)}
         for end in ends:
             if end not in reached:
-                problems.append(Problem("loop-not-closed", f"'{end}' connects to the loop port of '{node.id}' but is not inside its body", node=end, hint=f"connect it after the 'item' port of '{node.id}', or to another node"))
+                problems.append(
+                    Problem(
+                        "loop-not-closed",
+                        f"'{end}' connects to the loop port of '{node.id}' but is not inside its body",
+                        node=end,
+                        hint=f"connect it after the 'item' port of '{node.id}', or to another node",
+                    )
+                )
         if starts and not ends:
-            problems.append(Problem("loop-not-closed", "the loop body never comes back to the 'loop' port", node=node.id, hint="connect the last node of the body to the 'loop' port"))
+            problems.append(
+                Problem(
+                    "loop-not-closed",
+                    "the loop body never comes back to the 'loop' port",
+                    node=node.id,
+                    hint="connect the last node of the body to the 'loop' port",
+                )
+            )
         for member in sorted(body, key=graph.ids.index):
             for prev in graph.pred[member]:
                 if prev not in body and prev != node.id:
-                    problems.append(Problem("loop-entered-from-outside", f"'{member}' is inside the loop of '{node.id}' but also receives an edge from '{prev}' outside it", node=member, hint="a loop body is entered only through the loop's 'item' port"))
+                    problems.append(
+                        Problem(
+                            "loop-entered-from-outside",
+                            f"'{member}' is inside the loop of '{node.id}' but also receives an edge from '{prev}' outside it",
+                            node=member,
+                            hint="a loop body is entered only through the loop's 'item' port",
+                        )
+                    )
             for nxt in graph.succ[member]:
                 if nxt not in body:
-                    problems.append(Problem("loop-left-early", f"'{member}' is inside the loop of '{node.id}' but leads to '{nxt}' outside it", node=member, hint=f"end the body at the 'loop' port of '{node.id}'; continue from its 'done' port"))
+                    problems.append(
+                        Problem(
+                            "loop-left-early",
+                            f"'{member}' is inside the loop of '{node.id}' but leads to '{nxt}' outside it",
+                            node=member,
+                            hint=f"end the body at the 'loop' port of '{node.id}'; continue from its 'done' port",
+                        )
+                    )
         loops[node.id] = {"body": [n for n in graph.ids if n in body], "ends": ends}
     return loops, problems
 
@@ -205,20 +235,21 @@ def loop_problems(doc: FlowDocument, graph: Graph) -> tuple[dict[str, dict], lis
 # ------------------------------------------------------------------ checks
 def _duplicate_ids(doc: FlowDocument) -> list[Problem]:
     problems = []
-    for kind, items in (("node", doc.nodes), ("edge", doc.edges)):
+    for kind, ids in (("node", [n.id for n in doc.nodes]), ("edge", [e.id for e in doc.edges])):
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            if item.id in seen:
+        for i, item_id in enumerate(ids):
+            if item_id in seen:
                 problems.append(
                     Problem(
                         f"duplicate-{kind}-id",
-                        f"{kind} id '{item.id}' is used more than once ({kind}s[{i}])",
-                        **{kind: item.id},
+                        f"{kind} id '{item_id}' is used more than once ({kind}s[{i}])",
+                        node=item_id if kind == "node" else None,
+                        edge=item_id if kind == "edge" else None,
                         field="id",
                         hint=f"give every {kind} a unique id",
                     )
                 )
-            seen.add(item.id)
+            seen.add(item_id)
     return problems
 
 
@@ -273,7 +304,11 @@ def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
         src, dst = by_id.get(edge.source), by_id.get(edge.target)
         src_spec = nodes.get(src.type) if src else None
         dst_spec = nodes.get(dst.type) if dst else None
-        out_port = _port_problem(problems, edge, src_spec, "source", edge.sourceHandle, src.config) if src_spec else None
+        out_port = (
+            _port_problem(problems, edge, src_spec, "source", edge.sourceHandle, src.config)
+            if src and src_spec
+            else None
+        )
         in_port = _port_problem(problems, edge, dst_spec, "target", edge.targetHandle, None) if dst_spec else None
         if out_port and in_port and not in_port.accepts(out_port):
             problems.append(
@@ -286,10 +321,20 @@ def _edge_problems(doc: FlowDocument, node_ids: set[str]) -> list[Problem]:
                 )
             )
         # Compare the ports the edge really uses: no handle on a single-port side means that port.
-        link = (edge.source, out_port.name if out_port else edge.sourceHandle, edge.target, in_port.name if in_port else edge.targetHandle)
+        link = (
+            edge.source,
+            out_port.name if out_port else edge.sourceHandle,
+            edge.target,
+            in_port.name if in_port else edge.targetHandle,
+        )
         if link in seen_links:
             problems.append(
-                Problem("duplicate-edge", "the same ports are already connected by another edge", edge=edge.id, hint="delete one of them")
+                Problem(
+                    "duplicate-edge",
+                    "the same ports are already connected by another edge",
+                    edge=edge.id,
+                    hint="delete one of them",
+                )
             )
         seen_links.add(link)
     return problems
@@ -307,11 +352,21 @@ def _port_problem(problems: list[Problem], edge, spec, end: str, handle: str | N
     names = ", ".join(p.name for p in own) or "none"
     if not own:
         msg = f"'{node_id}' ({spec.type}) has no {side} port"
-        hint = "a trigger starts a run; nothing can connect into it" if end == "target" else "this node cannot have outgoing edges"
+        hint = (
+            "a trigger starts a run; nothing can connect into it"
+            if end == "target"
+            else "this node cannot have outgoing edges"
+        )
         problems.append(Problem("missing-port", msg, edge=edge.id, field=field, hint=hint))
     elif handle is None:
         problems.append(
-            Problem("missing-port", f"'{node_id}' ({spec.type}) has several {side} ports; say which", edge=edge.id, field=field, hint=f"set {field} to one of: {names}")
+            Problem(
+                "missing-port",
+                f"'{node_id}' ({spec.type}) has several {side} ports; say which",
+                edge=edge.id,
+                field=field,
+                hint=f"set {field} to one of: {names}",
+            )
         )
     elif any(p.name == handle for p in other):
         problems.append(
@@ -325,7 +380,13 @@ def _port_problem(problems: list[Problem], edge, spec, end: str, handle: str | N
         )
     else:
         problems.append(
-            Problem("missing-port", f"'{node_id}' ({spec.type}) has no {side} port '{handle}'", edge=edge.id, field=field, hint=f"{side} ports: {names}")
+            Problem(
+                "missing-port",
+                f"'{node_id}' ({spec.type}) has no {side} port '{handle}'",
+                edge=edge.id,
+                field=field,
+                hint=f"{side} ports: {names}",
+            )
         )
     return None
 
@@ -335,12 +396,20 @@ def _trigger_problems(doc: FlowDocument, graph: Graph) -> list[Problem]:
     if not triggers:
         if not doc.nodes:
             return [Problem("no-trigger", "the flow is empty", hint="add a trigger node, e.g. trigger.manual")]
-        return [Problem("no-trigger", "the flow has no trigger node", hint="add a trigger (e.g. trigger.manual) and connect it to the first node")]
+        return [
+            Problem(
+                "no-trigger",
+                "the flow has no trigger node",
+                hint="add a trigger (e.g. trigger.manual) and connect it to the first node",
+            )
+        ]
     reachable = graph.reachable_from(triggers)
     # A compensating node is reached only when a later node fails (see _compensation_problems).
     undoing = compensations(doc)
     return [
-        Problem("unreachable-node", "no trigger leads to this node", node=n.id, hint="connect it to the flow or delete it")
+        Problem(
+            "unreachable-node", "no trigger leads to this node", node=n.id, hint="connect it to the flow or delete it"
+        )
         for n in doc.nodes
         if n.id not in reachable and n.id not in undoing
     ]
@@ -373,19 +442,31 @@ def _compensation_problems(doc: FlowDocument, graph: Graph, loops: dict[str, dic
         spec = nodes.get(node.type)
 
         def refuse(code: str, message: str, hint: str) -> None:
-            problems.append(Problem(code, message, node=node.id, field="compensate", hint=hint))
+            problems.append(Problem(code, message, node=node.id, field="compensate", hint=hint))  # noqa: B023 - called in this iteration only
 
         if spec and spec.kind == "trigger":
-            refuse("invalid-compensation", "a trigger cannot be compensated: it only starts the run", "set compensate on the first node that changes something")
+            refuse(
+                "invalid-compensation",
+                "a trigger cannot be compensated: it only starts the run",
+                "set compensate on the first node that changes something",
+            )
             continue
         target = by_id.get(target_id)
         if target is None:
             close = difflib.get_close_matches(target_id, sorted(set(by_id) - {node.id}), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"add an activity node that undoes '{node.id}' and name it here"
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"add an activity node that undoes '{node.id}' and name it here"
+            )
             refuse("unknown-compensation", f"compensate names node '{target_id}', which does not exist", hint)
             continue
         if target_id == node.id:
-            refuse("invalid-compensation", "a node cannot compensate itself", f"name another node that undoes what '{node.id}' did")
+            refuse(
+                "invalid-compensation",
+                "a node cannot compensate itself",
+                f"name another node that undoes what '{node.id}' did",
+            )
             continue
         target_spec = nodes.get(target.type)
         if target_spec is None:
@@ -398,7 +479,11 @@ def _compensation_problems(doc: FlowDocument, graph: Graph, loops: dict[str, dic
             )
             continue
         if target_id in claimed:
-            refuse("compensation-shared", f"'{target_id}' already compensates '{claimed[target_id]}'", "give each node its own compensating node")
+            refuse(
+                "compensation-shared",
+                f"'{target_id}' already compensates '{claimed[target_id]}'",
+                "give each node its own compensating node",
+            )
             continue
         claimed[target_id] = node.id
         if node.id in in_loop:
@@ -409,7 +494,13 @@ def _compensation_problems(doc: FlowDocument, graph: Graph, loops: dict[str, dic
             )
         if target.compensate:
             problems.append(
-                Problem("invalid-compensation", f"'{target_id}' compensates '{node.id}' and cannot have a compensation of its own", node=target_id, field="compensate", hint=f"remove compensate from '{target_id}'")
+                Problem(
+                    "invalid-compensation",
+                    f"'{target_id}' compensates '{node.id}' and cannot have a compensation of its own",
+                    node=target_id,
+                    field="compensate",
+                    hint=f"remove compensate from '{target_id}'",
+                )
             )
         if target_id in reachable:
             refuse(
@@ -445,13 +536,23 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
             found = list(_expressions(node, spec))
         except expr.ExprError as exc:
             field = f"config.{exc.path}" if getattr(exc, "path", None) else "config"
-            problems.append(Problem("invalid-expression", str(exc), node=node.id, field=field, hint="close every {{ with }}"))
+            problems.append(
+                Problem("invalid-expression", str(exc), node=node.id, field=field, hint="close every {{ with }}")
+            )
             continue
         for field, source in found:
             try:
                 refs = expr.Expression(source).references()
             except expr.ExprError as exc:
-                problems.append(Problem("invalid-expression", str(exc), node=node.id, field=f"config.{field}", hint="see the reference language in docs/references.md"))
+                problems.append(
+                    Problem(
+                        "invalid-expression",
+                        str(exc),
+                        node=node.id,
+                        field=f"config.{field}",
+                        hint="see the reference language in docs/references.md",
+                    )
+                )
                 continue
             for path in refs:
                 if path[0] != "nodes":
@@ -464,7 +565,13 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
                     upstream = graph.ancestors(compensated) | {compensated} if compensated else graph.ancestors(node.id)
                 if target not in node_ids:
                     problems.append(
-                        Problem("unknown-reference", f"refers to node '{target}', which does not exist", node=node.id, field=f"config.{field}", hint=_suggest(target, node_ids))
+                        Problem(
+                            "unknown-reference",
+                            f"refers to node '{target}', which does not exist",
+                            node=node.id,
+                            field=f"config.{field}",
+                            hint=_suggest(target, node_ids),
+                        )
                     )
                 elif check_upstream and compensated and target not in upstream:
                     problems.append(
@@ -488,7 +595,13 @@ def _reference_problems(doc: FlowDocument, graph: Graph, check_upstream: bool) -
                     )
                 elif len(path) >= 3 and path[2] != "output":
                     problems.append(
-                        Problem("invalid-reference", f"nodes.{target}.{path[2]} is not something a node has", node=node.id, field=f"config.{field}", hint=f"read its result as nodes.{target}.output")
+                        Problem(
+                            "invalid-reference",
+                            f"nodes.{target}.{path[2]} is not something a node has",
+                            node=node.id,
+                            field=f"config.{field}",
+                            hint=f"read its result as nodes.{target}.output",
+                        )
                     )
     return problems
 

@@ -10,7 +10,8 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from playwright.async_api import Locator, Page, expect
 
@@ -37,7 +38,7 @@ def edge(source: str, target: str, source_port: str | None = None, target_port: 
     return out
 
 
-def flow(name: str, nodes: list[dict], edges: list[dict] = ()) -> dict:
+def flow(name: str, nodes: list[dict], edges: Sequence[dict] = ()) -> dict:
     """A version-1 .flow document (server/floworch_server/schema/flow-v1.schema.json)."""
     return {
         "version": 1,
@@ -53,7 +54,11 @@ def hello(name: str) -> dict:
         name,
         [
             node(
-                "start", "trigger.manual", 0, 0, label="Start",
+                "start",
+                "trigger.manual",
+                0,
+                0,
+                label="Start",
                 example={"name": "Ada"},
                 input_schema={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
             ),
@@ -76,7 +81,9 @@ async def wait_for_file(lab: Lab, name: str, check: Callable[[dict], Any], timeo
         except (OSError, ValueError) as exc:  # not written yet, or being written
             last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"{name} on disk did not reach the expected state within {timeout:.0f}s; last: {last!r}")
+            raise AssertionError(
+                f"{name} on disk did not reach the expected state within {timeout:.0f}s; last: {last!r}"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -146,16 +153,20 @@ async def open_flow(page: Page, lab: Lab, name: str) -> Locator:
 
 
 # ---------------------------------------------------------------------- gestures
-def _centre(box: dict) -> tuple[float, float]:
+def _centre(box: Any) -> tuple[float, float]:  # a bounding box
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
-def _inside(inner: dict | None, outer: dict | None) -> bool:
-    return bool(inner and outer) and (
-        inner["x"] >= outer["x"]
-        and inner["y"] >= outer["y"]
-        and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
-        and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+def _inside(inner: Any, outer: Any) -> bool:  # bounding boxes (x, y, width, height), or None
+    return (
+        inner is not None
+        and outer is not None
+        and (
+            inner["x"] >= outer["x"]
+            and inner["y"] >= outer["y"]
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+        )
     )
 
 
@@ -188,7 +199,9 @@ async def _none(coro) -> bool:
     return not await coro
 
 
-async def drag_connect(page: Page, source: str, target: str, source_port: str | None = None, target_port: str | None = None) -> None:
+async def drag_connect(
+    page: Page, source: str, target: str, source_port: str | None = None, target_port: str | None = None
+) -> None:
     """Draw a connection with the mouse, from the source handle of ``source`` to the target handle of ``target``."""
     start = handle(page, source, "source", source_port)
     end = handle(page, target, "target", target_port)
@@ -250,7 +263,7 @@ class RoomLinks:
         self.routes: list[Any] = []
 
     @classmethod
-    async def install(cls, page: Page) -> "RoomLinks":
+    async def install(cls, page: Page) -> RoomLinks:
         links = cls()
         await page.route_web_socket(ROOM_SOCKET, links._route)
         return links

@@ -42,7 +42,7 @@ from .harness import (
 try:
     from playwright.async_api import expect
 except ImportError:  # reported by the browser fixture, with what to do
-    expect = None
+    expect = None  # type: ignore[assignment]
 else:
     expect.set_options(timeout=20_000)
 
@@ -95,7 +95,9 @@ async def browser():
     if expect is None:
         pytest.fail("playwright is not installed: .venv/bin/pip install -e '.[test]'", pytrace=False)
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)", pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)", pytrace=False
+        )
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:

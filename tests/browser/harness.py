@@ -150,7 +150,8 @@ def start_lab(base: Path) -> Lab:
     }
     jupyter = Path(sys.executable).parent / "jupyter"
     cmd = [
-        str(jupyter), "lab",
+        str(jupyter),
+        "lab",
         "--no-browser",
         "--collaborative",
         "--ServerApp.ip=127.0.0.1",

@@ -16,7 +16,20 @@ from playwright.async_api import Locator, Page, expect
 
 from support.receiver import Receiver
 
-from .canvas import RUN_TIMEOUT, canvas, drag_connect, edge, flow, node, node_body, nodes_of, open_flow, read_flow, rf_node, wait_for_file
+from .canvas import (
+    RUN_TIMEOUT,
+    canvas,
+    drag_connect,
+    edge,
+    flow,
+    node,
+    node_body,
+    nodes_of,
+    open_flow,
+    read_flow,
+    rf_node,
+    wait_for_file,
+)
 from .harness import identity, shot
 
 COMPENSATE = "compensate"  # the compensate handle's id
@@ -27,14 +40,62 @@ def booking(name: str, base: str) -> dict:
     already undone by cancel_hotel; the charge names an undo node that does not exist."""
     nodes = [
         node("start", "trigger.manual", 0, 0, label="Start", example={"guest": "Ada"}),
-        node("flight", "action.http", 320, 0, label="Reserve flight", method="POST", url=f"{base}/flights", json={"guest": "{{ input.guest }}"}),
+        node(
+            "flight",
+            "action.http",
+            320,
+            0,
+            label="Reserve flight",
+            method="POST",
+            url=f"{base}/flights",
+            json={"guest": "{{ input.guest }}"},
+        ),
         {
-            **node("hotel", "action.http", 640, 0, label="Reserve hotel", method="POST", url=f"{base}/hotels", json={"guest": "{{ input.guest }}"}),
+            **node(
+                "hotel",
+                "action.http",
+                640,
+                0,
+                label="Reserve hotel",
+                method="POST",
+                url=f"{base}/hotels",
+                json={"guest": "{{ input.guest }}"},
+            ),
             "compensate": "cancel_hotel",
         },
-        {**node("charge", "test.fail", 960, 0, label="Charge card", fail_times=1, permanent=True, message="card declined"), "compensate": "cancel_charge"},
-        node("cancel_flight", "action.http", 320, 220, label="Cancel flight", method="POST", url=f"{base}/flights/cancel", json={"reservation": "{{ nodes.flight.output.body.path }}"}),
-        node("cancel_hotel", "action.http", 640, 220, label="Cancel hotel", method="POST", url=f"{base}/hotels/cancel", json={"guest": "{{ input.guest }}"}),
+        {
+            **node(
+                "charge",
+                "test.fail",
+                960,
+                0,
+                label="Charge card",
+                fail_times=1,
+                permanent=True,
+                message="card declined",
+            ),
+            "compensate": "cancel_charge",
+        },
+        node(
+            "cancel_flight",
+            "action.http",
+            320,
+            220,
+            label="Cancel flight",
+            method="POST",
+            url=f"{base}/flights/cancel",
+            json={"reservation": "{{ nodes.flight.output.body.path }}"},
+        ),
+        node(
+            "cancel_hotel",
+            "action.http",
+            640,
+            220,
+            label="Cancel hotel",
+            method="POST",
+            url=f"{base}/hotels/cancel",
+            json={"guest": "{{ input.guest }}"},
+        ),
     ]
     return flow(name, nodes, [edge("start", "flight"), edge("flight", "hotel"), edge("hotel", "charge")])
 
@@ -70,10 +131,16 @@ async def test_draw_delete_and_run_a_compensation_on_the_canvas(lab, page):
         await expect(plain_edges(root)).to_have_count(3)
         await expect(link(root, "hotel")).to_be_visible()
         await expect(link(root, "hotel")).to_contain_text("undo")
-        drawn = await link(root, "hotel").locator("path.react-flow__edge-path").evaluate(
-            "p => ({ dash: getComputedStyle(p).strokeDasharray, stroke: getComputedStyle(p).stroke })"
+        drawn = (
+            await link(root, "hotel")
+            .locator("path.react-flow__edge-path")
+            .evaluate("p => ({ dash: getComputedStyle(p).strokeDasharray, stroke: getComputedStyle(p).stroke })")
         )
-        edge_stroke = await plain_edges(root).first.locator("path.react-flow__edge-path").evaluate("p => getComputedStyle(p).stroke")
+        edge_stroke = (
+            await plain_edges(root)
+            .first.locator("path.react-flow__edge-path")
+            .evaluate("p => getComputedStyle(p).stroke")
+        )
         assert drawn["dash"] not in ("", "none"), f"the undo link is drawn solid ({drawn})"
         assert drawn["stroke"] != edge_stroke, f"the undo link has the edges' colour {edge_stroke}"
         # The charge names an undo node that does not exist: the server's problem shows on the node.
@@ -81,13 +148,19 @@ async def test_draw_delete_and_run_a_compensation_on_the_canvas(lab, page):
         await shot(page, "opened")
 
         # Drag from the flight's compensate handle (its bottom) to the node that undoes it.
-        await expect(rf_node(root, "flight").locator(f'.react-flow__handle[data-handleid="{COMPENSATE}"]')).to_be_visible()
+        await expect(
+            rf_node(root, "flight").locator(f'.react-flow__handle[data-handleid="{COMPENSATE}"]')
+        ).to_be_visible()
         await drag_connect(page, "flight", "cancel_flight", source_port=COMPENSATE)
         await expect(link(root, "flight")).to_be_visible()
         await expect(link(root, "flight")).to_contain_text("undo")
         saved = await wait_for_file(lab, "booking.flow", lambda d: "compensate" in nodes_of(d)["flight"])
         assert compensations(saved) == {"flight": "cancel_flight", "hotel": "cancel_hotel", "charge": "cancel_charge"}
-        assert [(e["source"], e["target"]) for e in saved["edges"]] == [("start", "flight"), ("flight", "hotel"), ("hotel", "charge")]
+        assert [(e["source"], e["target"]) for e in saved["edges"]] == [
+            ("start", "flight"),
+            ("flight", "hotel"),
+            ("hotel", "charge"),
+        ]
         await expect(plain_edges(root)).to_have_count(3)
         await shot(page, "flight-undo-drawn")
 
@@ -128,7 +201,9 @@ async def test_draw_delete_and_run_a_compensation_on_the_canvas(lab, page):
         # Drawn again, and the flow is valid.
         await page.locator(".react-flow__pane").click(position={"x": 20, "y": 20})
         await drag_connect(page, "flight", "cancel_flight", source_port=COMPENSATE)
-        await wait_for_file(lab, "booking.flow", lambda d: compensations(d) == {"flight": "cancel_flight", "hotel": "cancel_hotel"})
+        await wait_for_file(
+            lab, "booking.flow", lambda d: compensations(d) == {"flight": "cancel_flight", "hotel": "cancel_hotel"}
+        )
         await expect(page.get_by_test_id("problems")).to_contain_text("valid")
         await shot(page, "valid")
 
@@ -137,7 +212,12 @@ async def test_draw_delete_and_run_a_compensation_on_the_canvas(lab, page):
         await page.get_by_test_id("run-version").select_option("draft")
         await page.get_by_test_id("run-start").click()
         await expect(page.get_by_test_id("run-status")).to_have_text("failed", timeout=RUN_TIMEOUT)
-        for node_id, status in [("start", "success"), ("charge", "failed"), ("cancel_hotel", "success"), ("cancel_flight", "success")]:
+        for node_id, status in [
+            ("start", "success"),
+            ("charge", "failed"),
+            ("cancel_hotel", "success"),
+            ("cancel_flight", "success"),
+        ]:
             await expect(node_body(page, node_id)).to_have_attribute("data-status", status)
         for node_id, undo in [("flight", "cancel_flight"), ("hotel", "cancel_hotel")]:
             await expect(node_body(page, node_id)).to_have_attribute("data-status", "compensated")
@@ -148,7 +228,12 @@ async def test_draw_delete_and_run_a_compensation_on_the_canvas(lab, page):
             await expect(badge).to_have_css("color", drawn["stroke"])
         await shot(page, "run-compensated")
         # Each reservation once, then the cancellations: the hotel's before the flight's.
-        assert list(receiver.counts().items()) == [("/flights", 1), ("/hotels", 1), ("/hotels/cancel", 1), ("/flights/cancel", 1)]
+        assert list(receiver.counts().items()) == [
+            ("/flights", 1),
+            ("/hotels", 1),
+            ("/hotels/cancel", 1),
+            ("/flights/cancel", 1),
+        ]
     finally:
         receiver.stop()
 

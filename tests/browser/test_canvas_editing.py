@@ -18,14 +18,12 @@ from floworch_server.flowdoc import schema as flow_schema
 
 from .canvas import (
     SELECTED,
-    edge,
-    out_of_view,
-    until,
     add_by_double_click,
-    assert_canvas_extension_loaded,
     add_by_drag,
+    assert_canvas_extension_loaded,
     canvas,
     drag_connect,
+    edge,
     edges,
     flow,
     handle,
@@ -34,8 +32,10 @@ from .canvas import (
     node_body,
     nodes_of,
     open_flow,
+    out_of_view,
     read_flow,
     rf_node,
+    until,
     wait_for_file,
 )
 from .harness import shot
@@ -100,7 +100,9 @@ async def test_an_opened_flow_is_fitted_into_the_view(lab, page):
         await until(lambda: _all_in_view(root, ids), what="every node of the opened flow in view")
     except AssertionError:
         await shot(page, "opened")
-        raise AssertionError(f"the opened flow is not fitted into the view: {await out_of_view(root, ids)} are outside the pane") from None
+        raise AssertionError(
+            f"the opened flow is not fitted into the view: {await out_of_view(root, ids)} are outside the pane"
+        ) from None
     await shot(page, "opened")
 
 
@@ -140,7 +142,9 @@ async def test_palette_adds_nodes_by_double_click_and_by_drag(lab, page):
     centre_of_node = (node_box["x"] + node_box["width"] / 2, node_box["y"] + node_box["height"] / 2)
     to_drop = math.dist(centre_of_node, (box["x"] + drop[0], box["y"] + drop[1]))
     to_centre = math.dist(centre_of_node, (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
-    assert to_drop < to_centre, f"the dropped node is nearer the viewport centre ({to_centre:.0f}px) than the drop point ({to_drop:.0f}px)"
+    assert to_drop < to_centre, (
+        f"the dropped node is nearer the viewport centre ({to_centre:.0f}px) than the drop point ({to_drop:.0f}px)"
+    )
     await expect(rf_node(page, dropped)).to_have_class(SELECTED)
     await expect(page.get_by_test_id("properties")).to_be_visible()
     await shot(page, "added-by-drag")
@@ -153,7 +157,9 @@ async def test_palette_adds_nodes_by_double_click_and_by_drag(lab, page):
 async def test_dragging_from_a_handle_connects_two_nodes(lab, page):
     lab.write_json(
         "connect.flow",
-        flow("connect", [node("start", "trigger.manual", 0, 0), node("work", "transform", 360, 0, output="{{ input }}")]),
+        flow(
+            "connect", [node("start", "trigger.manual", 0, 0), node("work", "transform", 360, 0, output="{{ input }}")]
+        ),
     )
     root = await open_flow(page, lab, "connect.flow")
     await expect(edges(root)).to_have_count(0)
@@ -242,9 +248,11 @@ async def test_properties_edit_label_and_config_with_schema_errors_inline(lab, p
     doc = await wait_for_file(
         lab,
         "props.flow",
-        lambda d: nodes_of(d)["fetch"].get("label") == "Fetch the page"
-        and nodes_of(d)["fetch"]["config"].get("url") == "https://example.org/data"
-        and nodes_of(d)["fetch"]["config"].get("method") == "POST",
+        lambda d: (
+            nodes_of(d)["fetch"].get("label") == "Fetch the page"
+            and nodes_of(d)["fetch"]["config"].get("url") == "https://example.org/data"
+            and nodes_of(d)["fetch"]["config"].get("method") == "POST"
+        ),
     )
     jsonschema.validate(doc, flow_schema())
 
@@ -255,7 +263,11 @@ async def test_a_switch_has_an_output_port_per_case_named_in_its_config(lab, pag
     large = {"port": "large", "when": "input.amount >= 1000"}
     lab.write_json(
         "switch.flow",
-        flow("switch", [node("start", "trigger.manual", 0, 0), node("route", "control.switch", 320, 0, cases=[large])], [edge("start", "route")]),
+        flow(
+            "switch",
+            [node("start", "trigger.manual", 0, 0), node("route", "control.switch", 320, 0, cases=[large])],
+            [edge("start", "route")],
+        ),
     )
     await open_flow(page, lab, "switch.flow")
     for port in ("large", "default"):
@@ -285,11 +297,17 @@ async def test_undo_redo_and_auto_layout(lab, page):
     await open_flow(page, lab, "layout.flow")
     await shot(page, "overlapping")
     await page.get_by_test_id("btn-layout").click()
-    await wait_for_file(lab, "layout.flow", lambda d: nodes_of(d)["start"]["position"] != nodes_of(d)["greet"]["position"])
+    await wait_for_file(
+        lab, "layout.flow", lambda d: nodes_of(d)["start"]["position"] != nodes_of(d)["greet"]["position"]
+    )
     start_box = await rf_node(page, "start").bounding_box()
     greet_box = await rf_node(page, "greet").bounding_box()
-    overlap_x = min(start_box["x"] + start_box["width"], greet_box["x"] + greet_box["width"]) - max(start_box["x"], greet_box["x"])
-    overlap_y = min(start_box["y"] + start_box["height"], greet_box["y"] + greet_box["height"]) - max(start_box["y"], greet_box["y"])
+    overlap_x = min(start_box["x"] + start_box["width"], greet_box["x"] + greet_box["width"]) - max(
+        start_box["x"], greet_box["x"]
+    )
+    overlap_y = min(start_box["y"] + start_box["height"], greet_box["y"] + greet_box["height"]) - max(
+        start_box["y"], greet_box["y"]
+    )
     assert overlap_x <= 0 or overlap_y <= 0, f"after the layout the nodes still overlap: {start_box} {greet_box}"
     await shot(page, "laid-out")
 

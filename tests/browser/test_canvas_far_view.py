@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import itertools
 import re
 
 from PIL import Image
@@ -90,7 +91,9 @@ async def test_zoomed_out_nodes_are_drawn_clicked_dragged_and_become_dom_when_zo
     await page.mouse.up()
     expected = (round((260 * 5 + 30 / zoom) / 10) * 10, round((140 * 2 + 45 / zoom) / 10) * 10)
     await wait_for_file(
-        lab, "wide.flow", lambda d: next(n for n in d["nodes"] if n["id"] == "t29")["position"] == {"x": expected[0], "y": expected[1]}
+        lab,
+        "wide.flow",
+        lambda d: next(n for n in d["nodes"] if n["id"] == "t29")["position"] == {"x": expected[0], "y": expected[1]},
     )
     await shot(page, "far-node-dragged")
 
@@ -134,11 +137,12 @@ def stripe_x(png: bytes, box: dict) -> float | None:
     """The mean x (page pixels) of the trigger's stripe in a frame of the page, within ``box``."""
     im = Image.open(io.BytesIO(png)).convert("RGB")
     px = im.load()
+    assert px is not None
     xs = [
         i
         for i in range(int(box["x"]), min(im.width, int(box["x"] + box["width"])))
         for j in range(int(box["y"]), min(im.height, int(box["y"] + box["height"])), 2)
-        if all(abs(c - t) < 14 for c, t in zip(px[i, j], TRIGGER_STRIPE))
+        if all(abs(c - t) < 14 for c, t in zip(px[i, j], TRIGGER_STRIPE, strict=True))  # type: ignore[arg-type]  # an RGB image's pixels are tuples
     ]
     return sum(xs) / len(xs) if xs else None
 
@@ -177,6 +181,12 @@ async def test_a_long_pan_moves_the_far_view_smoothly_every_frame(lab, page):
     # The trigger moves with the mouse, 10 px a step: never a jump of the whole picture.
     track = [stripe_x(png, pane) for png in frames]
     seen = [t for t in track if t is not None]
-    assert len(seen) >= 100 and max(seen) - min(seen) >= 400, f"the trigger was not followed through the pan: {len(seen)} of {len(frames)} frames"
-    jumps = [(k, round(a), round(b)) for k, (a, b) in enumerate(zip(track, track[1:])) if a is not None and b is not None and abs(b - a) > 100]
+    assert len(seen) >= 100 and max(seen) - min(seen) >= 400, (
+        f"the trigger was not followed through the pan: {len(seen)} of {len(frames)} frames"
+    )
+    jumps = [
+        (k, round(a), round(b))
+        for k, (a, b) in enumerate(itertools.pairwise(track))
+        if a is not None and b is not None and abs(b - a) > 100
+    ]
     assert not jumps, f"the far view's picture jumped between frames (frame, x before, x after): {jumps}"

@@ -176,7 +176,9 @@ async def test_an_approval_waits_on_the_canvas_until_approved(lab, page):
             "approval",
             [
                 node("start", "trigger.manual", 0, 0, example={"amount": 5}),
-                node("review", "control.approval", 320, 0, title="Check the amount", message="Amount: {{ input.amount }}"),
+                node(
+                    "review", "control.approval", 320, 0, title="Check the amount", message="Amount: {{ input.amount }}"
+                ),
                 node("done", "transform", 640, -80, output={"ok": True}),
                 node("refused", "transform", 640, 80, output={"ok": False}),
             ],

@@ -57,7 +57,9 @@ async def test_selected_nodes_are_copied_pasted_deleted_and_the_delete_undone(la
     await expect(root.locator(".react-flow__node")).to_have_count(3)
     await expect(edges(root)).to_have_count(2)
     await shot(page, "deleted")
-    await wait_for_file(lab, "chain.flow", lambda d: sorted(nodes_of(d)) == ["a", "b", "start"] and len(d["edges"]) == 2)
+    await wait_for_file(
+        lab, "chain.flow", lambda d: sorted(nodes_of(d)) == ["a", "b", "start"] and len(d["edges"]) == 2
+    )
 
     # Undo brings the deleted nodes back.
     await page.keyboard.press("Control+z")

@@ -21,8 +21,30 @@ def checkout(name: str, base: str) -> dict:
         name,
         [
             node("start", "trigger.manual", 0, 0, example={"id": 1}),
-            {**node("fetch", "action.http", 260, 0, method="POST", url=f"{base}/fetch", json={"customer": "{{ input.id }}"}), "policy": policy},
-            {**node("charge", "action.http", 520, 0, method="POST", url=f"{base}/charge", json={"customer": "{{ input.id }}"}), "policy": policy},
+            {
+                **node(
+                    "fetch",
+                    "action.http",
+                    260,
+                    0,
+                    method="POST",
+                    url=f"{base}/fetch",
+                    json={"customer": "{{ input.id }}"},
+                ),
+                "policy": policy,
+            },
+            {
+                **node(
+                    "charge",
+                    "action.http",
+                    520,
+                    0,
+                    method="POST",
+                    url=f"{base}/charge",
+                    json={"customer": "{{ input.id }}"},
+                ),
+                "policy": policy,
+            },
         ],
         [edge("start", "fetch"), edge("fetch", "charge")],
     )
@@ -41,7 +63,9 @@ async def test_a_failed_run_is_resumed_from_the_dashboards_dead_letters(lab, pag
         letters = page.get_by_test_id("dead-letters")
         await letters.scroll_into_view_if_needed()
         # One click on the failing node type (the latency table) lists the runs that failed at it.
-        type_button = dashboard.locator('[data-testid="latency-row"][data-node-type="action.http"] [data-testid="latency-node-type"]')
+        type_button = dashboard.locator(
+            '[data-testid="latency-row"][data-node-type="action.http"] [data-testid="latency-node-type"]'
+        )
         await expect(type_button).to_be_visible(timeout=PANEL_TIMEOUT)
         await type_button.click()
         await expect(letters).to_have_attribute("data-node-type", "action.http")
@@ -61,7 +85,9 @@ async def test_a_failed_run_is_resumed_from_the_dashboards_dead_letters(lab, pag
         await expect(row).to_have_count(0, timeout=PANEL_TIMEOUT)  # retried: it left the list
         await shot(page, "dead-letters-resumed")
 
-        [marked] = await api_json(lab, "GET", "dead-letters", params={"workflow_id": doc["meta"]["id"], "include_retried": "true"})
+        [marked] = await api_json(
+            lab, "GET", "dead-letters", params={"workflow_id": doc["meta"]["id"], "include_retried": "true"}
+        )
         retry = await wait_run(lab, marked["retried_as"])
         assert (retry["status"], marked["retry_mode"]) == ("success", "resume")
         # fetch came from the failed run: the receiver saw it once, charge twice.

@@ -50,7 +50,11 @@ async def test_try_here_runs_the_failed_node_again_with_a_fixed_config_and_the_r
 async def test_compare_shows_where_two_runs_differ_with_the_first_divergence_highlighted(lab, page):
     doc = failing_flow("debug-diff")
     a = await start_run(lab, doc, input={"try": 1})
-    b = (await api_json(lab, "POST", f"workflows/{doc['meta']['id']}/runs", json={"input": {"try": 2}, "version": "draft"}))["run_id"]
+    b = (
+        await api_json(
+            lab, "POST", f"workflows/{doc['meta']['id']}/runs", json={"input": {"try": 2}, "version": "draft"}
+        )
+    )["run_id"]
     for run_id in (a, b):
         await wait_run(lab, run_id)
 
@@ -67,5 +71,7 @@ async def test_compare_shows_where_two_runs_differ_with_the_first_divergence_hig
     await expect(diff.locator(f'[data-testid="diff-row"][data-node="{first}"]')).to_have_attribute("data-first", "true")
     await expect(diff.get_by_test_id("diff-row")).to_have_count(len(expected["nodes"]))
     await expect(diff.get_by_test_id("diff-first")).to_contain_text(f"First divergence: {first}")
-    await expect(diff.locator('[data-testid="diff-row"][data-node="start"]').get_by_test_id("diff-output")).to_contain_text("$.try")
+    await expect(
+        diff.locator('[data-testid="diff-row"][data-node="start"]').get_by_test_id("diff-output")
+    ).to_contain_text("$.try")
     await shot(page, "run-diff")

@@ -145,8 +145,12 @@ async def test_connect_in_the_team_panel_then_remove_revokes_the_tokens_against_
     alice.once("dialog", accept)
     await connected.get_by_test_id("integration-remove").click()
     await expect(connected).to_have_count(0)
-    await expect(tab.get_by_test_id("integration-done")).to_have_text(f"Removed {integration}; refresh_token and access_token revoked at {name}.")
-    assert asked_to_confirm == [f"Remove {integration}? Its tokens are revoked at {name} first; flows that use it fail until it is connected again."]
+    await expect(tab.get_by_test_id("integration-done")).to_have_text(
+        f"Removed {integration}; refresh_token and access_token revoked at {name}."
+    )
+    assert asked_to_confirm == [
+        f"Remove {integration}? Its tokens are revoked at {name} first; flows that use it fail until it is connected again."
+    ]
     assert provider.revoked == ["refresh_token", "access_token"]
     assert provider.live_tokens() == []
     assert integration not in [i["name"] for i in lab.api("GET", "floworch/api/integrations").json()]
@@ -196,7 +200,9 @@ async def test_closing_the_consent_tab_stops_waiting_with_a_message_against_a_lo
     await consent_tab.close()
 
     error = tab.get_by_test_id("integration-error")
-    await expect(error).to_have_text(f"The {name} tab was closed before it called back: {integration} was not connected. Connect again to retry.")
+    await expect(error).to_have_text(
+        f"The {name} tab was closed before it called back: {integration} was not connected. Connect again to retry."
+    )
     await expect(tab.get_by_test_id("integration-waiting")).to_have_count(0)
     await expect(tab.get_by_test_id("integration-connect")).to_be_enabled()
     await expect(row(tab, integration)).to_have_count(0)

@@ -16,7 +16,9 @@ async def test_jupyterlab_loads_in_chromium_with_real_time_collaboration(lab, pa
 
     config = await page_config(page)
     extensions = {ext["name"] for ext in config.get("federated_extensions", [])}
-    assert "@jupyter/docprovider-extension" in extensions, f"collaboration is off: federated extensions are {sorted(extensions)}"
+    assert "@jupyter/docprovider-extension" in extensions, (
+        f"collaboration is off: federated extensions are {sorted(extensions)}"
+    )
     assert "@jupyter/docprovider-extension" not in config.get("disabledExtensions", [])
 
     # The server the page talks to is the one the fixture started, serving its own directory.

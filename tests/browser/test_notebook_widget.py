@@ -14,7 +14,14 @@ KERNEL_TIMEOUT = 90_000  # ms: kernel start, `import floworch`, joining the room
 def notebook(*cells: str) -> dict:
     return {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell-{i}", "metadata": {}, "outputs": [], "source": source}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
             for i, source in enumerate(cells)
         ],
         "metadata": {
@@ -72,7 +79,9 @@ async def test_the_notebook_widget_renders_the_canvas_and_shows_kernel_edits(lab
     try:
         await expect(rf_node(widget, "added_in_kernel")).to_be_visible(timeout=30_000)
     except AssertionError as exc:
-        raise AssertionError(f"the kernel's node is not on the widget; the cell's output: {await output_text(second)}") from exc
+        raise AssertionError(
+            f"the kernel's node is not on the widget; the cell's output: {await output_text(second)}"
+        ) from exc
     await expect(widget.get_by_test_id("node-added_in_kernel")).to_have_attribute("data-type", "transform")
     await shot(page, "kernel-edit-shown")
     await wait_for_file(lab, "widget.flow", lambda d: "added_in_kernel" in nodes_of(d))

@@ -81,6 +81,7 @@ async def start_run(lab: Lab, doc: dict, input: Any = None) -> str:
 
 async def wait_run(lab: Lab, run_id: str, timeout: float = RUN_TIMEOUT / 1000) -> dict:
     """The run once it is final."""
+
     async def final():
         run = await api_json(lab, "GET", f"runs/{run_id}")
         return run if run["status"] in FINAL else None
@@ -93,7 +94,7 @@ async def run_logs(lab: Lab, run_id: str) -> list[dict]:
     records until its {"type": "end"}."""
     url = re.sub(r"^http", "ws", lab.url) + f"floworch/api/runs/{run_id}/logs"
     ws = await websocket_connect(HTTPRequest(url, headers=lab.headers()))
-    records = []
+    records: list[dict] = []
     try:
         while True:
             message = await asyncio.wait_for(ws.read_message(), 20)
@@ -153,7 +154,11 @@ async def final_trace(lab: Lab, panel: Locator, run_id: str) -> list[dict]:
     """The run's trace from the API, once the panel's Gantt shows it (the panel reads the trace
     once more after the run is final: until then it may show a segment still running)."""
     segments = (await api_json(lab, "GET", f"runs/{run_id}/trace"))["segments"]
-    await until(lambda: _bars_are(panel, bars_of(segments)), timeout=PANEL_TIMEOUT / 1000, what="the panel's Gantt showing the final trace")
+    await until(
+        lambda: _bars_are(panel, bars_of(segments)),
+        timeout=PANEL_TIMEOUT / 1000,
+        what="the panel's Gantt showing the final trace",
+    )
     return segments
 
 
@@ -386,7 +391,9 @@ async def test_the_dashboard_shows_the_figures_the_api_gives(lab, page):
             return sorted(r["node_type"] for r in (await read_dashboard())["latency"])
 
         async def ui_types():
-            return sorted(await page.get_by_test_id("latency-row").evaluate_all("els => els.map(e => e.dataset.nodeType)"))
+            return sorted(
+                await page.get_by_test_id("latency-row").evaluate_all("els => els.map(e => e.dataset.nodeType)")
+            )
 
         types = await agree(f"latency node types ({range_})", ui_types, api_types, refresh)
         assert {"test.fail", "transform", "action.http"} <= set(types), types

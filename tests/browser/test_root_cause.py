@@ -30,8 +30,22 @@ def checkout(name: str, base: str) -> dict:
         name,
         [
             node("start", "trigger.manual", 0, 0, example={"customer": "cus-1"}),
-            {**node("fetch", "action.http", 260, 0, method="POST", url=f"{base}/fetch", json={"customer": "{{ input.customer }}"}), "policy": policy},
-            {**node("charge", "action.http", 520, 0, method="POST", url=f"{base}/charge", json={"amount": 1250}), "policy": policy},
+            {
+                **node(
+                    "fetch",
+                    "action.http",
+                    260,
+                    0,
+                    method="POST",
+                    url=f"{base}/fetch",
+                    json={"customer": "{{ input.customer }}"},
+                ),
+                "policy": policy,
+            },
+            {
+                **node("charge", "action.http", 520, 0, method="POST", url=f"{base}/charge", json={"amount": 1250}),
+                "policy": policy,
+            },
         ],
         [edge("start", "fetch"), edge("fetch", "charge")],
     )
@@ -56,15 +70,23 @@ async def test_two_clicks_lead_from_the_failing_node_type_to_the_failed_nodes_er
         doc = checkout("root-cause-checkout", receiver.base)
         await api_json(lab, "POST", "workflows", json={"document": doc})
         await api_json(lab, "POST", f"workflows/{doc['meta']['id']}/publish", json={"note": "v1"})
-        started = await api_json(lab, "POST", f"workflows/{doc['meta']['id']}/runs", json={"input": {"customer": CUSTOMER}})
+        started = await api_json(
+            lab, "POST", f"workflows/{doc['meta']['id']}/runs", json={"input": {"customer": CUSTOMER}}
+        )
         run_id = started["run_id"]
         assert (await wait_run(lab, run_id))["status"] == "failed"
     finally:
         receiver.stop()
 
     # What the server knows of the failure, to compare the page with.
-    [letter] = [x for x in await api_json(lab, "GET", "dead-letters", params={"workflow_id": doc["meta"]["id"]}) if x["run_id"] == run_id]
-    assert (letter["node"], letter["node_type"], letter["error_kind"]) == ("charge", "action.http", "HttpStatus422"), letter
+    [letter] = [
+        x
+        for x in await api_json(lab, "GET", "dead-letters", params={"workflow_id": doc["meta"]["id"]})
+        if x["run_id"] == run_id
+    ]
+    assert (letter["node"], letter["node_type"], letter["error_kind"]) == ("charge", "action.http", "HttpStatus422"), (
+        letter
+    )
     inspected = await api_json(lab, "GET", f"runs/{run_id}/nodes/charge")
     [call] = inspected["calls"].values()
     assert CUSTOMER in str(call["inputs"]), call["inputs"]
@@ -99,7 +121,9 @@ async def test_two_clicks_lead_from_the_failing_node_type_to_the_failed_nodes_er
     inspector = panel.get_by_test_id("inspector")
     await expect(inspector).to_have_attribute("data-node", "charge")
     await expect(inspector).to_have_attribute("data-loaded", "true", timeout=PANEL_TIMEOUT)
-    await expect(panel.locator('[data-testid="gantt-row"][data-node="charge"]')).to_have_class(re.compile(r"\bfo-gantt-row-selected\b"))
+    await expect(panel.locator('[data-testid="gantt-row"][data-node="charge"]')).to_have_class(
+        re.compile(r"\bfo-gantt-row-selected\b")
+    )
     await expect(inspector.get_by_test_id("inspector-status")).to_have_text("failed")
     await shot(page, "click-2-run-at-its-failed-node")
 

@@ -32,7 +32,9 @@ PROBE_NAME = "bob's crafted client"
 # ---------------------------------------------------------------------- the Team panel
 async def open_team(page: Page) -> Locator:
     """The launcher's "Team" card."""
-    await page.locator('.jp-LauncherCard[data-category="FlowOrchestrator"]', has_text=re.compile(r"^\s*Team\s*$")).click()
+    await page.locator(
+        '.jp-LauncherCard[data-category="FlowOrchestrator"]', has_text=re.compile(r"^\s*Team\s*$")
+    ).click()
     panel = page.get_by_test_id("team-panel")
     await expect(panel).to_be_visible()
     return panel
@@ -66,6 +68,7 @@ async def drag_node(page: Page, node_id: str, dx: float, dy: float) -> None:
     """Press on the node's title and drag it by (dx, dy) screen pixels (the node in view first)."""
     await bring_into_view(page, [node_id])
     box = await node_body(page, node_id).bounding_box()
+    assert box is not None, f"node {node_id} is not drawn"
     x, y = box["x"] + 40, box["y"] + 12
     await page.mouse.move(x, y)
     await page.mouse.down()
@@ -77,22 +80,35 @@ async def drag_node(page: Page, node_id: str, dx: float, dy: float) -> None:
 async def drawn_at(page: Page, node_id: str) -> tuple[int, int]:
     """Where the canvas draws a node, in flow coordinates (React Flow's transform of it)."""
     transform = await rf_node(page, node_id).evaluate("el => el.style.transform")
-    x, y = re.match(r"translate\((-?[\d.]+)px, (-?[\d.]+)px\)", transform).groups()
+    found = re.match(r"translate\((-?[\d.]+)px, (-?[\d.]+)px\)", transform)
+    assert found, f"node {node_id} has no translate transform: {transform!r}"
+    x, y = found.groups()
     return round(float(x)), round(float(y))
 
 
 def crafted_messages() -> tuple[bytes, bytes]:
     """What a client that ignores the canvas would send: a y-websocket update adding a node
     "intruder", then its presence (awareness), named PROBE_NAME."""
-    doc = Doc()
-    doc["nodes"] = nodes = Map()
+    doc: Doc = Doc()
+    nodes: Map = Map()
+    doc["nodes"] = nodes
     nodes["intruder"] = Map(
-        {"id": "intruder", "type": "transform", "label": "Intruder", "position": {"x": 0, "y": 400}, "config": Map(), "order": 99}
+        {
+            "id": "intruder",
+            "type": "transform",
+            "label": "Intruder",
+            "position": {"x": 0, "y": 400},
+            "config": Map(),
+            "order": 99,
+        }
     )
     update = create_update_message(doc.get_update())
     awareness = Awareness(Doc())
     awareness.set_local_state(
-        {"user": {"name": PROBE_NAME, "display_name": PROBE_NAME}, "floworch": {"cursor": None, "selection": [], "editing": None}}
+        {
+            "user": {"name": PROBE_NAME, "display_name": PROBE_NAME},
+            "floworch": {"cursor": None, "selection": [], "editing": None},
+        }
     )
     return update, create_awareness_message(awareness.encode_awareness_update([awareness.client_id]))
 
@@ -156,7 +172,9 @@ async def test_a_viewer_watches_an_editor_live_and_nothing_the_viewer_sends_chan
     await drag_node(alice, "greet", 0, 100)
     saved = await wait_for_file(lab, "roles.flow", lambda d: nodes_of(d)["greet"]["position"]["y"] != 0)
     greet = nodes_of(saved)["greet"]["position"]
-    await expect(rf_node(bob, "greet")).to_have_attribute("style", re.compile(rf"translate\({greet['x']}px, {greet['y']}px\)"))
+    await expect(rf_node(bob, "greet")).to_have_attribute(
+        "style", re.compile(rf"translate\({greet['x']}px, {greet['y']}px\)")
+    )
     assert await drawn_at(bob, "greet") != before
     await shot(bob, "sees-alices-edits")
 
@@ -169,7 +187,9 @@ async def test_a_viewer_watches_an_editor_live_and_nothing_the_viewer_sends_chan
     await shot(bob, "properties-read-only")
 
     # Presence passes: Alice sees Bob's selection and his pointer.
-    await expect(node_body(alice, "greet")).to_have_attribute("data-selected-by", re.compile(re.escape(user_name(bob_id))))
+    await expect(node_body(alice, "greet")).to_have_attribute(
+        "data-selected-by", re.compile(re.escape(user_name(bob_id)))
+    )
     pane = await bob.locator(".react-flow__pane").bounding_box()
     x, y = pane["x"] + pane["width"] * 0.7, pane["y"] + pane["height"] * 0.75
     await bob.mouse.move(x, y)
@@ -201,7 +221,10 @@ async def test_a_viewer_watches_an_editor_live_and_nothing_the_viewer_sends_chan
     for who in (alice, bob):
         await expect(rf_node(who, "intruder")).to_have_count(0)
     await expect(rf_node(bob, "start")).to_have_attribute(
-        "style", re.compile(rf"translate\({nodes_of(saved)['start']['position']['x']}px, {nodes_of(saved)['start']['position']['y']}px\)")
+        "style",
+        re.compile(
+            rf"translate\({nodes_of(saved)['start']['position']['x']}px, {nodes_of(saved)['start']['position']['y']}px\)"
+        ),
     )
     await bob.evaluate("() => window.__floworchProbe.close()")
     await shot(alice, "flow-unchanged-by-bob")
@@ -225,7 +248,9 @@ async def test_an_admin_manages_the_team_and_the_audit_tab_shows_who_changed_wha
     # so that she is the last admin.
     await add_member(team, alice_name, "admin")
     await expect(member(team, alice_name)).to_contain_text("(you)")
-    for other in await team.locator('[data-testid="member-row"][data-role="admin"]').evaluate_all("rows => rows.map(r => r.dataset.user)"):
+    for other in await team.locator('[data-testid="member-row"][data-role="admin"]').evaluate_all(
+        "rows => rows.map(r => r.dataset.user)"
+    ):
         if other != alice_name:
             await set_role(team, other, "editor")
             await expect(member(team, other)).to_have_attribute("data-role", "editor")

@@ -25,7 +25,14 @@ def spread(status: str, count: int, start: datetime, end: datetime, prefix: str)
     rows = []
     for i in range(count):
         ended = start + step * (i + 1)
-        rows.append({"run_id": f"{prefix}-{status}-{i}", "start_time": ended - timedelta(seconds=5), "end_time": ended, "status": status})
+        rows.append(
+            {
+                "run_id": f"{prefix}-{status}-{i}",
+                "start_time": ended - timedelta(seconds=5),
+                "end_time": ended,
+                "status": status,
+            }
+        )
     return rows
 
 
@@ -62,11 +69,24 @@ def seed(store: Store, until: datetime) -> None:
     # Activity attempts: http 100..1000 ms (10), transform 5, 5, 10, 20 ms; a 5 s timer wait;
     # and a 99.999 s http call two days ago, outside the last day.
     def timing(node, node_type, ms, kind="activity", at=t0 - timedelta(minutes=30), attempt=1):
-        return {"node": node, "node_type": node_type, "kind": kind, "attempt": attempt, "started": at, "ended": at + ms * MS, "status": "success"}
+        return {
+            "node": node,
+            "node_type": node_type,
+            "kind": kind,
+            "attempt": attempt,
+            "started": at,
+            "ended": at + ms * MS,
+            "status": "success",
+        }
 
-    store.add_node_timings("a-success-0", [timing("fetch", "http", ms, attempt=n) for n, ms in enumerate(range(100, 600, 100), 1)])
+    store.add_node_timings(
+        "a-success-0", [timing("fetch", "http", ms, attempt=n) for n, ms in enumerate(range(100, 600, 100), 1)]
+    )
     store.add_node_timings("a-success-1", [timing("fetch", "http", ms) for ms in range(600, 1100, 100)])
-    store.add_node_timings("a-success-2", [timing("shape", "transform", ms) for ms in (5, 5, 10, 20)] + [timing("wait", "control.delay", 5000, "timer")])
+    store.add_node_timings(
+        "a-success-2",
+        [timing("shape", "transform", ms) for ms in (5, 5, 10, 20)] + [timing("wait", "control.delay", 5000, "timer")],
+    )
     store.add_node_timings("e-success-0", [timing("fetch", "http", 99_999, at=t0 - 48 * H)])
 
 

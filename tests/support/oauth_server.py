@@ -27,7 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Error, OAuth2Request, ResourceProtector, TokenMixin
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    ClientMixin,
+    OAuth2Error,
+    OAuth2Request,
+    ResourceProtector,
+    TokenMixin,
+)
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
@@ -167,7 +174,9 @@ class LocalAuthorizationServer:
 
     # ---------------------------------------------------------------- test controls
     def client(self, *redirect_uri_prefixes: str) -> Client:
-        client = Client(f"client-{secrets.token_hex(4)}", secrets.token_urlsafe(24), list(redirect_uri_prefixes), self.scope)
+        client = Client(
+            f"client-{secrets.token_hex(4)}", secrets.token_urlsafe(24), list(redirect_uri_prefixes), self.scope
+        )
         self.clients[client.client_id] = client
         return client
 
@@ -186,7 +195,12 @@ class LocalAuthorizationServer:
 
     def live_tokens(self) -> list[Token]:
         """Tokens whose access token or refresh token still works."""
-        return [t for t in self.tokens if (not t.access_revoked and not t.is_expired()) or (t.refresh_token and not t.refresh_revoked and not t.refresh_expired)]
+        return [
+            t
+            for t in self.tokens
+            if (not t.access_revoked and not t.is_expired())
+            or (t.refresh_token and not t.refresh_revoked and not t.refresh_expired)
+        ]
 
     # ---------------------------------------------------------------- Authlib's server
     def _authorization_server(self) -> AuthorizationServer:
@@ -198,7 +212,14 @@ class LocalAuthorizationServer:
 
             def save_token(self, token, request):
                 owner.tokens.append(
-                    Token(token["access_token"], token.get("refresh_token"), request.client.client_id, token.get("scope", ""), request.user, token["expires_in"])
+                    Token(
+                        token["access_token"],
+                        token.get("refresh_token"),
+                        request.client.client_id,
+                        token.get("scope", ""),
+                        request.user,
+                        token["expires_in"],
+                    )
                 )
 
             def create_oauth2_request(self, request):
@@ -315,7 +336,9 @@ class LocalAuthorizationServer:
                         grant = owner.server.get_consent_grant(request, end_user=OWNER)
                     except OAuth2Error as error:
                         return self._send(400, {"error": error.error, "error_description": error.description})
-                    answer = owner.server.create_authorization_response(request, grant_user=OWNER if owner.consent else None, grant=grant)
+                    answer = owner.server.create_authorization_response(
+                        request, grant_user=OWNER if owner.consent else None, grant=grant
+                    )
                 self._send(*answer)
 
             def do_POST(self) -> None:
@@ -339,7 +362,14 @@ class LocalAuthorizationServer:
                         owner.protector.validate_request(None, request)
                     except OAuth2Error as error:
                         owner.api_requests.append({**seen, "status": 401})
-                        return self._send(401, {"status": "error", "message": f"{error.error}: {error.description}", "category": "INVALID_AUTHENTICATION"})
+                        return self._send(
+                            401,
+                            {
+                                "status": "error",
+                                "message": f"{error.error}: {error.description}",
+                                "category": "INVALID_AUTHENTICATION",
+                            },
+                        )
                     owner.api_requests.append({**seen, "status": 201})
                 self._send(201, {"id": str(len(owner.api_requests)), "properties": (body or {}).get("properties", {})})
 
@@ -348,7 +378,7 @@ class LocalAuthorizationServer:
 
         return Handler
 
-    def __enter__(self) -> "LocalAuthorizationServer":
+    def __enter__(self) -> LocalAuthorizationServer:
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 import pytest
@@ -31,7 +31,7 @@ _reachable_user: str | None = None
 _unreachable_reason: str | None = None
 
 
-def _connect(user: str):
+def _connect(user: str | None):
     import psycopg
 
     return psycopg.connect(

@@ -58,7 +58,7 @@ class Receiver:
         with self.lock:
             return dict(self.calls)
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def require_redis() -> None:
 class RedisService:
     url: str
     prefix: str  # every key this test makes starts with it; deleted afterwards
-    client: "object"  # a redis.Redis on the same server, to look at the keys
+    client: Any  # a redis.Redis on the same server, to look at the keys
 
     def keys(self) -> list[str]:
         return sorted(k.decode() for k in self.client.scan_iter(match=f"{self.prefix}:*"))

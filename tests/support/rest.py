@@ -49,7 +49,7 @@ def jp_server_config():
 
 
 @pytest.fixture
-def api(jp_fetch, jp_base_url) -> "Api":
+def api(jp_fetch, jp_base_url) -> Api:
     return Api(jp_fetch, openapi_document(jp_base_url))
 
 
@@ -75,7 +75,9 @@ class Api:
             "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
         )
 
-    async def __call__(self, method: str, template: str, body: Any = None, *, params=None, headers=None, **path) -> Reply:
+    async def __call__(
+        self, method: str, template: str, body: Any = None, *, params=None, headers=None, **path
+    ) -> Reply:
         url = template.format(**path)
         kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": headers, "params": params}
         if body is not None or method in ("POST", "PUT"):
@@ -96,7 +98,9 @@ class Api:
             assert reply.json is None, f"{method} {template} {code} is documented without a body: {reply.json}"
             return
         # Shared error responses are $refs into components; the others live under the operation.
-        where = responses[code].get("$ref") or f"#/paths/{_escape(API_PREFIX + template)}/{method.lower()}/responses/{code}"
+        where = (
+            responses[code].get("$ref") or f"#/paths/{_escape(API_PREFIX + template)}/{method.lower()}/responses/{code}"
+        )
         media = "text~1html" if "text/html" in responses[code].get("content", {}) else "application~1json"
         self.conforms(reply.json, f"{where}/content/{media}/schema", f"{method} {template} {code}")
 

@@ -226,6 +226,8 @@ export function Dashboard(props: { openRun: OpenRun }): JSX.Element {
     const timer = window.setInterval(() => void load(range, nodeType), DASHBOARD_REFRESH_MS);
     return () => {
       window.clearInterval(timer);
+      // A counter, not a node: bumping the live value voids the answers still on the way.
+      // eslint-disable-next-line react-hooks/exhaustive-deps
       seq.current++;
     };
   }, [range, nodeType, load]);
@@ -696,7 +698,11 @@ function DeadLetters(props: {
   const toggle = (runId: string) =>
     setSelected(old => {
       const next = new Set(old);
-      next.has(runId) ? next.delete(runId) : next.add(runId);
+      if (next.has(runId)) {
+        next.delete(runId);
+      } else {
+        next.add(runId);
+      }
       return next;
     });
 

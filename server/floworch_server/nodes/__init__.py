@@ -7,9 +7,32 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .spec import ControlResult, NodeError, NodeSpec, OutputsFrom, Port, RetryDefaults, all_specs, get, register
+from .spec import (
+    ControlResult,
+    NodeError,
+    NodeSpec,
+    OutputsFrom,
+    Port,
+    RetryDefaults,
+    all_specs,
+    get,
+    register,
+    require,
+)
 
-__all__ = ["ControlResult", "NodeError", "NodeSpec", "OutputsFrom", "Port", "RetryDefaults", "all_specs", "get", "register", "catalogue"]
+__all__ = [
+    "ControlResult",
+    "NodeError",
+    "NodeSpec",
+    "OutputsFrom",
+    "Port",
+    "RetryDefaults",
+    "all_specs",
+    "catalogue",
+    "get",
+    "register",
+    "require",
+]
 
 _NOT_SPECS = {"spec", "docs"}
 

@@ -75,7 +75,9 @@ async def _delay(wctx: Any, config: dict, inputs: dict) -> ControlResult:
         except ValueError:
             raise NodeError(f"config.until {config['until']!r} is not an ISO 8601 timestamp", retryable=False) from None
         if until.tzinfo is None:
-            raise NodeError(f"config.until {config['until']!r} needs a time zone, e.g. 2026-01-01T09:00:00Z", retryable=False)
+            raise NodeError(
+                f"config.until {config['until']!r} needs a time zone, e.g. 2026-01-01T09:00:00Z", retryable=False
+            )
         seconds = max(0.0, (until - wctx.now()).total_seconds())
     else:
         seconds = float(config["seconds"])
@@ -202,8 +204,16 @@ SWITCH = register(
                         "required": ["port", "when"],
                         "additionalProperties": False,
                         "properties": {
-                            "port": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$", "not": {"const": "default"}},
-                            "when": {"type": "string", "minLength": 1, "description": "An expression, e.g. input.amount > 1000"},
+                            "port": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+                                "not": {"const": "default"},
+                            },
+                            "when": {
+                                "type": "string",
+                                "minLength": 1,
+                                "description": "An expression, e.g. input.amount > 1000",
+                            },
                         },
                     },
                 }
@@ -248,7 +258,11 @@ FOR_EACH = register(
             "required": ["items"],
             "additionalProperties": False,
             "properties": {
-                "items": {"type": "string", "minLength": 1, "description": "An expression giving a list, e.g. input.orders"},
+                "items": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "An expression giving a list, e.g. input.orders",
+                },
                 "concurrency": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
                 "max_items": {"type": "integer", "minimum": 1, "maximum": MAX_ITEMS, "default": MAX_ITEMS},
             },

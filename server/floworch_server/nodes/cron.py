@@ -32,7 +32,7 @@ def cron_problem(expression: str) -> str | None:
     if len(fields) != 5:
         return f"{expression!r} has {len(fields)} fields; a cron expression has 5: minute hour day-of-month month day-of-week"
     names = ("minute", "hour", "day-of-month", "month", "day-of-week")
-    for name, value in zip(names, fields):
+    for name, value in zip(names, fields, strict=True):
         if not _FIELD.match(value):
             return f"{expression!r}: the {name} field {value!r} is not valid cron syntax"
     return None
@@ -42,13 +42,29 @@ def _check(node: Any, doc: Any) -> list[Problem]:
     problems = []
     cron = node.config.get("cron")
     if isinstance(cron, str) and (why := cron_problem(cron)):
-        problems.append(Problem("invalid-cron", why, node=node.id, field="config.cron", hint="e.g. '0 9 * * MON-FRI' for 9:00 on weekdays"))
+        problems.append(
+            Problem(
+                "invalid-cron",
+                why,
+                node=node.id,
+                field="config.cron",
+                hint="e.g. '0 9 * * MON-FRI' for 9:00 on weekdays",
+            )
+        )
     tz = node.config.get("timezone", "UTC")
     if isinstance(tz, str):
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem("invalid-timezone", f"unknown time zone {tz!r}", node=node.id, field="config.timezone", hint="use an IANA name such as 'Europe/Paris' or 'UTC'"))
+            problems.append(
+                Problem(
+                    "invalid-timezone",
+                    f"unknown time zone {tz!r}",
+                    node=node.id,
+                    field="config.timezone",
+                    hint="use an IANA name such as 'Europe/Paris' or 'UTC'",
+                )
+            )
     return problems
 
 
@@ -67,7 +83,14 @@ def _schedule(ctx: TriggerContext):
     config = ctx.config
     service = ctx.service
     request, meta, attrs = service.run_request(
-        ctx.workflow_id, ctx.plan, ctx.plan_hash, str(ctx.version), "cron", ctx.node_id, config.get("input", {}), "schedule"
+        ctx.workflow_id,
+        ctx.plan,
+        ctx.plan_hash,
+        str(ctx.version),
+        "cron",
+        ctx.node_id,
+        config.get("input", {}),
+        "schedule",
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -84,7 +107,9 @@ def _schedule(ctx: TriggerContext):
             overlap=ScheduleOverlapPolicy[config.get("overlap", "skip").upper()],
             catchup_window=timedelta(seconds=config.get("catchup_window_seconds", 60)),
         ),
-        state=ScheduleState(paused=bool(config.get("paused", False)), note=f"FlowOrchestrator flow {ctx.workflow_id} v{ctx.version}"),
+        state=ScheduleState(
+            paused=bool(config.get("paused", False)), note=f"FlowOrchestrator flow {ctx.workflow_id} v{ctx.version}"
+        ),
     )
 
 
@@ -97,7 +122,11 @@ async def _on_publish(ctx: TriggerContext) -> dict:
         await ctx.service.client.create_schedule(sid, schedule)
     except ScheduleAlreadyRunningError:
         await ctx.service.client.get_schedule_handle(sid).update(lambda _: ScheduleUpdate(schedule=schedule))
-    return {"kind": "cron", "key": sid, "config": {"cron": ctx.config["cron"], "timezone": ctx.config.get("timezone", "UTC")}}
+    return {
+        "kind": "cron",
+        "key": sid,
+        "config": {"cron": ctx.config["cron"], "timezone": ctx.config.get("timezone", "UTC")},
+    }
 
 
 async def _on_unpublish(ctx: TriggerContext, registration: dict) -> None:
@@ -128,10 +157,26 @@ CRON = register(
             "required": ["cron"],
             "additionalProperties": False,
             "properties": {
-                "cron": {"type": "string", "description": "minute hour day-of-month month day-of-week, e.g. '0 9 * * MON-FRI'"},
-                "timezone": {"type": "string", "default": "UTC", "description": "IANA time zone the cron expression is read in."},
-                "overlap": {"enum": list(OVERLAP), "default": "skip", "description": "What to do when a run is still going at the next time."},
-                "catchup_window_seconds": {"type": "number", "minimum": 0, "default": 60, "description": "How late a missed run may still start (after downtime)."},
+                "cron": {
+                    "type": "string",
+                    "description": "minute hour day-of-month month day-of-week, e.g. '0 9 * * MON-FRI'",
+                },
+                "timezone": {
+                    "type": "string",
+                    "default": "UTC",
+                    "description": "IANA time zone the cron expression is read in.",
+                },
+                "overlap": {
+                    "enum": list(OVERLAP),
+                    "default": "skip",
+                    "description": "What to do when a run is still going at the next time.",
+                },
+                "catchup_window_seconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "default": 60,
+                    "description": "How late a missed run may still start (after downtime).",
+                },
                 "paused": {"type": "boolean", "default": False},
                 "input": {"type": "object", "description": "The run input of each scheduled run."},
             },

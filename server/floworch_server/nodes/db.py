@@ -45,7 +45,9 @@ CONNECT_TIMEOUT_S = 10  # a database that does not answer is a retryable failure
 SQLITE_BUSY_TIMEOUT_S = 15  # SQLite writers queue for the file lock this long
 MAX_MESSAGE = 600  # characters of a database error message kept in the node's error
 
-URL_HINT = 'store it with fo.integrations.add("orders-db", "database", url="postgresql+psycopg://user:password@host:5432/db")'
+URL_HINT = (
+    'store it with fo.integrations.add("orders-db", "database", url="postgresql+psycopg://user:password@host:5432/db")'
+)
 
 
 # ------------------------------------------------------------------ the request
@@ -78,11 +80,17 @@ def _request(config: dict) -> Write:
     idem = config.get("idempotency_column")
     write = Write(config["connection"], config["table"], operation, rows, from_rows, key_columns, idem)
     if operation == "insert" and key_columns:
-        raise _config_error("config.key_columns: an insert does not use key_columns; remove them, or set operation to update or upsert")
+        raise _config_error(
+            "config.key_columns: an insert does not use key_columns; remove them, or set operation to update or upsert"
+        )
     if operation != "insert" and not key_columns:
-        raise _config_error(f"config.key_columns: {operation} needs key_columns, the columns that identify the row (e.g. [\"id\"])")
+        raise _config_error(
+            f'config.key_columns: {operation} needs key_columns, the columns that identify the row (e.g. ["id"])'
+        )
     if idem and idem in key_columns:
-        raise _config_error(f"config.idempotency_column: '{idem}' is also a key column; the idempotency column must be a column of its own")
+        raise _config_error(
+            f"config.idempotency_column: '{idem}' is also a key column; the idempotency column must be a column of its own"
+        )
     for i, row in enumerate(rows):
         if idem and idem in row:
             raise _config_error(
@@ -91,9 +99,13 @@ def _request(config: dict) -> Write:
             )
         missing = [k for k in key_columns if k not in row]
         if missing:
-            raise _config_error(f"{write.field(i)} has no value for key column(s) {', '.join(missing)} (from config.key_columns)")
+            raise _config_error(
+                f"{write.field(i)} has no value for key column(s) {', '.join(missing)} (from config.key_columns)"
+            )
         if operation == "update" and not (set(row) - set(key_columns)) and not idem:
-            raise _config_error(f"{write.field(i)}: an update needs a column to set besides the key_columns {', '.join(key_columns)}")
+            raise _config_error(
+                f"{write.field(i)}: an update needs a column to set besides the key_columns {', '.join(key_columns)}"
+            )
     return write
 
 
@@ -121,7 +133,10 @@ def _connection_url(name: str) -> str:
         raise _config_error(f"config.connection: {exc}", kind="DbConnectionNotFound") from None
     url = secret.get("url") if isinstance(secret, dict) else None
     if not isinstance(url, str) or not url:
-        raise _config_error(f"config.connection: the secret of integration '{name}' has no 'url'; {URL_HINT}", kind="DbConnectionNotFound")
+        raise _config_error(
+            f"config.connection: the secret of integration '{name}' has no 'url'; {URL_HINT}",
+            kind="DbConnectionNotFound",
+        )
     return url
 
 
@@ -258,7 +273,8 @@ def _unique_keys(table: sa.Table) -> list[tuple[str, frozenset[str]]]:
 def _constraint_columns(table: sa.Table, name: str) -> frozenset[str] | None:
     if table.primary_key.name == name:
         return frozenset(c.name for c in table.primary_key.columns)
-    for item in [*table.constraints, *table.indexes]:
+    items: list[Any] = [*table.constraints, *table.indexes]  # each with its .columns
+    for item in items:
         if getattr(item, "name", None) == name:
             return frozenset(c.name for c in item.columns)
     return None
@@ -289,11 +305,16 @@ def _bind(table: sa.Table, write: Write, index: int, row: dict[str, Any]) -> dic
     for name, value in row.items():
         column = table.columns[name]
         if isinstance(value, str):
+            wanted: Any
             try:
                 wanted = column.type.python_type
             except NotImplementedError:
                 wanted = None
-            parse = {dt.datetime: dt.datetime.fromisoformat, dt.date: dt.date.fromisoformat, dt.time: dt.time.fromisoformat}.get(wanted)
+            parse = {
+                dt.datetime: dt.datetime.fromisoformat,
+                dt.date: dt.date.fromisoformat,
+                dt.time: dt.time.fromisoformat,
+            }.get(wanted)
             if parse is not None:
                 try:
                     value = parse(value)
@@ -341,9 +362,10 @@ def _returned_columns(table: sa.Table) -> list[sa.Column]:
 
 def _already_written(conn: Connection, table: sa.Table, write: Write, keys: list[str]) -> list[dict] | None:
     """The rows an earlier attempt wrote with these keys, in config order; None when there are none."""
+    assert write.idempotency_column is not None, "keys are made for a write with an idempotency column"
     idem = table.columns[write.idempotency_column]
     returned = _returned_columns(table)
-    found = conn.execute(sa.select(*returned, idem.label("__floworch_key")).where(idem.in_(keys))).all()
+    found = list(conn.execute(sa.select(*returned, idem.label("__floworch_key")).where(idem.in_(keys))).all())
     if not found:
         return None
     order = {key: i for i, key in enumerate(keys)}
@@ -359,14 +381,20 @@ def _apply(conn: Connection, table: sa.Table, write: Write, keys: list[str] | No
     for i, raw in enumerate(write.rows):
         values = _bind(table, write, i, raw)
         if keys is not None:
+            assert write.idempotency_column is not None, "keys are made for a write with an idempotency column"
             values[write.idempotency_column] = keys[i]
+        stmt: Any  # an insert, an update or a dialect's upsert
         if write.operation == "update":
             where = sa.and_(*(table.columns[k] == values[k] for k in write.key_columns))
             changes = {k: v for k, v in values.items() if k not in write.key_columns}
             stmt = sa.update(table).where(where).values(changes)
             can_return = dialect.update_returning
         else:
-            stmt = _upsert(table, write, values, dialect.name) if write.operation == "upsert" else sa.insert(table).values(values)
+            stmt = (
+                _upsert(table, write, values, dialect.name)
+                if write.operation == "upsert"
+                else sa.insert(table).values(values)
+            )
             can_return = dialect.insert_returning
         if can_return:
             result = conn.execute(stmt.returning(*returned))
@@ -378,17 +406,25 @@ def _apply(conn: Connection, table: sa.Table, write: Write, keys: list[str] | No
             result = conn.execute(stmt)
             rowcount += max(result.rowcount, 0)
             if write.operation == "insert" and result.inserted_primary_key is not None:
-                rows.append({c.name: _jsonable(v) for c, v in zip(table.primary_key.columns, result.inserted_primary_key)})
+                rows.append(
+                    {
+                        c.name: _jsonable(v)
+                        for c, v in zip(table.primary_key.columns, result.inserted_primary_key, strict=True)
+                    }
+                )
     return rowcount, rows
 
 
 def _upsert(table: sa.Table, write: Write, values: dict, dialect: str) -> Any:
+    insert: Any  # each dialect's insert() has on_conflict_do_update
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
-        raise _config_error(f"config.operation: upsert is supported on PostgreSQL and SQLite, not {dialect}; use insert or update")
+        raise _config_error(
+            f"config.operation: upsert is supported on PostgreSQL and SQLite, not {dialect}; use insert or update"
+        )
     stmt = insert(table).values(values)
     # Setting the key columns to themselves when nothing else changes keeps DO UPDATE (which
     # returns the row) rather than DO NOTHING (which returns nothing).
@@ -415,7 +451,11 @@ def _write(url: str, write: Write, idempotency_key: str) -> dict[str, Any]:
             rowcount, rows = _apply(conn, table, write, keys)
         return _output(write, rows, duplicate=False, rowcount=rowcount)
     except sa_exc.IntegrityError as exc:
-        if keys is not None and table is not None and _violated_columns(exc, table) == frozenset([write.idempotency_column]):
+        if (
+            keys is not None
+            and table is not None
+            and _violated_columns(exc, table) == frozenset([write.idempotency_column])
+        ):
             # Another attempt of this node committed between our check and our write (an attempt
             # Temporal had given up on can still be running): its rows are the answer.
             try:
@@ -449,7 +489,13 @@ def _output(write: Write, rows: list[dict], *, duplicate: bool, rowcount: int | 
 # ------------------------------------------------------------------ errors
 # Failures another attempt may get past: the server is down, restarting, overloaded, or the
 # transaction lost a deadlock or serialization conflict (drivers report those as operational).
-_RETRYABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+_RETRYABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.InternalError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
 # Failures the same data will hit again: fix the flow or the data.
 _PERMANENT = {
     sa_exc.IntegrityError: ("broke a constraint", "DbIntegrityError"),
@@ -500,7 +546,10 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     url = await asyncio.to_thread(_connection_url, write.connection)
     result = await asyncio.to_thread(_write, url, write, ctx.idempotency_key)
     if result["duplicate"]:
-        ctx.log("info", f"{write.operation} on {write.table}: already written by an earlier attempt ({result['rowcount']} row(s)); not written again")
+        ctx.log(
+            "info",
+            f"{write.operation} on {write.table}: already written by an earlier attempt ({result['rowcount']} row(s)); not written again",
+        )
     else:
         ctx.log("info", f"{write.operation} on {write.table}: {result['rowcount']} row(s)")
     return result
@@ -531,12 +580,24 @@ def _check(node: Any, doc: Any) -> list[Problem]:
             'e.g. "key_columns": ["id"]; for upsert they must be the primary key or a unique constraint',
         )
     if operation == "insert" and key_columns:
-        problem("db-key-columns-unused", "an insert does not use key_columns", "config.key_columns", "remove key_columns, or set operation to update or upsert")
+        problem(
+            "db-key-columns-unused",
+            "an insert does not use key_columns",
+            "config.key_columns",
+            "remove key_columns, or set operation to update or upsert",
+        )
     idem = config.get("idempotency_column")
     if isinstance(idem, str) and isinstance(key_columns, list) and idem in key_columns:
-        problem("db-idempotency-column-is-key", f"'{idem}' is both the idempotency_column and a key column", "config.idempotency_column", "use a column of its own for the idempotency key")
+        problem(
+            "db-idempotency-column-is-key",
+            f"'{idem}' is both the idempotency_column and a key column",
+            "config.idempotency_column",
+            "use a column of its own for the idempotency key",
+        )
     rows = config.get("rows")
-    given = [("config.values", config.get("values"))] + ([(f"config.rows[{i}]", r) for i, r in enumerate(rows)] if isinstance(rows, list) else [])
+    given = [("config.values", config.get("values"))] + (
+        [(f"config.rows[{i}]", r) for i, r in enumerate(rows)] if isinstance(rows, list) else []
+    )
     for field, row in given:
         if isinstance(idem, str) and isinstance(row, dict) and idem in row:
             problem(
@@ -574,9 +635,21 @@ DB_WRITE = register(
                     "minLength": 1,
                     "description": 'Name of a stored integration of provider `database` whose secret is {"url": "<SQLAlchemy URL>"}.',
                 },
-                "table": {"type": "string", "minLength": 1, "description": "The table (or schema.table); checked against the live schema."},
-                "operation": {"enum": list(OPERATIONS), "default": "insert", "description": "insert, update (by key_columns) or upsert (insert, or update on a key conflict)."},
-                "values": {"type": "object", "minProperties": 1, "description": "One row: column -> value, usually {{ }} references."},
+                "table": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "The table (or schema.table); checked against the live schema.",
+                },
+                "operation": {
+                    "enum": list(OPERATIONS),
+                    "default": "insert",
+                    "description": "insert, update (by key_columns) or upsert (insert, or update on a key conflict).",
+                },
+                "values": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "description": "One row: column -> value, usually {{ }} references.",
+                },
                 "rows": {
                     "type": "array",
                     "minItems": 1,

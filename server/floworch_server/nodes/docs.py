@@ -11,7 +11,12 @@ from .spec import CATEGORIES
 
 
 def render() -> str:
-    out = ["# Node reference", "", "Generated from the node specs by `python -m floworch_server.nodes.docs`; do not edit.", ""]
+    out = [
+        "# Node reference",
+        "",
+        "Generated from the node specs by `python -m floworch_server.nodes.docs`; do not edit.",
+        "",
+    ]
     for category in CATEGORIES:
         specs = [s for s in all_specs() if s.category == category]
         if not specs:
@@ -36,7 +41,9 @@ def render() -> str:
             if props:
                 out += ["", "| config | type | required | description |", "|---|---|---|---|"]
                 for name, prop in props.items():
-                    kind = prop.get("type") or ("one of " + ", ".join(map(json.dumps, prop["enum"])) if "enum" in prop else "any")
+                    kind = prop.get("type") or (
+                        "one of " + ", ".join(map(json.dumps, prop["enum"])) if "enum" in prop else "any"
+                    )
                     desc = str(prop.get("description", "")).replace("|", "\\|")
                     out.append(f"| `{name}` | {kind} | {'yes' if name in required else ''} | {desc} |")
             out.append("")

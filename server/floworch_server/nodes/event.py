@@ -28,7 +28,11 @@ EVENT = register(
             "required": ["topic"],
             "additionalProperties": False,
             "properties": {
-                "topic": {"type": "string", "pattern": "^[A-Za-z0-9_.:/-]{1,200}$", "description": "e.g. invoices.received"},
+                "topic": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9_.:/-]{1,200}$",
+                    "description": "e.g. invoices.received",
+                },
                 "input_schema": {"type": "object", "description": "JSON Schema the payload must match."},
             },
         },

@@ -25,6 +25,9 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0  # a server that takes longer to accept is down, not slow
 DEFAULT_MAX_REDIRECTS = 10
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+ATTEMPT_HEADER = "X-Floworch-Attempt"
+SAFE_METHODS = {"GET", "HEAD"}  # reads: a repeated one changes nothing, so they carry no key
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,13 @@ class Timeouts:
     total: float
 
     @classmethod
-    def from_config(cls, value: Any) -> "Timeouts":
+    def from_config(cls, value: Any) -> Timeouts:
         """A number bounds the whole exchange (and so each phase); an object sets phases apart."""
         if isinstance(value, dict):
             total = float(value.get("total", DEFAULT_TIMEOUT))
-            return cls(float(value.get("connect", min(total, DEFAULT_CONNECT_TIMEOUT))), float(value.get("read", total)), total)
+            return cls(
+                float(value.get("connect", min(total, DEFAULT_CONNECT_TIMEOUT))), float(value.get("read", total)), total
+            )
         total = float(DEFAULT_TIMEOUT if value is None else value)
         return cls(min(total, DEFAULT_CONNECT_TIMEOUT), total, total)
 
@@ -47,17 +52,21 @@ class Timeouts:
 
 
 async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
+    method = config.get("method", "GET").upper()
     headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
-    # The same key on every attempt lets the receiver drop a repeated delivery.
-    headers.setdefault("Idempotency-Key", ctx.idempotency_key)
-    headers.setdefault("X-Floworch-Attempt", str(ctx.attempt))
+    given = {name.lower() for name in headers}
+    # Activities run at least once: the same key on every attempt of the node in this run lets
+    # the receiver apply a write once. Reads need none; a key the flow sets itself is kept.
+    if method not in SAFE_METHODS and IDEMPOTENCY_HEADER.lower() not in given:
+        headers[IDEMPOTENCY_HEADER] = ctx.idempotency_key
+    if ATTEMPT_HEADER.lower() not in given:
+        headers[ATTEMPT_HEADER] = str(ctx.attempt)
     kwargs: dict[str, Any] = {"headers": headers, "params": config.get("query") or None}
     if "json" in config:
         kwargs["json"] = config["json"]
     elif "body" in config:
         kwargs["content"] = config["body"] if isinstance(config["body"], str) else str(config["body"])
     timeouts = Timeouts.from_config(config.get("timeout_seconds"))
-    method = config.get("method", "GET").upper()
     url = config["url"]
     allow = netguard.allow_list()
     try:
@@ -65,18 +74,31 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
         async with asyncio.timeout(timeouts.total):
             transport = netguard.guarded_transport(allow)
             hooks = {"response": [_location_check(allow)]} if config.get("follow_redirects", True) else {}
-            async with httpx.AsyncClient(transport=transport, timeout=timeouts.for_httpx(), follow_redirects=False, event_hooks=hooks) as client:
+            async with httpx.AsyncClient(
+                transport=transport, timeout=timeouts.for_httpx(), follow_redirects=False, event_hooks=hooks
+            ) as client:
                 request = client.build_request(method, url, **kwargs)
                 response = await _send(ctx, client, request, config, first_url=url)
     except netguard.AddressRefused as exc:
         # The hop that was refused is already in the message when it was a redirect.
         raise NodeError(f"{method} {url}: {exc}", retryable=False, kind=exc.kind, details=exc.details) from None
     except TimeoutError:
-        raise NodeError(f"{method} {url} timed out: no complete answer within {timeouts.total:g}s (timeout_seconds)", kind="HttpTimeout") from None
+        raise NodeError(
+            f"{method} {url} timed out: no complete answer within {timeouts.total:g}s (timeout_seconds)",
+            kind="HttpTimeout",
+        ) from None
     except httpx.TimeoutException as exc:
-        phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read" if isinstance(exc, httpx.ReadTimeout) else "write/pool"
+        phase = (
+            "connect"
+            if isinstance(exc, httpx.ConnectTimeout)
+            else "read"
+            if isinstance(exc, httpx.ReadTimeout)
+            else "write/pool"
+        )
         limit = timeouts.connect if phase == "connect" else timeouts.read
-        raise NodeError(f"{method} {url} timed out: {phase} took longer than {limit:g}s ({type(exc).__name__})", kind="HttpTimeout") from None
+        raise NodeError(
+            f"{method} {url} timed out: {phase} took longer than {limit:g}s ({type(exc).__name__})", kind="HttpTimeout"
+        ) from None
     except httpx.InvalidURL as exc:
         raise NodeError(f"{method} {url}: invalid URL ({exc})", retryable=False, kind="HttpInvalidUrl") from None
     except httpx.HTTPError as exc:
@@ -98,7 +120,9 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     return result
 
 
-async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, config: dict, *, first_url: str) -> httpx.Response:
+async def _send(
+    ctx: Any, client: httpx.AsyncClient, request: httpx.Request, config: dict, *, first_url: str
+) -> httpx.Response:
     """Send ``request``, following redirects up to ``max_redirects``; returns the read response.
 
     httpx builds each redirect's request (``response.next_request``: method, body and headers as
@@ -125,7 +149,11 @@ async def _send(ctx: Any, client: httpx.AsyncClient, request: httpx.Request, con
         target = str(redirect.url)
         ctx.log("info", f"{request.method} {shown} -> {response.status_code}, redirected to {target}")
         if redirect.url.scheme not in ("http", "https"):
-            raise NodeError(f"{request.method} {shown} redirected to {target}: only http(s) redirects are followed", retryable=False, kind="HttpRedirectRefused")
+            raise NodeError(
+                f"{request.method} {shown} redirected to {target}: only http(s) redirects are followed",
+                retryable=False,
+                kind="HttpRedirectRefused",
+            )
         if hops >= limit:
             raise NodeError(
                 f"{request.method} {shown}: more than {limit} redirects (max_redirects); the last one pointed to {target}",
@@ -172,7 +200,11 @@ HTTP = register(
             "additionalProperties": False,
             "properties": {
                 "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], "default": "GET"},
-                "url": {"type": "string", "pattern": "^(https?://|\\{\\{)", "description": "http(s) URL; may hold {{ }} references."},
+                "url": {
+                    "type": "string",
+                    "pattern": "^(https?://|\\{\\{)",
+                    "description": "http(s) URL; may hold {{ }} references.",
+                },
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                 "query": {"type": "object"},
                 "json": {"description": "A JSON body."},
@@ -194,12 +226,24 @@ HTTP = register(
                     ),
                 },
                 "follow_redirects": {"type": "boolean", "default": True},
-                "max_redirects": {"type": "integer", "minimum": 0, "default": DEFAULT_MAX_REDIRECTS, "description": "Redirects followed before the node fails."},
-                "fail_on_error_status": {"type": "boolean", "default": True, "description": "Fail the node on 4xx/5xx."},
+                "max_redirects": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": DEFAULT_MAX_REDIRECTS,
+                    "description": "Redirects followed before the node fails.",
+                },
+                "fail_on_error_status": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Fail the node on 4xx/5xx.",
+                },
             },
         },
         docs=(
-            "Sends `Idempotency-Key: <run>:<node>` (the same on every attempt) and `X-Floworch-Attempt`. "
+            "Activities run at least once (a worker that dies mid-request means the request is sent again), so every "
+            "request but GET and HEAD carries `Idempotency-Key: <run id>:<node id>` (`#<index>` added in a loop's iterations), "
+            "the same on every attempt of the node in one run and different in the next run: a receiver that applies each key once applies the effect once. "
+            "A key set in `headers` (any spelling of the name) is sent instead. Every request carries `X-Floworch-Attempt`. "
             "408/425/429/5xx are retried; other 4xx fail at once. "
             "Private, loopback, link-local, cloud-metadata and other internal addresses are refused, after DNS resolution "
             "and on every redirect hop, unless listed in `FLOWORCH_HTTP_ALLOW` (see docs/configuration.md); "

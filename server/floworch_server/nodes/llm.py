@@ -28,8 +28,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .. import ratelimit
 from ..problems import Problem
@@ -93,14 +94,20 @@ def _render(field: str, source: str, context: dict[str, Any]) -> str:
     except UndefinedError as exc:
         raise NodeError(
             f"{field}: {exc.message}; the template sees config.variables ({_names(context)}) and inputs.<node id> "
-            "- add the value to config.variables, e.g. {\"customer\": \"{{ input.customer }}\"}",
+            '- add the value to config.variables, e.g. {"customer": "{{ input.customer }}"}',
             retryable=False,
             kind="LlmTemplateUndefined",
         ) from None
     except TemplateSyntaxError as exc:
-        raise NodeError(f"{field}: template syntax error on line {exc.lineno}: {exc.message}", retryable=False, kind="LlmTemplateSyntax") from None
+        raise NodeError(
+            f"{field}: template syntax error on line {exc.lineno}: {exc.message}",
+            retryable=False,
+            kind="LlmTemplateSyntax",
+        ) from None
     except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-        raise NodeError(f"{field}: could not render the template: {exc}", retryable=False, kind="LlmTemplateError") from None
+        raise NodeError(
+            f"{field}: could not render the template: {exc}", retryable=False, kind="LlmTemplateError"
+        ) from None
 
 
 def _names(context: dict[str, Any]) -> str:
@@ -171,7 +178,12 @@ def _custom_needs_url() -> str:
 
 # --------------------------------------------------------------------------- provider calls
 def _client(provider: str, base_url: str | None, key: str, timeout: float):
-    kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "timeout": timeout, "http_client": _guarded_http_client(timeout)}
+    kwargs: dict[str, Any] = {
+        "api_key": key,
+        "max_retries": 0,
+        "timeout": timeout,
+        "http_client": _guarded_http_client(timeout),
+    }
     if base_url:
         kwargs["base_url"] = base_url
     if provider == "anthropic":
@@ -200,7 +212,14 @@ def _guarded_http_client(timeout: float) -> Any:
         def __init__(self) -> None:
             self._inner = httpcore2.AnyIOBackend()
 
-        async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> Any:
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> Any:
             try:
                 addresses = await netguard.resolve(host, port, allow)  # raises AddressRefused
             except httpcore.ConnectError as exc:
@@ -209,7 +228,9 @@ def _guarded_http_client(timeout: float) -> Any:
             for address in addresses:
                 try:
                     # An IP literal: connected to without resolving the name again (no DNS rebinding).
-                    return await self._inner.connect_tcp(str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options)
+                    return await self._inner.connect_tcp(
+                        str(address), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                    )
                 except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                     failure = exc
             assert failure is not None
@@ -231,7 +252,10 @@ def _guarded_http_client(timeout: float) -> Any:
 
 
 async def _openai_call(client: Any, config: dict, system: str | None, messages: list[dict], json_mode: bool) -> _Reply:
-    request: dict[str, Any] = {"model": config["model"], "messages": ([{"role": "system", "content": system}] if system else []) + messages}
+    request: dict[str, Any] = {
+        "model": config["model"],
+        "messages": ([{"role": "system", "content": system}] if system else []) + messages,
+    }
     if "temperature" in config:
         request["temperature"] = config["temperature"]
     if "max_tokens" in config:
@@ -258,9 +282,15 @@ async def _openai_call(client: Any, config: dict, system: str | None, messages: 
     )
 
 
-async def _anthropic_call(client: Any, config: dict, system: str | None, messages: list[dict], json_mode: bool) -> _Reply:
+async def _anthropic_call(
+    client: Any, config: dict, system: str | None, messages: list[dict], json_mode: bool
+) -> _Reply:
     # Anthropic has no JSON mode; the schema instruction in the system prompt asks for JSON.
-    request: dict[str, Any] = {"model": config["model"], "messages": messages, "max_tokens": config.get("max_tokens", DEFAULT_MAX_TOKENS)}
+    request: dict[str, Any] = {
+        "model": config["model"],
+        "messages": messages,
+        "max_tokens": config.get("max_tokens", DEFAULT_MAX_TOKENS),
+    }
     if system:
         request["system"] = system
     started = time.monotonic()
@@ -277,7 +307,15 @@ async def _anthropic_call(client: Any, config: dict, system: str | None, message
     )
 
 
-async def _call(ctx: Any, sdk: Any, provider: str, base_url: str | None, key_source: str, timeout: float, send: Callable[[], Awaitable[_Reply]]) -> _Reply:
+async def _call(
+    ctx: Any,
+    sdk: Any,
+    provider: str,
+    base_url: str | None,
+    key_source: str,
+    timeout: float,
+    send: Callable[[], Awaitable[_Reply]],
+) -> _Reply:
     """One request, with the SDK's errors turned into node errors that say whether to retry."""
     where = base_url or f"the {provider} API"
     for waited in range(MAX_INLINE_WAITS + 1):
@@ -291,15 +329,25 @@ async def _call(ctx: Any, sdk: Any, provider: str, base_url: str | None, key_sou
             if delay is None:
                 raise NodeError(message, kind="LlmRateLimited") from None
             if delay > MAX_INLINE_WAIT_SECONDS or waited == MAX_INLINE_WAITS:
-                raise NodeError(f"{message}; Retry-After {delay:g}s, left to the node's retry policy", kind="LlmRateLimited") from None
-            ctx.log("warning", f"{provider} rate limit (429): waiting {delay:g}s as Retry-After asks", retry_after_seconds=delay)
+                raise NodeError(
+                    f"{message}; Retry-After {delay:g}s, left to the node's retry policy", kind="LlmRateLimited"
+                ) from None
+            ctx.log(
+                "warning",
+                f"{provider} rate limit (429): waiting {delay:g}s as Retry-After asks",
+                retry_after_seconds=delay,
+            )
             await _sleep(ctx, delay)
         except sdk.APITimeoutError:
-            raise NodeError(f"{provider} did not answer within {timeout:g}s (config.timeout_seconds) at {where}", kind="LlmTimeout") from None
+            raise NodeError(
+                f"{provider} did not answer within {timeout:g}s (config.timeout_seconds) at {where}", kind="LlmTimeout"
+            ) from None
         except sdk.APIConnectionError as exc:
             refused = _refusal(exc)
             if refused is not None:
-                raise NodeError(f"{where}: {refused}", retryable=False, kind=refused.kind, details=refused.details) from None
+                raise NodeError(
+                    f"{where}: {refused}", retryable=False, kind=refused.kind, details=refused.details
+                ) from None
             cause = exc.__cause__ or exc
             raise NodeError(f"could not reach {where}: {cause}", kind="LlmConnectionError") from None
         except sdk.APIStatusError as exc:
@@ -320,7 +368,7 @@ def _refusal(exc: BaseException) -> Any:
     """The outbound guard's refusal behind an SDK connection error, if that is what it was."""
     from .. import netguard
 
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, netguard.AddressRefused):
             return seen
@@ -339,7 +387,8 @@ def _status_hint(status: int, key_source: str) -> str:
 def _provider_message(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        error = body.get("error")
+        inner = error if isinstance(error, dict) else body
         if inner.get("message"):
             return str(inner["message"])
     response = getattr(exc, "response", None)
@@ -412,9 +461,8 @@ def _json_path(path: Any) -> str:
 
 
 def _schema_instruction(schema: dict) -> str:
-    return (
-        "Reply with JSON only - no prose, no code fences - matching this JSON Schema:\n"
-        + json.dumps(schema, indent=2, sort_keys=True)
+    return "Reply with JSON only - no prose, no code fences - matching this JSON Schema:\n" + json.dumps(
+        schema, indent=2, sort_keys=True
     )
 
 
@@ -441,7 +489,9 @@ def _schema_mistake(schema: Any) -> str | None:
 def _schema_validator(schema: Any) -> Any:
     mistake = _schema_mistake(schema)
     if mistake:
-        raise NodeError(f"config.output_schema is not a valid JSON Schema: {mistake}", retryable=False, kind="LlmConfig")
+        raise NodeError(
+            f"config.output_schema is not a valid JSON Schema: {mistake}", retryable=False, kind="LlmConfig"
+        )
     return _validator_class(schema)(schema)
 
 
@@ -449,13 +499,17 @@ def _schema_validator(schema: Any) -> Any:
 async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     provider = config.get("provider", "openai")
     if provider == "anthropic" and "temperature" in config:
-        raise NodeError(f"config.temperature: {ANTHROPIC_NO_TEMPERATURE}; remove it for the anthropic provider", retryable=False, kind="LlmConfig")
+        raise NodeError(
+            f"config.temperature: {ANTHROPIC_NO_TEMPERATURE}; remove it for the anthropic provider",
+            retryable=False,
+            kind="LlmConfig",
+        )
     context = {**(config.get("variables") or {}), "inputs": inputs}
     system = _render("system", config["system"], context) if config.get("system") else None
     prompt = _render("prompt", config["prompt"], context)
     schema = config.get("output_schema")
     validator = _schema_validator(schema) if schema is not None else None
-    if validator is not None:
+    if validator is not None and schema is not None:
         system = f"{system}\n\n{_schema_instruction(schema)}" if system else _schema_instruction(schema)
     repairs = config.get("repair_attempts", 2) if validator is not None else 0
     timeout = float(config.get("timeout_seconds", 60))
@@ -468,11 +522,25 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
     parsed: Any = None
     async with client:
         for n in range(1 + repairs):
-            reply = await _call(ctx, sdk, provider, base_url, key_source, timeout, lambda: complete(client, config, system, messages, validator is not None))
+            reply = await _call(
+                ctx,
+                sdk,
+                provider,
+                base_url,
+                key_source,
+                timeout,
+                lambda: complete(client, config, system, messages, validator is not None),  # noqa: B023 - _call awaits it in this iteration
+            )
             replies.append(reply)
             usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
             what = "reply" if n == 0 else f"repair {n}"
-            ctx.log("info", f"{reply.model} {what}: {reply.input_tokens} in / {reply.output_tokens} out tokens, {reply.latency_ms} ms", usage=usage, latency_ms=reply.latency_ms, model=reply.model)
+            ctx.log(
+                "info",
+                f"{reply.model} {what}: {reply.input_tokens} in / {reply.output_tokens} out tokens, {reply.latency_ms} ms",
+                usage=usage,
+                latency_ms=reply.latency_ms,
+                model=reply.model,
+            )
             if validator is None:
                 break
             parsed, error = _schema_error(reply.text, validator, reply.truncated)
@@ -486,7 +554,10 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
                     details={"last_output": reply.text, "error": error, "attempts": len(replies)},
                 )
             ctx.log("warning", f"{what} did not match config.output_schema ({error}); asking for a correction")
-            messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": _repair_message(error)}]
+            messages += [
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": _repair_message(error)},
+            ]
 
     last = replies[-1]
     output: dict[str, Any] = {"text": last.text}
@@ -494,7 +565,10 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> Any:
         output["json"] = parsed
     output.update(
         model=last.model,
-        usage={"input_tokens": sum(r.input_tokens for r in replies), "output_tokens": sum(r.output_tokens for r in replies)},
+        usage={
+            "input_tokens": sum(r.input_tokens for r in replies),
+            "output_tokens": sum(r.output_tokens for r in replies),
+        },
         latency_ms=sum(r.latency_ms for r in replies),
         attempts=len(replies),
     )
@@ -508,10 +582,24 @@ def _check(node: Any, doc: Any) -> list[Problem]:
     problems: list[Problem] = []
     if config.get("provider") == "custom" and not config.get("base_url") and not config.get("integration"):
         problems.append(
-            Problem("missing-base-url", "the custom provider needs a server URL", node=node.id, field="config.base_url", hint=CUSTOM_URL_HINT)
+            Problem(
+                "missing-base-url",
+                "the custom provider needs a server URL",
+                node=node.id,
+                field="config.base_url",
+                hint=CUSTOM_URL_HINT,
+            )
         )
     if config.get("provider") == "anthropic" and "temperature" in config:
-        problems.append(Problem("unsupported-field", ANTHROPIC_NO_TEMPERATURE, node=node.id, field="config.temperature", hint="remove temperature for the anthropic provider"))
+        problems.append(
+            Problem(
+                "unsupported-field",
+                ANTHROPIC_NO_TEMPERATURE,
+                node=node.id,
+                field="config.temperature",
+                hint="remove temperature for the anthropic provider",
+            )
+        )
     variables = config.get("variables", {})
     known = set(variables) | {"inputs"} if isinstance(variables, dict) else None
     for field in TEMPLATE_FIELDS:
@@ -521,7 +609,15 @@ def _check(node: Any, doc: Any) -> list[Problem]:
     schema = config.get("output_schema")
     mistake = _schema_mistake(schema) if isinstance(schema, dict) else None
     if mistake:
-        problems.append(Problem("invalid-output-schema", f"not a valid JSON Schema: {mistake}", node=node.id, field="config.output_schema", hint="fix the schema (https://json-schema.org)"))
+        problems.append(
+            Problem(
+                "invalid-output-schema",
+                f"not a valid JSON Schema: {mistake}",
+                node=node.id,
+                field="config.output_schema",
+                hint="fix the schema (https://json-schema.org)",
+            )
+        )
     return problems
 
 
@@ -535,19 +631,31 @@ def _template_problems(node_id: str, field: str, source: str, known: set[str] | 
     try:
         tree = _environment().parse(source)
     except TemplateSyntaxError as exc:
-        return [Problem("invalid-template", f"template syntax error on line {exc.lineno}: {exc.message}", node=node_id, field=f"config.{field}", hint="see https://jinja.palletsprojects.com/templates/")]
+        return [
+            Problem(
+                "invalid-template",
+                f"template syntax error on line {exc.lineno}: {exc.message}",
+                node=node_id,
+                field=f"config.{field}",
+                hint="see https://jinja.palletsprojects.com/templates/",
+            )
+        ]
     if known is None:  # variables is itself a reference: its keys are known only at run time
         return []
     names = meta.find_undeclared_variables(tree)
     # `{% if x is defined %}` is the template handling a missing name itself.
-    names -= {t.node.name for t in tree.find_all(nodes.Test) if t.name in ("defined", "undefined") and isinstance(t.node, nodes.Name)}
+    names -= {
+        t.node.name
+        for t in tree.find_all(nodes.Test)
+        if t.name in ("defined", "undefined") and isinstance(t.node, nodes.Name)
+    }
     return [
         Problem(
             "undefined-template-variable",
             f"the template uses '{name}', which is not in config.variables",
             node=node_id,
             field=f"config.{field}",
-            hint=f"add it to config.variables, e.g. {{\"{name}\": \"{{{{ input.{name} }}}}\"}}, or read an upstream output as inputs.<node id>",
+            hint=f'add it to config.variables, e.g. {{"{name}": "{{{{ input.{name} }}}}"}}, or read an upstream output as inputs.<node id>',
         )
         for name in sorted(names - known)
     ]
@@ -579,30 +687,73 @@ LLM = register(
             "required": ["model", "prompt"],
             "additionalProperties": False,
             "properties": {
-                "provider": {"enum": list(PROVIDERS), "default": "openai", "description": "custom: any OpenAI-compatible server (vLLM, Ollama, llama.cpp) at base_url."},
-                "model": {"type": "string", "minLength": 1, "description": "e.g. gpt-4o-mini, claude-sonnet-4-5, or the name the custom server serves."},
+                "provider": {
+                    "enum": list(PROVIDERS),
+                    "default": "openai",
+                    "description": "custom: any OpenAI-compatible server (vLLM, Ollama, llama.cpp) at base_url.",
+                },
+                "model": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "e.g. gpt-4o-mini, claude-sonnet-4-5, or the name the custom server serves.",
+                },
                 "system": {"type": "string", "description": "System prompt; a Jinja2 template like prompt."},
-                "prompt": {"type": "string", "minLength": 1, "description": "Jinja2 template over config.variables and inputs, e.g. Summarise: {{ text }}"},
+                "prompt": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Jinja2 template over config.variables and inputs, e.g. Summarise: {{ text }}",
+                },
                 "variables": {
                     "type": "object",
                     "propertyNames": {"not": {"const": "inputs"}},
                     "description": 'Values the templates see by name; {{ }} references here are resolved first, e.g. {"text": "{{ input.body }}"}.',
                 },
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "openai and custom only: the Anthropic API takes none."},
-                "max_tokens": {"type": "integer", "minimum": 1, "description": f"Reply length limit (Anthropic: {DEFAULT_MAX_TOKENS} when not set)."},
-                "output_schema": {"type": "object", "description": "JSON Schema the reply must match; the output then has `json`."},
-                "repair_attempts": {"type": "integer", "minimum": 0, "maximum": 5, "default": 2, "description": "Follow-up calls that show the model its schema error."},
-                "integration": {"type": "string", "minLength": 1, "description": "Stored integration holding {api_key} and optionally settings.base_url."},
-                "base_url": {"type": "string", "pattern": "^(https?://|\\{\\{)", "description": "Server URL (OpenAI style ends in /v1); with an integration it must be the integration's own."},
-                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 60, "description": "Per model call."},
+                "temperature": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 2,
+                    "description": "openai and custom only: the Anthropic API takes none.",
+                },
+                "max_tokens": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": f"Reply length limit (Anthropic: {DEFAULT_MAX_TOKENS} when not set).",
+                },
+                "output_schema": {
+                    "type": "object",
+                    "description": "JSON Schema the reply must match; the output then has `json`.",
+                },
+                "repair_attempts": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 5,
+                    "default": 2,
+                    "description": "Follow-up calls that show the model its schema error.",
+                },
+                "integration": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Stored integration holding {api_key} and optionally settings.base_url.",
+                },
+                "base_url": {
+                    "type": "string",
+                    "pattern": "^(https?://|\\{\\{)",
+                    "description": "Server URL (OpenAI style ends in /v1); with an integration it must be the integration's own.",
+                },
+                "timeout_seconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 60,
+                    "description": "Per model call.",
+                },
             },
         },
         docs=(
             "Templates (`system`, `prompt`) are Jinja2, rendered in a sandbox with `config.variables` by name "
             "and `inputs.<node id>` (upstream outputs); the engine resolves `{{ }}` references inside "
-            "`variables` first, so `variables: {\"text\": \"{{ input.body }}\"}` with `prompt: \"Summarise: {{ text }}\"` "
+            '`variables` first, so `variables: {"text": "{{ input.body }}"}` with `prompt: "Summarise: {{ text }}"` '
             "brings run data in. An unknown name fails the node naming it.\n\n"
-            "Key: from `integration` (`fo.integrations.add(\"openai-main\", \"openai\", api_key=..., settings={\"base_url\": ...})`), "
+            'Key: from `integration` (`fo.integrations.add("openai-main", "openai", api_key=..., settings={"base_url": ...})`), '
             "else `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` in the worker's environment; never from the flow. A key only goes "
             "to the URL stored with it (or the provider's API); a `base_url` without an integration is called without a key. "
             "Connections go through the outbound-address guard: a server on a private or loopback address (a local Ollama) "

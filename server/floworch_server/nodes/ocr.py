@@ -20,9 +20,10 @@ import asyncio
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import activity
 
@@ -49,7 +50,17 @@ _MAGIC = (
     (b"GIF8", "gif"),
     (b"BM", "bmp"),
 )
-_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "tif": "tiff", "tiff": "tiff", "pdf": "pdf", "bmp": "bmp", "webp": "webp", "gif": "gif"}
+_EXTENSIONS = {
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "png": "png",
+    "tif": "tiff",
+    "tiff": "tiff",
+    "pdf": "pdf",
+    "bmp": "bmp",
+    "webp": "webp",
+    "gif": "gif",
+}
 
 
 # ------------------------------------------------------------------ the document reference
@@ -68,12 +79,20 @@ class Document:
 def parse_reference(ref: Any) -> Document:
     """The document a ``config.document`` value names."""
     if not isinstance(ref, str) or not ref.strip():
-        raise NodeError(f"config.document must be a path, s3://bucket/key or blob:<id>, got {ref!r}", retryable=False, kind="InvalidDocument")
+        raise NodeError(
+            f"config.document must be a path, s3://bucket/key or blob:<id>, got {ref!r}",
+            retryable=False,
+            kind="InvalidDocument",
+        )
     ref = ref.strip()
     if ref.startswith("s3://"):
         bucket, _, key = ref[len("s3://") :].partition("/")
         if not bucket or not key:
-            raise NodeError(f"config.document {ref!r} must name a bucket and a key: s3://bucket/key", retryable=False, kind="InvalidDocument")
+            raise NodeError(
+                f"config.document {ref!r} must name a bucket and a key: s3://bucket/key",
+                retryable=False,
+                kind="InvalidDocument",
+            )
         return Document(ref, bucket=bucket, key=key)
     if blobs.is_blob_id(ref):
         try:
@@ -98,7 +117,11 @@ def _check_format(doc: Document, fmt: str, provider: str) -> None:
     supported = LOCAL_FORMATS if provider == "local" else TEXTRACT_FORMATS
     if fmt in supported:
         return
-    hint = " (provider local cannot render PDF pages: use provider textract, or convert the pages to images)" if fmt == "pdf" else ""
+    hint = (
+        " (provider local cannot render PDF pages: use provider textract, or convert the pages to images)"
+        if fmt == "pdf"
+        else ""
+    )
     raise NodeError(
         f"document {doc.ref} is {fmt}, which provider {provider} cannot read; it reads {', '.join(supported)}{hint}",
         retryable=False,
@@ -107,13 +130,18 @@ def _check_format(doc: Document, fmt: str, provider: str) -> None:
 
 
 def _read_file(doc: Document) -> bytes:
+    assert doc.path is not None, "a document outside S3 has a path"
     try:
         return doc.path.read_bytes()
     except FileNotFoundError:
         what = "blob" if blobs.is_blob_id(doc.ref) else "file"
-        raise NodeError(f"document not found: {doc.ref} (no such {what}; config.document)", retryable=False, kind="DocumentNotFound") from None
+        raise NodeError(
+            f"document not found: {doc.ref} (no such {what}; config.document)", retryable=False, kind="DocumentNotFound"
+        ) from None
     except (IsADirectoryError, PermissionError) as exc:
-        raise NodeError(f"cannot read document {doc.ref}: {exc.strerror}", retryable=False, kind="DocumentUnreadable") from None
+        raise NodeError(
+            f"cannot read document {doc.ref}: {exc.strerror}", retryable=False, kind="DocumentUnreadable"
+        ) from None
 
 
 # ------------------------------------------------------------------ the node
@@ -123,7 +151,11 @@ async def _execute(ctx: Any, config: dict, inputs: dict) -> dict:
     min_confidence = float(config.get("min_confidence", 0))
     if provider == "local":
         if config.get("features"):
-            raise NodeError("config.features needs provider textract: local OCR reads lines only", retryable=False, kind="InvalidConfig")
+            raise NodeError(
+                "config.features needs provider textract: local OCR reads lines only",
+                retryable=False,
+                kind="InvalidConfig",
+            )
         result = await _local(ctx, doc, config)
     else:
         result = await _textract(ctx, doc, config)
@@ -188,14 +220,23 @@ def _recognise(doc: Document, data: bytes) -> dict:
         image = Image.open(io.BytesIO(data))
         frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]  # TIFF pages
     except (UnidentifiedImageError, OSError) as exc:
-        raise NodeError(f"document {doc.ref} could not be decoded as an image: {exc}", retryable=False, kind="UnsupportedDocument") from None
+        raise NodeError(
+            f"document {doc.ref} could not be decoded as an image: {exc}", retryable=False, kind="UnsupportedDocument"
+        ) from None
     lines = []
     for page, frame in enumerate(frames, start=1):
         width, height = frame.size
         with _ENGINE_LOCK:
             found, _ = _engine()(frame)
         for quad, text, score in found or []:
-            lines.append({"text": text, "confidence": round(float(score), 4), "box": _box_of_quad(quad, width, height), "page": page})
+            lines.append(
+                {
+                    "text": text,
+                    "confidence": round(float(score), 4),
+                    "box": _box_of_quad(quad, width, height),
+                    "page": page,
+                }
+            )
     return {"lines": lines, "key_values": [], "tables": [], "pages": len(frames)}
 
 
@@ -212,7 +253,7 @@ def _box(left: float, top: float, width: float, height: float) -> dict:
 def _name_of(doc: Document) -> str:
     if doc.in_s3:
         return doc.key or ""
-    return blobs.filename(doc.ref) if blobs.is_blob_id(doc.ref) else doc.path.name
+    return blobs.filename(doc.ref) if blobs.is_blob_id(doc.ref) or doc.path is None else doc.path.name
 
 
 # ------------------------------------------------------------------ provider: textract
@@ -230,7 +271,9 @@ async def _textract(ctx: Any, doc: Document, config: dict) -> dict:
         _check_format(doc, sniff_format(data[:16], _name_of(doc)), "textract")
     client = await _aws_client("textract", config, doc)
     if features:
-        response = await _aws(doc, "AnalyzeDocument", client.analyze_document, Document={"Bytes": data}, FeatureTypes=features)
+        response = await _aws(
+            doc, "AnalyzeDocument", client.analyze_document, Document={"Bytes": data}, FeatureTypes=features
+        )
     else:
         response = await _aws(doc, "DetectDocumentText", client.detect_document_text, Document={"Bytes": data})
     return normalise_blocks(response.get("Blocks", []), response.get("DocumentMetadata"))
@@ -306,8 +349,14 @@ async def _textract_job(ctx: Any, doc: Document, config: dict, features: list[st
 
 
 _JOB_APIS = {
-    "analysis": (("StartDocumentAnalysis", "start_document_analysis"), ("GetDocumentAnalysis", "get_document_analysis")),
-    "text": (("StartDocumentTextDetection", "start_document_text_detection"), ("GetDocumentTextDetection", "get_document_text_detection")),
+    "analysis": (
+        ("StartDocumentAnalysis", "start_document_analysis"),
+        ("GetDocumentAnalysis", "get_document_analysis"),
+    ),
+    "text": (
+        ("StartDocumentTextDetection", "start_document_text_detection"),
+        ("GetDocumentTextDetection", "get_document_text_detection"),
+    ),
 }
 
 
@@ -316,7 +365,12 @@ def previous_job(document_ref: str, mode: str) -> str | None:
     if not activity.in_activity():
         return None
     for detail in reversed(activity.info().heartbeat_details or ()):
-        if isinstance(detail, dict) and detail.get("document") == document_ref and detail.get("mode") == mode and detail.get("textract_job_id"):
+        if (
+            isinstance(detail, dict)
+            and detail.get("document") == document_ref
+            and detail.get("mode") == mode
+            and detail.get("textract_job_id")
+        ):
             return str(detail["textract_job_id"])
     return None
 
@@ -354,7 +408,9 @@ def normalise_blocks(blocks: list[dict], metadata: dict | None = None) -> dict:
         values = [by_id[i] for i in _related(b, "VALUE") if i in by_id]
         value_text = " ".join(t for t in (_child_text(v, by_id) for v in values) if t)
         confidence = min([_confidence(b)] + [_confidence(v) for v in values])
-        key_values.append({"key": _child_text(b, by_id), "value": value_text, "confidence": confidence, "page": b.get("Page", 1)})
+        key_values.append(
+            {"key": _child_text(b, by_id), "value": value_text, "confidence": confidence, "page": b.get("Page", 1)}
+        )
     tables = [_table(b, by_id) for b in blocks if b.get("BlockType") == "TABLE"]
     return {"lines": lines, "key_values": key_values, "tables": tables, "pages": _page_count(blocks, metadata, lines)}
 
@@ -422,24 +478,42 @@ RETRYABLE_AWS_CODES = {
     "ServiceUnavailableException",
 }
 MISSING_AWS_CODES = {"NoSuchBucket", "NoSuchKey", "NotFound", "404", "InvalidS3ObjectException"}
-CREDENTIAL_AWS_CODES = {"AccessDenied", "AccessDeniedException", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"}
+CREDENTIAL_AWS_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+}
 CREDENTIALS_HINT = "give the worker AWS credentials through its environment or boto3's credential chain (a .flow file never holds them)"
 
 
 async def _aws_client(service: str, config: dict, doc: Document) -> Any:
-    return await _aws(doc, f"create {service} client", _make_client, service, config.get("region"), config.get("endpoint_url"))
+    return await _aws(
+        doc, f"create {service} client", _make_client, service, config.get("region"), config.get("endpoint_url")
+    )
 
 
 def _make_client(service: str, region: str | None, endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    options: dict[str, Any] = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 10, "read_timeout": 60}
+    options: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": 3},
+        "connect_timeout": 10,
+        "read_timeout": 60,
+    }
     if endpoint_url:
         # S3-compatible servers rarely serve virtual-hosted bucket names.
         options["s3"] = {"addressing_style": "path"}
     # A session per client: boto3's default session is not safe to share across threads.
-    return boto3.session.Session().client(service, region_name=region or None, endpoint_url=endpoint_url or None, config=Config(**options))
+    return boto3.session.Session().client(
+        service, region_name=region or None, endpoint_url=endpoint_url or None, config=Config(**options)
+    )
 
 
 async def _s3_bytes(doc: Document, config: dict, first: int | None = None) -> bytes:
@@ -467,10 +541,23 @@ async def _aws(doc: Document, action: str, fn: Callable[..., Any], *args: Any, *
     except aws.ClientError as exc:
         raise _client_error(doc, action, exc) from None
     except aws.NoCredentialsError:
-        raise NodeError(f"{action} for {doc.ref}: no AWS credentials found; {CREDENTIALS_HINT}", retryable=False, kind="AwsCredentials") from None
+        raise NodeError(
+            f"{action} for {doc.ref}: no AWS credentials found; {CREDENTIALS_HINT}",
+            retryable=False,
+            kind="AwsCredentials",
+        ) from None
     except aws.NoRegionError:
-        raise NodeError(f"{action} for {doc.ref}: no AWS region: set config.region or AWS_REGION in the worker's environment", retryable=False, kind="AwsRegion") from None
-    except (aws.EndpointConnectionError, aws.ConnectTimeoutError, aws.ReadTimeoutError, aws.ConnectionClosedError) as exc:
+        raise NodeError(
+            f"{action} for {doc.ref}: no AWS region: set config.region or AWS_REGION in the worker's environment",
+            retryable=False,
+            kind="AwsRegion",
+        ) from None
+    except (
+        aws.EndpointConnectionError,
+        aws.ConnectTimeoutError,
+        aws.ReadTimeoutError,
+        aws.ConnectionClosedError,
+    ) as exc:
         raise NodeError(f"{action} for {doc.ref}: {exc}", kind="AwsUnavailable") from None
     except (aws.ParamValidationError, ValueError) as exc:
         raise NodeError(f"{action} for {doc.ref}: {exc}", retryable=False, kind="AwsInvalidRequest") from None
@@ -486,9 +573,15 @@ def _client_error(doc: Document, action: str, exc: Any) -> NodeError:
     if code in MISSING_AWS_CODES:
         return NodeError(f"document not found: {doc.ref} ({code}: {message})", retryable=False, kind="DocumentNotFound")
     if code in RETRYABLE_AWS_CODES or status == 429 or status >= 500:
-        return NodeError(f"{action} for {doc.ref} failed for now ({code}, HTTP {status}): {message}", kind="AwsRetryable")
+        return NodeError(
+            f"{action} for {doc.ref} failed for now ({code}, HTTP {status}): {message}", kind="AwsRetryable"
+        )
     if code in CREDENTIAL_AWS_CODES:
-        return NodeError(f"{action} for {doc.ref} was refused ({code}): {message}; {CREDENTIALS_HINT}", retryable=False, kind="AwsAccessDenied")
+        return NodeError(
+            f"{action} for {doc.ref} was refused ({code}): {message}; {CREDENTIALS_HINT}",
+            retryable=False,
+            kind="AwsAccessDenied",
+        )
     if code == "UnsupportedDocumentException" and not doc.in_s3:
         message += " (Textract reads multi-page PDF and TIFF documents only from S3: give an s3:// document)"
     return NodeError(f"{action} for {doc.ref} failed ({code}): {message}", retryable=False, kind=code or "AwsError")
@@ -530,7 +623,10 @@ OCR = register(
                     "uniqueItems": True,
                     "description": "Textract only: TABLES fills `tables`, FORMS fills `key_values` (AnalyzeDocument instead of DetectDocumentText).",
                 },
-                "region": {"type": "string", "description": "AWS region of S3 and Textract; default: the worker's AWS configuration."},
+                "region": {
+                    "type": "string",
+                    "description": "AWS region of S3 and Textract; default: the worker's AWS configuration.",
+                },
                 "endpoint_url": {
                     "type": "string",
                     "pattern": "^(https?://|\\{\\{)",

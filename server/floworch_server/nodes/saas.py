@@ -9,8 +9,9 @@ Adding a provider is one more of each: a `Connector`, an operation function that
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from ..connectors import Auth, Connector, Idempotency, Pagination, RateLimit, account, call
@@ -101,7 +102,9 @@ SLACK = Connector(
     base_url="https://slack.com/api",
     auth=Auth("bearer"),
     rate_limit=RateLimit(remaining=None, reset=None),  # Slack only sends Retry-After, with its 429s
-    pagination=Pagination("cursor", next="response_metadata.next_cursor", param="cursor", limit_param="limit", page_size=200),
+    pagination=Pagination(
+        "cursor", next="response_metadata.next_cursor", param="cursor", limit_param="limit", page_size=200
+    ),
     error_message=_slack_message,
     status_of=_slack_status,
     hints={
@@ -131,12 +134,16 @@ SLACK_MESSAGE = _action(
     run=post_slack_message,
     properties={
         "channel": {"type": "string", "minLength": 1, "description": "Channel id (C0123456789) or #name."},
-        "text": {"type": "string", "minLength": 1, "description": "The message; also the notification text when blocks are given."},
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The message; also the notification text when blocks are given.",
+        },
         "blocks": {"type": "array", "items": {"type": "object"}, "description": "Block Kit blocks."},
         "thread_ts": {"type": "string", "description": "Reply in the thread of this message ts."},
     },
     required=["channel", "text"],
-    docs="Slack takes no idempotency key: a retry after a lost answer may post twice. Reply in a thread with `thread_ts: \"{{ nodes.<slack node>.output.ts }}\"`.",
+    docs='Slack takes no idempotency key: a retry after a lost answer may post twice. Reply in a thread with `thread_ts: "{{ nodes.<slack node>.output.ts }}"`.',
     icon="slack",
 )
 
@@ -157,12 +164,26 @@ HUBSPOT = Connector(
 async def upsert_hubspot_contact(ctx: Any, config: dict, inputs: dict) -> dict:
     email = config["email"]
     properties = {**(config.get("properties") or {}), "email": email}
-    created = await call(ctx, HUBSPOT, config["integration"], "POST", "/crm/v3/objects/contacts", json={"properties": properties}, accept=(409,))
+    created = await call(
+        ctx,
+        HUBSPOT,
+        config["integration"],
+        "POST",
+        "/crm/v3/objects/contacts",
+        json={"properties": properties},
+        accept=(409,),
+    )
     if created.status != 409:
         return {"id": created.body.get("id"), "created": True, "properties": created.body.get("properties", {})}
     # The email is taken: update that contact, addressed by its email.
     updated = await call(
-        ctx, HUBSPOT, config["integration"], "PATCH", f"/crm/v3/objects/contacts/{quote(email, safe='@')}", params={"idProperty": "email"}, json={"properties": properties}
+        ctx,
+        HUBSPOT,
+        config["integration"],
+        "PATCH",
+        f"/crm/v3/objects/contacts/{quote(email, safe='@')}",
+        params={"idProperty": "email"},
+        json={"properties": properties},
     )
     return {"id": updated.body.get("id"), "created": False, "properties": updated.body.get("properties", {})}
 
@@ -174,11 +195,15 @@ HUBSPOT_CONTACT = _action(
     description="Creates a HubSpot contact, or updates the one with the same email; the output is {id, created, properties}.",
     run=upsert_hubspot_contact,
     properties={
-        "email": {"type": "string", "minLength": 3, "description": "The contact's email: the key that decides create or update."},
+        "email": {
+            "type": "string",
+            "minLength": 3,
+            "description": "The contact's email: the key that decides create or update.",
+        },
         "properties": {
             "type": "object",
             "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
-            "description": "Contact properties by internal name, e.g. {\"firstname\": \"Ada\", \"lifecyclestage\": \"lead\"}.",
+            "description": 'Contact properties by internal name, e.g. {"firstname": "Ada", "lifecyclestage": "lead"}.',
         },
     },
     required=["email"],
@@ -254,7 +279,15 @@ async def send_gmail(ctx: Any, config: dict, inputs: dict) -> dict:
 def _check_gmail_body(node: Any, doc: Any) -> list[Problem]:
     if "text" in node.config or "html" in node.config:
         return []
-    return [Problem("invalid-config", "the email has no body", node=node.id, field="config.text", hint="set config.text, config.html or both")]
+    return [
+        Problem(
+            "invalid-config",
+            "the email has no body",
+            node=node.id,
+            field="config.text",
+            hint="set config.text, config.html or both",
+        )
+    ]
 
 
 # One address or a list of them (minLength applies to a string, items and minItems to a list).
@@ -305,7 +338,9 @@ QUICKBOOKS = Connector(
     rate_limit=RateLimit(remaining=None, reset=None),
     pagination=None,  # list reads go through its query endpoint, whose paging is part of the query text
     error_message=_quickbooks_message,
-    hints={"Invalid Reference Id": "check config.customer_id and each line's item_id: they must be ids in this company"},
+    hints={
+        "Invalid Reference Id": "check config.customer_id and each line's item_id: they must be ids in this company"
+    },
     credential_help="an OAuth access token with the com.intuit.quickbooks.accounting scope, and settings={'realm_id': '<company id>'}",
 )
 
@@ -319,7 +354,10 @@ async def create_quickbooks_invoice(ctx: Any, config: dict, inputs: dict) -> dic
             retryable=False,
             kind="InvalidConfig",
         )
-    invoice: dict[str, Any] = {"CustomerRef": {"value": str(config["customer_id"])}, "Line": [_invoice_line(line) for line in config["lines"]]}
+    invoice: dict[str, Any] = {
+        "CustomerRef": {"value": str(config["customer_id"])},
+        "Line": [_invoice_line(line) for line in config["lines"]],
+    }
     if config.get("due_date"):
         invoice["DueDate"] = config["due_date"]
     if config.get("doc_number"):
@@ -348,7 +386,11 @@ QUICKBOOKS_INVOICE = _action(
     description="Creates a QuickBooks Online invoice for a customer; the output is {id, doc_number, total}.",
     run=create_quickbooks_invoice,
     properties={
-        "realm_id": {"type": "string", "minLength": 1, "description": "Company id; defaults to the integration's settings.realm_id."},
+        "realm_id": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Company id; defaults to the integration's settings.realm_id.",
+        },
         "customer_id": {"type": ["string", "integer"], "description": "Id of the QuickBooks customer billed."},
         "lines": {
             "type": "array",
@@ -359,7 +401,10 @@ QUICKBOOKS_INVOICE = _action(
                 "required": ["amount", "item_id"],
                 "additionalProperties": False,
                 "properties": {
-                    "amount": {"type": "number", "description": "Line total (quantity x unit_price when both are given)."},
+                    "amount": {
+                        "type": "number",
+                        "description": "Line total (quantity x unit_price when both are given).",
+                    },
                     "item_id": {"type": ["string", "integer"], "description": "Id of the product or service sold."},
                     "description": {"type": "string"},
                     "quantity": {"type": "number"},

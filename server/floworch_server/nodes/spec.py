@@ -12,9 +12,10 @@ Kinds of node:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..flowdoc import FlowDocument, Node
@@ -34,7 +35,7 @@ class Port:
     # the flow's acyclic graph, so they are not cycles.
     loop_back: bool = False
 
-    def accepts(self, other: "Port") -> bool:
+    def accepts(self, other: Port) -> bool:
         return self.type == "any" or other.type == "any" or self.type == other.type
 
     def to_dict(self) -> dict:
@@ -53,7 +54,11 @@ class OutputsFrom:
 
     def ports(self, config: dict[str, Any]) -> tuple[Port, ...]:
         items = config.get(self.field)
-        named = [i[self.key] for i in items if isinstance(i, dict) and isinstance(i.get(self.key), str)] if isinstance(items, list) else []
+        named = (
+            [i[self.key] for i in items if isinstance(i, dict) and isinstance(i.get(self.key), str)]
+            if isinstance(items, list)
+            else []
+        )
         return tuple(Port(name) for name in [*named, *self.then])
 
     def to_dict(self) -> dict:
@@ -115,11 +120,11 @@ class NodeSpec:
     dynamic_outputs: OutputsFrom | None = None
     allows_loops: bool = False
     # extra flow-level checks: check(node, doc) -> problems
-    check: Callable[["Node", "FlowDocument"], list["Problem"]] | None = None
+    check: Callable[[Node, FlowDocument], list[Problem]] | None = None
     # triggers: called when a version with this node is published / when it stops being live.
     # on_publish(tctx) returns the registration to keep ({"kind", "key", "config"?, "secret"?}).
-    on_publish: Callable[["TriggerContext"], Awaitable[dict | None]] | None = None
-    on_unpublish: Callable[["TriggerContext", dict], Awaitable[None]] | None = None
+    on_publish: Callable[[TriggerContext], Awaitable[dict | None]] | None = None
+    on_unpublish: Callable[[TriggerContext, dict], Awaitable[None]] | None = None
     docs: str = ""
     icon: str = ""
 
@@ -196,6 +201,14 @@ def get(node_type: str) -> NodeSpec | None:
     return _REGISTRY.get(node_type)
 
 
+def require(node_type: str) -> NodeSpec:
+    """The spec of a node type that must be registered (one a validated flow or a plan uses)."""
+    spec = _REGISTRY.get(node_type)
+    if spec is None:
+        raise KeyError(f"no node type {node_type!r} is registered")
+    return spec
+
+
 def all_specs() -> list[NodeSpec]:
     return sorted(_REGISTRY.values(), key=lambda s: (CATEGORIES.index(s.category), s.type))
 
@@ -208,7 +221,13 @@ class NodeError(Exception):
     """A node failed in a way its executor understands. ``retryable=False`` stops Temporal's retries."""
 
     def __init__(
-        self, message: str, *, retryable: bool = True, kind: str = "NodeError", details: Any = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        kind: str = "NodeError",
+        details: Any = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.retryable = retryable

@@ -13,7 +13,11 @@ from .spec import NodeSpec, Port, TriggerContext, register
 async def _on_publish(ctx: TriggerContext) -> dict:
     if ctx.previous and ctx.previous.get("kind") == "webhook":
         # Same hook id and secret as before: senders keep working across versions.
-        return {"kind": "webhook", "key": ctx.previous["key"], "config": {"max_body_bytes": ctx.config.get("max_body_bytes")}}
+        return {
+            "kind": "webhook",
+            "key": ctx.previous["key"],
+            "config": {"max_body_bytes": ctx.config.get("max_body_bytes")},
+        }
     from ..secrets import box_for
 
     settings = ctx.service.settings
@@ -48,9 +52,9 @@ WEBHOOK = register(
         },
         docs=(
             "Sign each request: `X-Floworch-Timestamp: <unix seconds>` and "
-            "`X-Floworch-Signature: v1=<hex HMAC-SHA256(secret, \"<timestamp>.\" + raw body)>`; "
+            '`X-Floworch-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>`; '
             "requests more than 5 minutes off are refused. A repeated `Idempotency-Key` (or the same "
-            "signed request again) returns the same run. Answers 202 `{\"run_id\": ...}`. "
+            'signed request again) returns the same run. Answers 202 `{"run_id": ...}`. '
             "The URL and secret: `flow.webhooks()`."
         ),
     )

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["FINAL_STATUSES", "ROLES", "RUN_STATUSES", "TENANT_ID", "NotFound", "Store", "check_tenant", "store_for"]
 
 
-def store_for(settings: "Settings", tenant: str = "default") -> Store:
+def store_for(settings: Settings, tenant: str = "default") -> Store:
     """The store the settings name, scoped to ``tenant``: the application's URL
-    (``FLOWORCH_DATABASE_URL``), migrated through ``FLOWORCH_DATABASE_OWNER_URL`` when set."""
-    return Store(settings.store_url, tenant=tenant, owner_url=settings.database_owner_url or None)
+    (``FLOWORCH_DATABASE_URL``), migrated through ``FLOWORCH_DATABASE_OWNER_URL`` when set, with
+    the reads that tolerate lag on ``FLOWORCH_DATABASE_READ_URL`` when set."""
+    return Store(
+        settings.store_url,
+        tenant=tenant,
+        owner_url=settings.database_owner_url or None,
+        read_url=settings.database_read_url or None,
+    )

@@ -11,6 +11,10 @@ transaction-local ``floworch.tenant`` setting that the row-level security polici
 against (migration 0006). It is set in this one place, the engine's "begin" event, so no query
 can run in a transaction without it; being transaction-local (``SET LOCAL``), it never leaks to
 the next user of a pooled connection.
+
+A read replica (``replica_engine``, FLOWORCH_DATABASE_READ_URL) is made the same way, so its
+transactions carry the same tenant setting, and every one of them is also ``READ ONLY``: a
+replica URL that turns out to reach the primary still cannot write.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -29,16 +34,23 @@ WRITE_OPTION = "floworch_write"
 TENANT_OPTION = "floworch_tenant"
 # The PostgreSQL setting the row-level security policies read.
 TENANT_SETTING = "floworch.tenant"
+READ_URL_SETTING = "FLOWORCH_DATABASE_READ_URL"
 
 
-def normalise_url(url: str) -> str:
-    """Accept plain ``postgresql://`` URLs, using psycopg 3 (the driver we depend on)."""
-    parsed = make_url(url)
+def normalise_url(url: str, setting: str = "FLOWORCH_DATABASE_URL") -> str:
+    """Accept plain ``postgresql://`` URLs, using psycopg 3 (the driver we depend on).
+    ``setting`` names where the URL came from, for the error a bad one gets."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            f"{setting} is not a database URL: {url!r}; use sqlite:///<file> or postgresql+psycopg://user@host/db"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ValueError(
-            f"Unsupported store database {parsed.get_backend_name()!r} in FLOWORCH_DATABASE_URL; "
+            f"Unsupported store database {parsed.get_backend_name()!r} in {setting}; "
             "use sqlite:///<file> or postgresql+psycopg://user@host/db"
         )
     return parsed.render_as_string(hide_password=False)
@@ -64,9 +76,24 @@ def make_engine(url: str) -> Engine:
         tenant = connection.get_execution_options().get(TENANT_OPTION)
         if tenant is not None:
             # is_local=true: the SET LOCAL form, undone when the transaction ends.
-            connection.exec_driver_sql("SELECT set_config(%(name)s, %(tenant)s, true)", {"name": TENANT_SETTING, "tenant": tenant})
+            connection.exec_driver_sql(
+                "SELECT set_config(%(name)s, %(tenant)s, true)", {"name": TENANT_SETTING, "tenant": tenant}
+            )
 
     return engine
+
+
+def replica_engine(url: str) -> Engine:
+    """The engine of a PostgreSQL read replica at ``url`` (FLOWORCH_DATABASE_READ_URL): like
+    ``make_engine``'s, with every transaction read only. Connects to nothing yet; the store
+    checks the replica when it opens (``migrate.check_replica``)."""
+    url = normalise_url(url, READ_URL_SETTING)
+    if make_url(url).get_backend_name() != "postgresql":
+        raise ValueError(
+            f"{READ_URL_SETTING} must be a PostgreSQL URL (a read replica of FLOWORCH_DATABASE_URL), "
+            f"got {make_url(url).render_as_string()!r}"
+        )
+    return make_engine(url).execution_options(postgresql_readonly=True)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from .engine import sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "floworch_alembic_version"  # as in migrations/env.py
+REPLICA_CATCH_UP_S = 10.0
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -44,32 +47,38 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the store's migrations have no head revision")
+    return head
 
 
-def upgrade(engine: Engine, app_role: str | None = None) -> None:
+def upgrade(engine: Engine, app_role: str | None = None, read_role: str | None = None) -> None:
     """Bring the database behind ``engine`` (a writer engine) to the latest schema.
 
     ``app_role``: on PostgreSQL, the application's role, when ``engine`` logs in as the tables'
-    owner; it is granted its privileges afterwards (``grant_app_role``)."""
-    with _file_lock(sqlite_file(engine.url.render_as_string(hide_password=False))):
-        with engine.connect() as connection:
-            sqlite = connection.dialect.name == "sqlite"
+    owner; it is granted its privileges afterwards (``grant_app_role``). ``read_role``: the role
+    of the read replica's URL, granted reading only (``grant_read_role``); grants made here on
+    the primary reach a physical replica with everything else."""
+    with _file_lock(sqlite_file(engine.url.render_as_string(hide_password=False))), engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite rebuilds a table to change its constraints (batch mode): dropping the old
+            # table would fire its children's ON DELETE actions. The pragma only takes effect
+            # outside a transaction; foreign_key_check below proves the rebuild kept them whole.
+            _sqlite_foreign_keys(connection, False)
+        try:
+            with connection.begin():
+                _upgrade(connection, engine)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError(f"Migrating {engine.url!r} broke a foreign key; the migration was rolled back")
+                if app_role and connection.dialect.name == "postgresql":
+                    grant_app_role(connection, app_role)
+                if read_role and connection.dialect.name == "postgresql":
+                    grant_read_role(connection, read_role)
+        finally:
             if sqlite:
-                # SQLite rebuilds a table to change its constraints (batch mode): dropping the old
-                # table would fire its children's ON DELETE actions. The pragma only takes effect
-                # outside a transaction; foreign_key_check below proves the rebuild kept them whole.
-                _sqlite_foreign_keys(connection, False)
-            try:
-                with connection.begin():
-                    _upgrade(connection, engine)
-                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
-                        raise RuntimeError(f"Migrating {engine.url!r} broke a foreign key; the migration was rolled back")
-                    if app_role and connection.dialect.name == "postgresql":
-                        grant_app_role(connection, app_role)
-            finally:
-                if sqlite:
-                    _sqlite_foreign_keys(connection, True)
+                _sqlite_foreign_keys(connection, True)
 
 
 def _upgrade(connection: Connection, engine: Engine) -> None:
@@ -97,7 +106,7 @@ def grant_app_role(connection: Connection, role: str) -> None:
     if connection.exec_driver_sql("SELECT current_user").scalar() == role:
         return  # the one-URL setup: the application owns the tables
     quote = connection.dialect.identifier_preparer.quote
-    schema = quote(connection.exec_driver_sql("SELECT current_schema()").scalar())
+    schema = quote(str(connection.exec_driver_sql("SELECT current_schema()").scalar()))
     grantee = quote(role)
     for statement in (
         f"GRANT USAGE ON SCHEMA {schema} TO {grantee}",
@@ -109,9 +118,76 @@ def grant_app_role(connection: Connection, role: str) -> None:
         connection.exec_driver_sql(statement)
 
 
+def grant_read_role(connection: Connection, role: str) -> None:
+    """Let the read replica's role read every table of the store's schema, and nothing more.
+    Row-level security binds it like the application's role. Idempotent."""
+    if connection.exec_driver_sql("SELECT current_user").scalar() == role:
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    schema = quote(str(connection.exec_driver_sql("SELECT current_schema()").scalar()))
+    connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {quote(role)}")
+    connection.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {quote(role)}")
+
+
+def check_replica(engine: Engine, setting: str, catch_up_s: float = REPLICA_CATCH_UP_S) -> None:
+    """Make sure the read replica behind ``engine`` answers and holds this store at the latest
+    schema; else raise ValueError naming ``setting`` and what is wrong. A replica a moment
+    behind a migration the primary just ran gets ``catch_up_s`` to replay it."""
+    where = f"{setting} ({engine.url.render_as_string(hide_password=True)})"
+    head = head_revision()
+    deadline = time.monotonic() + catch_up_s
+    while True:
+        try:
+            with engine.connect() as connection:
+                found = connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
+        except OperationalError as exc:
+            raise ValueError(f"{where}: cannot connect: {_first_line(exc)}") from None
+        except ProgrammingError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate == "42P01" and _schema_not_usable(engine):
+                sqlstate = "42501"  # the table is there, in a schema the role may not use
+            if sqlstate == "42P01":  # undefined_table
+                raise ValueError(
+                    f"{where}: no FlowOrchestrator store there (no table {VERSION_TABLE} in its search path); "
+                    "it must be a replica of FLOWORCH_DATABASE_URL, with the same database and schema"
+                ) from None
+            if sqlstate == "42501":  # insufficient_privilege
+                raise ValueError(
+                    f"{where}: its role {engine.url.username!r} may not read the store ({_first_line(exc)}); "
+                    "set FLOWORCH_DATABASE_OWNER_URL so migrations grant it reading, or GRANT SELECT on the primary"
+                ) from None
+            raise
+        if found == head:
+            return
+        if time.monotonic() >= deadline:
+            raise ValueError(
+                f"{where}: its store is at schema revision {found!r}, the primary's at {head!r}; "
+                "is it a replica of FLOWORCH_DATABASE_URL, and is replication running?"
+            )
+        time.sleep(0.2)
+
+
+def _schema_not_usable(engine: Engine) -> bool:
+    """True when a schema of the search path holds the store's version table but the role lacks
+    USAGE on it: PostgreSQL then answers as if the table did not exist."""
+    query = (
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = %(table)s AND NOT has_schema_privilege(n.oid, 'USAGE') "
+        "AND n.nspname = ANY(string_to_array(replace(replace(current_setting('search_path'), ' ', ''), '\"', ''), ','))"
+    )
+    with engine.connect() as connection:
+        return bool(connection.exec_driver_sql(query, {"table": VERSION_TABLE}).scalar())
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+
+
 def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
     # On the DBAPI connection: through SQLAlchemy the statement would open a transaction first.
-    connection.connection.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    driver = connection.connection.driver_connection
+    assert driver is not None, "an open connection has its DBAPI connection"
+    driver.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ so they cannot drift apart. Every timestamp is timezone-aware UTC on the way in 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -17,10 +17,10 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
-    PrimaryKeyConstraint,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -61,13 +61,14 @@ def check_tenant(tenant: Any) -> str:
         )
     return tenant
 
+
 # JSONB on Postgres (indexable, compact); plain JSON text elsewhere. None is stored as SQL NULL,
 # not as the JSON text "null", so "IS NULL" means "not given".
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | str) -> datetime:
@@ -77,8 +78,8 @@ def as_utc(value: datetime | str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime or ISO 8601 string, got {type(value).__name__}")
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -368,9 +369,7 @@ class AlertRule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # A flow started (its published version) when an alert of this rule opens. Deleting the
     # flow only drops the action: the rule keeps watching.
-    action_workflow_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("workflows.id", ondelete="SET NULL")
-    )
+    action_workflow_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("workflows.id", ondelete="SET NULL"))
 
 
 class Alert(Base):

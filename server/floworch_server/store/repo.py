@@ -10,6 +10,15 @@ tenant's, on the same connection pool). Every read is filtered to that tenant, e
 writes it, updates and deletes only reach its rows, and a record naming another tenant is
 refused. On PostgreSQL row-level security enforces the same below the store (engine.py sets
 the tenant on every transaction), so a query the store forgot to filter still sees nothing else.
+
+With a read replica (``read_url``, FLOWORCH_DATABASE_READ_URL) the reads that tolerate
+replication lag go to it: they are the methods that use ``self._lagging``, namely the run list
+(``list_runs``, and with it the dead letters), the audit log (``list_audit``) and the aggregate
+queries of the dashboard, alerts and metrics (``reader``). Everything else reads the primary,
+so a record someone just wrote is there when they read it back: a run's own record right after
+it starts (``get_run``), its logs and trace, workflows and versions, members, tokens and
+everything read inside a write transaction. The replica's transactions carry the same tenant
+setting as the primary's (engine.py), and it is never migrated: its schema arrives by replication.
 """
 
 from __future__ import annotations
@@ -18,14 +27,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, case, func, insert, select, update
+from sqlalchemy import Engine, Table, and_, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from sqlalchemy.engine import make_url
-
 from . import migrate
-from .engine import make_engine, normalise_url, scoped, writer
+from .engine import READ_URL_SETTING, make_engine, normalise_url, replica_engine, scoped, writer
 from .models import (
     ALERT_KINDS,
     DEFAULT_ALERT_RULES,
@@ -39,12 +47,12 @@ from .models import (
     Integration,
     LogRecord,
     Member,
-    RefreshToken,
-    Tenant,
     MetricSample,
     NodeTiming,
     OAuthAuthorization,
     OAuthProvider,
+    RefreshToken,
+    Tenant,
     TriggerRegistration,
     Workflow,
     WorkflowRun,
@@ -54,23 +62,30 @@ from .models import (
     utcnow,
 )
 
-workflows: Table = Workflow.__table__
-versions: Table = WorkflowVersion.__table__
-runs: Table = WorkflowRun.__table__
-logs: Table = LogRecord.__table__
-audit_log: Table = AuditEntry.__table__
-integrations: Table = Integration.__table__
-triggers: Table = TriggerRegistration.__table__
-node_timings: Table = NodeTiming.__table__
-alert_rules: Table = AlertRule.__table__
-alerts: Table = Alert.__table__
-metric_samples: Table = MetricSample.__table__
-tenants_table: Table = Tenant.__table__
-members: Table = Member.__table__
-refresh_tokens: Table = RefreshToken.__table__
+
+def _table(model: Any) -> Table:
+    table = model.__table__  # typed as any FromClause; a declarative model's is its Table
+    assert isinstance(table, Table)
+    return table
+
+
+workflows = _table(Workflow)
+versions = _table(WorkflowVersion)
+runs = _table(WorkflowRun)
+logs = _table(LogRecord)
+audit_log = _table(AuditEntry)
+integrations = _table(Integration)
+triggers = _table(TriggerRegistration)
+node_timings = _table(NodeTiming)
+alert_rules = _table(AlertRule)
+alerts = _table(Alert)
+metric_samples = _table(MetricSample)
+tenants_table = _table(Tenant)
+members = _table(Member)
+refresh_tokens = _table(RefreshToken)
 INTEGRATION_PUBLIC = [c for c in integrations.c if c.key != "secret"]
-oauth_providers: Table = OAuthProvider.__table__
-oauth_authorizations: Table = OAuthAuthorization.__table__
+oauth_providers = _table(OAuthProvider)
+oauth_authorizations = _table(OAuthAuthorization)
 OAUTH_PROVIDER_PUBLIC = [c for c in oauth_providers.c if c.key != "client_secret"]
 
 # Collaborative state is bytes and can be large: served by its own methods, not in workflow dicts.
@@ -100,36 +115,55 @@ class NotFound(KeyError):
 
 
 class Store:
-    def __init__(self, url: str, tenant: str = DEFAULT_TENANT, owner_url: str | None = None) -> None:
+    def __init__(
+        self, url: str, tenant: str = DEFAULT_TENANT, owner_url: str | None = None, read_url: str | None = None
+    ) -> None:
         """Open (and migrate) the store at ``url``, scoped to ``tenant``.
 
         ``owner_url``: on PostgreSQL, a URL logging in as the tables' owner. Migrations then run
         through it and the role of ``url`` is granted only what the application needs (see
-        migrate.py); without it ``url`` migrates and owns the tables (the weaker setup)."""
+        migrate.py); without it ``url`` migrates and owns the tables (the weaker setup).
+        ``read_url``: on PostgreSQL, a read replica of ``url`` for the reads that tolerate lag
+        (see the module docstring); checked here, and granted reading when ``owner_url`` migrates."""
         self.url = normalise_url(url)
         self.tenant = check_tenant(tenant)
         self._root = self
         self._known_tenants: set[str] = set()  # ensured this process: shared by for_tenant views
         self._base = make_engine(self.url)
+        self._read_base: Engine | None = None
         try:
+            if read_url:
+                if self._base.dialect.name != "postgresql":
+                    raise ValueError(
+                        f"{READ_URL_SETTING} is set, but FLOWORCH_DATABASE_URL is not PostgreSQL "
+                        f"({self._base.dialect.name}): a read replica needs a PostgreSQL store; unset {READ_URL_SETTING}"
+                    )
+                self._read_base = replica_engine(read_url)
+            read_role = self._read_base.url.username if self._read_base is not None else None
             if owner_url:
                 owner = make_engine(owner_url)
                 try:
-                    migrate.upgrade(writer(owner), app_role=make_url(self.url).username)
+                    migrate.upgrade(writer(owner), app_role=make_url(self.url).username, read_role=read_role)
                 finally:
                     owner.dispose()
             else:
                 migrate.upgrade(writer(self._base))
+            if self._read_base is not None:
+                migrate.check_replica(self._read_base, READ_URL_SETTING)
         except BaseException:
             self._base.dispose()
+            if self._read_base is not None:
+                self._read_base.dispose()
             raise
         self._scope()
 
     def _scope(self) -> None:
         self._engine = scoped(self._base, self.tenant)
         self._writer = writer(self._engine)
+        # The reads that may lag behind the primary (module docstring): the replica, if any.
+        self._lagging = scoped(self._read_base, self.tenant) if self._read_base is not None else self._engine
 
-    def for_tenant(self, tenant: str) -> "Store":
+    def for_tenant(self, tenant: str) -> Store:
         """This store as seen by ``tenant``: same engine and pool, no migration; cheap enough
         to call per request. Closing it is a no-op (the store it came from owns the pool)."""
         tenant = check_tenant(tenant)
@@ -137,15 +171,17 @@ class Store:
             return self
         view = object.__new__(Store)
         view.url, view.tenant, view._root = self.url, tenant, self._root
-        view._known_tenants, view._base = self._known_tenants, self._base
+        view._known_tenants, view._base, view._read_base = self._known_tenants, self._base, self._read_base
         view._scope()
         return view
 
     def close(self) -> None:
         if self._root is self:
             self._base.dispose()
+            if self._read_base is not None:
+                self._read_base.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -208,7 +244,7 @@ class Store:
         _require_document(document)
         self.ensure_tenant()
         now = utcnow()
-        row = {
+        row: dict[str, Any] = {
             "id": id or str(uuid.uuid4()),
             "name": name,
             "tenant": tenant,
@@ -226,7 +262,11 @@ class Store:
         except IntegrityError as exc:
             # Tell apart the two unique keys, so the caller knows which one to change. Ids are
             # unique across tenants (another tenant's is invisible here: same message, no detail).
-            if path is not None and self.get_workflow(row["id"]) is None and self.find_workflow_by_path(path) is not None:
+            if (
+                path is not None
+                and self.get_workflow(row["id"]) is None
+                and self.find_workflow_by_path(path) is not None
+            ):
                 raise ValueError(f"workflow path {path!r} already belongs to another workflow") from exc
             raise ValueError(f"workflow id {row['id']!r} already exists; leave the id out to get a fresh one") from exc
         return self.get_workflow(row["id"])  # type: ignore[return-value]
@@ -263,7 +303,9 @@ class Store:
     def get_document_state(self, id: str) -> bytes | None:
         """The stored Yjs state of the workflow's collaborative document, if any."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(workflows.c.y_document_state).where(workflows.c.id == id, self.mine(workflows))).first()
+            row = conn.execute(
+                select(workflows.c.y_document_state).where(workflows.c.id == id, self.mine(workflows))
+            ).first()
         if row is None:
             raise NotFound(f"unknown workflow id {id!r}")
         return row[0]
@@ -344,7 +386,9 @@ class Store:
         """Mark a workflow as having no live published version (its versions are kept)."""
         with self._writer.begin() as conn:
             done = conn.execute(
-                update(workflows).where(workflows.c.id == id, self.mine(workflows)).values(version=None, updated_at=utcnow())
+                update(workflows)
+                .where(workflows.c.id == id, self.mine(workflows))
+                .values(version=None, updated_at=utcnow())
             )
             if done.rowcount == 0:
                 raise NotFound(f"no workflow with id {id!r}")
@@ -361,7 +405,14 @@ class Store:
 
     # -- integrations ------------------------------------------------------------------
     def put_integration(
-        self, *, name: str, provider: str, secret: bytes, settings: dict | None, created_by: str, tenant: str | None = None
+        self,
+        *,
+        name: str,
+        provider: str,
+        secret: bytes,
+        settings: dict | None,
+        created_by: str,
+        tenant: str | None = None,
     ) -> dict:
         """Create or replace the integration ``name`` of the tenant. ``secret`` is already encrypted."""
         tenant = self._tenant_arg("put_integration", tenant)
@@ -375,7 +426,9 @@ class Store:
             ).first()
             values = {"provider": provider, "secret": secret, "settings": settings or {}, "updated_at": now}
             if existing:
-                conn.execute(update(integrations).where(integrations.c.id == existing[0], self.mine(integrations)).values(values))
+                conn.execute(
+                    update(integrations).where(integrations.c.id == existing[0], self.mine(integrations)).values(values)
+                )
             else:
                 conn.execute(
                     insert(integrations).values(
@@ -391,12 +444,16 @@ class Store:
 
     def list_integrations(self, tenant: str | None = None) -> list[dict]:
         tenant = self._tenant_arg("list_integrations", tenant)
-        return self._all(select(*INTEGRATION_PUBLIC).where(integrations.c.tenant == tenant).order_by(integrations.c.name))
+        return self._all(
+            select(*INTEGRATION_PUBLIC).where(integrations.c.tenant == tenant).order_by(integrations.c.name)
+        )
 
     def delete_integration(self, name: str, *, tenant: str | None = None) -> None:
         tenant = self._tenant_arg("delete_integration", tenant)
         with self._writer.begin() as conn:
-            done = conn.execute(integrations.delete().where(integrations.c.tenant == tenant, integrations.c.name == name))
+            done = conn.execute(
+                integrations.delete().where(integrations.c.tenant == tenant, integrations.c.name == name)
+            )
             if done.rowcount == 0:
                 raise NotFound(f"no integration named {name!r}")
 
@@ -417,7 +474,12 @@ class Store:
     ) -> dict:
         """Create or replace the OAuth provider ``name`` of a tenant. ``client_secret`` is already encrypted."""
         tenant = self._tenant_arg("put_oauth_provider", tenant)
-        for field_name, value in (("name", name), ("authorize_url", authorize_url), ("token_url", token_url), ("client_id", client_id)):
+        for field_name, value in (
+            ("name", name),
+            ("authorize_url", authorize_url),
+            ("token_url", token_url),
+            ("client_id", client_id),
+        ):
             _require_text(field_name, value)
         now = utcnow()
         values = {
@@ -429,10 +491,16 @@ class Store:
                 select(oauth_providers.c.id).where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name)
             ).first()
             if existing:
-                conn.execute(update(oauth_providers).where(oauth_providers.c.id == existing[0], self.mine(oauth_providers)).values(values))
+                conn.execute(
+                    update(oauth_providers)
+                    .where(oauth_providers.c.id == existing[0], self.mine(oauth_providers))
+                    .values(values)
+                )
             else:
                 conn.execute(
-                    insert(oauth_providers).values(id=str(uuid.uuid4()), tenant=tenant, name=name, created_by=created_by, created_at=now, **values)
+                    insert(oauth_providers).values(
+                        id=str(uuid.uuid4()), tenant=tenant, name=name, created_by=created_by, created_at=now, **values
+                    )
                 )
         return self.get_oauth_provider(name, tenant=tenant, with_secret=False)  # type: ignore[return-value]
 
@@ -443,12 +511,16 @@ class Store:
 
     def list_oauth_providers(self, tenant: str | None = None) -> list[dict]:
         tenant = self._tenant_arg("list_oauth_providers", tenant)
-        return self._all(select(*OAUTH_PROVIDER_PUBLIC).where(oauth_providers.c.tenant == tenant).order_by(oauth_providers.c.name))
+        return self._all(
+            select(*OAUTH_PROVIDER_PUBLIC).where(oauth_providers.c.tenant == tenant).order_by(oauth_providers.c.name)
+        )
 
     def delete_oauth_provider(self, name: str, *, tenant: str | None = None) -> None:
         tenant = self._tenant_arg("delete_oauth_provider", tenant)
         with self._writer.begin() as conn:
-            done = conn.execute(oauth_providers.delete().where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name))
+            done = conn.execute(
+                oauth_providers.delete().where(oauth_providers.c.tenant == tenant, oauth_providers.c.name == name)
+            )
             if done.rowcount == 0:
                 raise NotFound(f"no OAuth provider named {name!r}")
 
@@ -457,7 +529,11 @@ class Store:
         record = {**record, "tenant": self._tenant_arg("add_oauth_authorization", record.get("tenant"))}
         now = utcnow()
         with self._writer.begin() as conn:
-            conn.execute(oauth_authorizations.delete().where(oauth_authorizations.c.expires_at < now, self.mine(oauth_authorizations)))
+            conn.execute(
+                oauth_authorizations.delete().where(
+                    oauth_authorizations.c.expires_at < now, self.mine(oauth_authorizations)
+                )
+            )
             conn.execute(insert(oauth_authorizations).values(created_at=now, **record))
 
     def take_oauth_authorization(self, state_hash: str, *, tenant: str | None = None) -> dict | None:
@@ -478,13 +554,19 @@ class Store:
         A registration of the same node keeps its row (and so its secret unless a new one is given)."""
         now = utcnow()
         with self._writer.begin() as conn:
-            if registrations and conn.execute(
-                select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))
-            ).first() is None:
+            if (
+                registrations
+                and conn.execute(
+                    select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))
+                ).first()
+                is None
+            ):
                 raise NotFound(f"unknown workflow id {workflow_id!r}: cannot register its triggers")
             current = {
                 r["node_id"]: dict(r)
-                for r in conn.execute(select(triggers).where(triggers.c.workflow_id == workflow_id, self.mine(triggers))).mappings()
+                for r in conn.execute(
+                    select(triggers).where(triggers.c.workflow_id == workflow_id, self.mine(triggers))
+                ).mappings()
             }
             wanted = {r["node_id"]: r for r in registrations}
             for node_id, reg in wanted.items():
@@ -498,17 +580,27 @@ class Store:
                 if reg.get("secret") is not None:
                     values["secret"] = reg["secret"]
                 if node_id in current:
-                    conn.execute(update(triggers).where(triggers.c.id == current[node_id]["id"], self.mine(triggers)).values(values))
+                    conn.execute(
+                        update(triggers)
+                        .where(triggers.c.id == current[node_id]["id"], self.mine(triggers))
+                        .values(values)
+                    )
                 else:
                     conn.execute(
-                        insert(triggers).values(workflow_id=workflow_id, node_id=node_id, tenant=self.tenant, created_at=now, **values)
+                        insert(triggers).values(
+                            workflow_id=workflow_id, node_id=node_id, tenant=self.tenant, created_at=now, **values
+                        )
                     )
             removed = [r for node_id, r in current.items() if node_id not in wanted]
             if removed:
-                conn.execute(triggers.delete().where(triggers.c.id.in_([r["id"] for r in removed]), self.mine(triggers)))
+                conn.execute(
+                    triggers.delete().where(triggers.c.id.in_([r["id"] for r in removed]), self.mine(triggers))
+                )
         return removed
 
-    def list_triggers(self, *, kind: str | None = None, key: str | None = None, workflow_id: str | None = None) -> list[dict]:
+    def list_triggers(
+        self, *, kind: str | None = None, key: str | None = None, workflow_id: str | None = None
+    ) -> list[dict]:
         query = select(triggers).where(self.mine(triggers)).order_by(triggers.c.id)
         if kind is not None:
             query = query.where(triggers.c.kind == kind)
@@ -523,13 +615,21 @@ class Store:
         """This tenant's stored encrypted values: integration secrets and webhook signing secrets,
         as dicts with ``table``, ``id``, ``tenant``, ``label`` (what it is, for messages) and
         ``secret`` (the encrypted bytes)."""
-        found = select(integrations.c.id, integrations.c.name, integrations.c.secret).where(integrations.c.tenant == self.tenant)
+        found = select(integrations.c.id, integrations.c.name, integrations.c.secret).where(
+            integrations.c.tenant == self.tenant
+        )
         hooks = select(triggers.c.id, triggers.c.workflow_id, triggers.c.node_id, triggers.c.secret).where(
             triggers.c.tenant == self.tenant, triggers.c.secret.isnot(None)
         )
         with self._engine.connect() as conn:
             out = [
-                {"table": "integrations", "id": r.id, "tenant": self.tenant, "label": f"secret of integration '{r.name}'", "secret": bytes(r.secret)}
+                {
+                    "table": "integrations",
+                    "id": r.id,
+                    "tenant": self.tenant,
+                    "label": f"secret of integration '{r.name}'",
+                    "secret": bytes(r.secret),
+                }
                 for r in conn.execute(found.order_by(integrations.c.name))
             ]
             out += [
@@ -557,7 +657,9 @@ class Store:
             raise ValueError(f"table {table!r} holds no encrypted values; use integrations or trigger_registrations")
         with self._writer.begin() as conn:
             done = conn.execute(
-                update(target).where(target.c.id == id, target.c.tenant == self.tenant, target.c.secret == old).values(secret=new)
+                update(target)
+                .where(target.c.id == id, target.c.tenant == self.tenant, target.c.secret == old)
+                .values(secret=new)
             )
         return done.rowcount == 1
 
@@ -622,10 +724,12 @@ class Store:
         if status is not None:
             _require_status(status)
             query = query.where(runs.c.status == status)
-        return self._all(query.limit(int(limit)).offset(int(offset)))
+        return self._all(query.limit(int(limit)).offset(int(offset)), self._lagging)
 
     # -- node timings ------------------------------------------------------------------
-    def add_node_timings(self, run_id: str, timings: list[dict], *, workflow_id: str | None = None, tenant: str | None = None) -> int:
+    def add_node_timings(
+        self, run_id: str, timings: list[dict], *, workflow_id: str | None = None, tenant: str | None = None
+    ) -> int:
         """Record a finished run's node timings, replacing any recorded before: calling it again
         for the same run leaves one copy. Marks the run's ``timings_at``. Returns the row count.
 
@@ -698,11 +802,12 @@ class Store:
         return self._engine.dialect.name
 
     def reader(self):
-        """A read-only connection (a context manager) for aggregate queries, see metrics.py.
+        """A read-only connection (a context manager) for aggregate queries, see metrics.py;
+        the read replica's when there is one.
 
         On PostgreSQL it sees only this tenant's rows (row-level security); on SQLite queries
         must say so themselves: add ``store.mine(table)`` to each."""
-        return self._engine.connect()
+        return self._lagging.connect()
 
     # -- logs ------------------------------------------------------------------------
     def add_log(
@@ -731,7 +836,7 @@ class Store:
                     timestamp=as_utc(timestamp) if timestamp is not None else utcnow(),
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _inserted_id(result)
 
     def list_logs(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[dict]:
         """Oldest first; pass the last id seen as ``after_id`` to tail."""
@@ -765,15 +870,21 @@ class Store:
         action_workflow_id: str | None = None,
     ) -> dict:
         values = _validate_alert_rule(
-            {"name": name, "kind": kind, "threshold": threshold, "window_seconds": window_seconds,
-             "enabled": enabled, "action_workflow_id": action_workflow_id}
+            {
+                "name": name,
+                "kind": kind,
+                "threshold": threshold,
+                "window_seconds": window_seconds,
+                "enabled": enabled,
+                "action_workflow_id": action_workflow_id,
+            }
         )
         self.ensure_tenant()
         with self._writer.begin() as conn:
             self._check_rule_action(conn, name, values["action_workflow_id"])
             if conn.execute(select(alert_rules.c.id).where(alert_rules.c.name == name, self.mine(alert_rules))).first():
                 raise ValueError(f"an alert rule named {name!r} already exists; change it with update_alert_rule")
-            rule_id = conn.execute(insert(alert_rules).values(tenant=self.tenant, **values)).inserted_primary_key[0]
+            rule_id = _inserted_id(conn.execute(insert(alert_rules).values(tenant=self.tenant, **values)))
         return self.get_alert_rule(int(rule_id))  # type: ignore[return-value]
 
     def update_alert_rule(self, rule: int | str, **changes: Any) -> dict:
@@ -791,14 +902,20 @@ class Store:
             if "action_workflow_id" in values:
                 self._check_rule_action(conn, current["name"], values["action_workflow_id"])
             if values:
-                conn.execute(update(alert_rules).where(alert_rules.c.id == current["id"], self.mine(alert_rules)).values(values))
+                conn.execute(
+                    update(alert_rules).where(alert_rules.c.id == current["id"], self.mine(alert_rules)).values(values)
+                )
         return self.get_alert_rule(current["id"])  # type: ignore[return-value]
 
     def _check_rule_action(self, conn, name: str, workflow_id: str | None) -> None:
-        if workflow_id is not None and conn.execute(
-            select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))
-        ).first() is None:
-            raise NotFound(f"alert rule {name!r}: action_workflow_id {workflow_id!r} names no workflow; create and publish the flow first")
+        if (
+            workflow_id is not None
+            and conn.execute(select(workflows.c.id).where(workflows.c.id == workflow_id, self.mine(workflows))).first()
+            is None
+        ):
+            raise NotFound(
+                f"alert rule {name!r}: action_workflow_id {workflow_id!r} names no workflow; create and publish the flow first"
+            )
 
     def judge_alert(
         self, rule_id: int, *, violated: bool, value: float | None, message: str, at: datetime | None = None
@@ -810,9 +927,14 @@ class Store:
         at = as_utc(at) if at is not None else utcnow()
         with self._writer.begin() as conn:
             # Lock the rule: two servers evaluating at once take turns, so one alert opens.
-            if conn.execute(
-                select(alert_rules.c.id).where(alert_rules.c.id == rule_id, self.mine(alert_rules)).with_for_update()
-            ).first() is None:
+            if (
+                conn.execute(
+                    select(alert_rules.c.id)
+                    .where(alert_rules.c.id == rule_id, self.mine(alert_rules))
+                    .with_for_update()
+                ).first()
+                is None
+            ):
                 raise NotFound(f"no alert rule with id {rule_id!r}")
             open_id = conn.execute(
                 select(alerts.c.id)
@@ -823,11 +945,19 @@ class Store:
                 if value is None:
                     raise ValueError(f"alert rule {rule_id}: a violation needs the value that violated it")
                 if open_id is None:
-                    row = {"rule_id": rule_id, "tenant": self.tenant, "opened_at": at, "value": float(value), "message": message}
-                    open_id, change = conn.execute(insert(alerts).values(row)).inserted_primary_key[0], "opened"
+                    row = {
+                        "rule_id": rule_id,
+                        "tenant": self.tenant,
+                        "opened_at": at,
+                        "value": float(value),
+                        "message": message,
+                    }
+                    open_id, change = _inserted_id(conn.execute(insert(alerts).values(row))), "opened"
                 else:
                     conn.execute(
-                        update(alerts).where(alerts.c.id == open_id, self.mine(alerts)).values(value=float(value), message=message)
+                        update(alerts)
+                        .where(alerts.c.id == open_id, self.mine(alerts))
+                        .values(value=float(value), message=message)
                     )
                     change = "updated"
             elif open_id is not None:
@@ -870,7 +1000,10 @@ class Store:
         with self._writer.begin() as conn:
             conn.execute(
                 insert(metric_samples).values(
-                    tenant=self.tenant, name=name, value=float(value), timestamp=as_utc(at) if at is not None else utcnow()
+                    tenant=self.tenant,
+                    name=name,
+                    value=float(value),
+                    timestamp=as_utc(at) if at is not None else utcnow(),
                 )
             )
 
@@ -890,7 +1023,9 @@ class Store:
             return [float(v) for v in conn.execute(query).scalars()]
 
     # -- retention ---------------------------------------------------------------------
-    def purge(self, *, runs_ended_before: datetime | None, logs_before: datetime | None, dry_run: bool = False) -> dict[str, int]:
+    def purge(
+        self, *, runs_ended_before: datetime | None, logs_before: datetime | None, dry_run: bool = False
+    ) -> dict[str, int]:
         """Delete (or with ``dry_run`` only count) what is older than the cutoffs; None keeps all.
 
         Runs go by end time, and only final ones: a queued or running run is never purged,
@@ -909,13 +1044,20 @@ class Store:
             cutoff = as_utc(logs_before)
             groups += [
                 ("logs", logs, logs.c.id, and_(self.mine(logs), logs.c.timestamp < cutoff)),
-                ("metric_samples", metric_samples, metric_samples.c.id, and_(self.mine(metric_samples), metric_samples.c.timestamp < cutoff)),
+                (
+                    "metric_samples",
+                    metric_samples,
+                    metric_samples.c.id,
+                    and_(self.mine(metric_samples), metric_samples.c.timestamp < cutoff),
+                ),
             ]
         counts = dict.fromkeys(["runs", "node_timings", "logs", "alerts", "metric_samples"], 0)
         for name, table, key, condition in groups:
             if dry_run:
                 with self._engine.connect() as conn:
-                    counts[name] = int(conn.execute(select(func.count()).select_from(table).where(condition)).scalar() or 0)
+                    counts[name] = int(
+                        conn.execute(select(func.count()).select_from(table).where(condition)).scalar() or 0
+                    )
                     if table is runs:
                         doomed = select(runs.c.run_id).where(condition)
                         counts["node_timings"] = int(
@@ -929,7 +1071,9 @@ class Store:
                 with self._writer.begin() as conn:
                     ids = list(conn.execute(select(key).where(condition).limit(PURGE_CHUNK)).scalars())
                     if ids and table is runs:
-                        done = conn.execute(node_timings.delete().where(node_timings.c.run_id.in_(ids), self.mine(node_timings)))
+                        done = conn.execute(
+                            node_timings.delete().where(node_timings.c.run_id.in_(ids), self.mine(node_timings))
+                        )
                         counts["node_timings"] += done.rowcount
                     if ids:
                         counts[name] += conn.execute(table.delete().where(key.in_(ids), self.mine(table))).rowcount
@@ -946,7 +1090,7 @@ class Store:
                     tenant=self.tenant, actor=actor, action=action, target=target, detail=detail, timestamp=utcnow()
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _inserted_id(result)
 
     def list_audit(
         self,
@@ -974,7 +1118,7 @@ class Store:
             query = query.where(audit_log.c.timestamp >= as_utc(since))
         if until is not None:
             query = query.where(audit_log.c.timestamp < as_utc(until))
-        return self._all(query.order_by(audit_log.c.id.desc()).limit(int(limit)))
+        return self._all(query.order_by(audit_log.c.id.desc()).limit(int(limit)), self._lagging)
 
     # -- members ---------------------------------------------------------------------
     def add_member(self, user: str, role: str, by: str) -> dict:
@@ -1017,7 +1161,12 @@ class Store:
         with self._writer.begin() as conn:
             conn.execute(
                 insert(refresh_tokens).values(
-                    id=token_id, family=family, user=user, tenant=self.tenant, issued_at=utcnow(), expires_at=as_utc(expires_at)
+                    id=token_id,
+                    family=family,
+                    user=user,
+                    tenant=self.tenant,
+                    issued_at=utcnow(),
+                    expires_at=as_utc(expires_at),
                 )
             )
 
@@ -1033,7 +1182,9 @@ class Store:
             if row is None:
                 return None
             if row["used_at"] is None:
-                conn.execute(update(refresh_tokens).where(where, refresh_tokens.c.used_at.is_(None)).values(used_at=utcnow()))
+                conn.execute(
+                    update(refresh_tokens).where(where, refresh_tokens.c.used_at.is_(None)).values(used_at=utcnow())
+                )
             return dict(row)
 
     def revoke_refresh_family(self, family: str) -> int:
@@ -1041,7 +1192,9 @@ class Store:
         with self._writer.begin() as conn:
             return conn.execute(
                 update(refresh_tokens)
-                .where(refresh_tokens.c.family == family, refresh_tokens.c.revoked_at.is_(None), self.mine(refresh_tokens))
+                .where(
+                    refresh_tokens.c.family == family, refresh_tokens.c.revoked_at.is_(None), self.mine(refresh_tokens)
+                )
                 .values(revoked_at=utcnow())
             ).rowcount
 
@@ -1051,8 +1204,8 @@ class Store:
             row = conn.execute(query).mappings().first()
         return dict(row) if row is not None else None
 
-    def _all(self, query) -> list[dict]:
-        with self._engine.connect() as conn:
+    def _all(self, query, engine: Engine | None = None) -> list[dict]:
+        with (engine or self._engine).connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
 
@@ -1066,13 +1219,19 @@ def _require_document(document: Any) -> None:
         raise ValueError(f"document must be a flow document (a JSON object), got {type(document).__name__}")
 
 
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT's result has the new row's key"
+    return int(key[0])
+
+
 def _require_status(status: Any) -> None:
     if status not in STATUS_RANK:
         raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
 
 
 def _validate_alert_rule(rule: dict) -> dict:
-    values = {key: rule.get(key) for key in ALERT_RULE_FIELDS}
+    values: dict[str, Any] = {key: rule.get(key) for key in ALERT_RULE_FIELDS}
     name = values["name"]
     _require_text("alert rule name", name)
     if values["kind"] not in ALERT_KINDS:

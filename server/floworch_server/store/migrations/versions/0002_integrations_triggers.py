@@ -47,7 +47,9 @@ def upgrade() -> None:
         sa.Column("config", JSONType, nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(["workflow_id"], ["workflows.id"], name="fk_trigger_registrations_workflow_id_workflows", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["workflow_id"], ["workflows.id"], name="fk_trigger_registrations_workflow_id_workflows", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_trigger_registrations"),
         sa.UniqueConstraint("workflow_id", "node_id", name="uq_trigger_registrations_workflow_id_node_id"),
     )

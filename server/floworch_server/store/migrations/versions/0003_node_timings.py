@@ -36,7 +36,9 @@ def upgrade() -> None:
         sa.Column("tenant", sa.String(64), server_default="default", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_node_timings"),
     )
-    op.create_index("ix_node_timings_node_type_started", "node_timings", ["node_type", "started", "kind", "duration_ms"])
+    op.create_index(
+        "ix_node_timings_node_type_started", "node_timings", ["node_type", "started", "kind", "duration_ms"]
+    )
     op.create_index("ix_node_timings_started", "node_timings", ["started"])
     op.create_index("ix_node_timings_run_id", "node_timings", ["run_id"])
 

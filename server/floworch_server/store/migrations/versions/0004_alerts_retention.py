@@ -40,7 +40,10 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("action_workflow_id", sa.String(36), nullable=True),
         sa.ForeignKeyConstraint(
-            ["action_workflow_id"], ["workflows.id"], name="fk_alert_rules_action_workflow_id_workflows", ondelete="SET NULL"
+            ["action_workflow_id"],
+            ["workflows.id"],
+            name="fk_alert_rules_action_workflow_id_workflows",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_alert_rules"),
         sa.UniqueConstraint("name", name="uq_alert_rules_name"),
@@ -56,7 +59,9 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("action_run_id", sa.String(255), nullable=True),
-        sa.ForeignKeyConstraint(["rule_id"], ["alert_rules.id"], name="fk_alerts_rule_id_alert_rules", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["rule_id"], ["alert_rules.id"], name="fk_alerts_rule_id_alert_rules", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_alerts"),
     )
     op.create_index("ix_alerts_rule_id_cleared_at", "alerts", ["rule_id", "cleared_at"])

@@ -14,7 +14,7 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -58,19 +58,44 @@ TENANT_TABLES = (
 # since every query of these tables is of one tenant.
 REINDEX = (
     ("workflow_runs", "ix_workflow_runs_start_time", ["start_time"], None, None),
-    ("workflow_runs", "ix_workflow_runs_start_time_status", ["start_time", "status"],
-     "ix_workflow_runs_tenant_start_time_status", ["tenant", "start_time", "status"]),
-    ("workflow_runs", "ix_workflow_runs_end_time_status", ["end_time", "status"],
-     "ix_workflow_runs_tenant_end_time_status", ["tenant", "end_time", "status"]),
-    ("node_timings", "ix_node_timings_node_type_started", ["node_type", "started", "kind", "duration_ms"],
-     "ix_node_timings_tenant_node_type_started", ["tenant", "node_type", "started", "kind", "duration_ms"]),
+    (
+        "workflow_runs",
+        "ix_workflow_runs_start_time_status",
+        ["start_time", "status"],
+        "ix_workflow_runs_tenant_start_time_status",
+        ["tenant", "start_time", "status"],
+    ),
+    (
+        "workflow_runs",
+        "ix_workflow_runs_end_time_status",
+        ["end_time", "status"],
+        "ix_workflow_runs_tenant_end_time_status",
+        ["tenant", "end_time", "status"],
+    ),
+    (
+        "node_timings",
+        "ix_node_timings_node_type_started",
+        ["node_type", "started", "kind", "duration_ms"],
+        "ix_node_timings_tenant_node_type_started",
+        ["tenant", "node_type", "started", "kind", "duration_ms"],
+    ),
     ("node_timings", "ix_node_timings_started", ["started"], "ix_node_timings_tenant_started", ["tenant", "started"]),
     ("logs", "ix_logs_timestamp", ["timestamp"], "ix_logs_tenant_timestamp", ["tenant", "timestamp"]),
-    ("trigger_registrations", "ix_trigger_registrations_kind_key", ["kind", "key"],
-     "ix_trigger_registrations_tenant_kind_key", ["tenant", "kind", "key"]),
+    (
+        "trigger_registrations",
+        "ix_trigger_registrations_kind_key",
+        ["kind", "key"],
+        "ix_trigger_registrations_tenant_kind_key",
+        ["tenant", "kind", "key"],
+    ),
     ("alerts", "ix_alerts_opened_at", ["opened_at"], "ix_alerts_tenant_opened_at", ["tenant", "opened_at"]),
-    ("metric_samples", "ix_metric_samples_name_timestamp", ["name", "timestamp"],
-     "ix_metric_samples_tenant_name_timestamp", ["tenant", "name", "timestamp"]),
+    (
+        "metric_samples",
+        "ix_metric_samples_name_timestamp",
+        ["name", "timestamp"],
+        "ix_metric_samples_tenant_name_timestamp",
+        ["tenant", "name", "timestamp"],
+    ),
 )
 POLICY = "tenant_isolation"
 CURRENT_TENANT = "current_setting('floworch.tenant', true)"
@@ -103,7 +128,7 @@ def upgrade() -> None:
 
     for table, old, _old_columns, new, columns in REINDEX:
         op.drop_index(old, table_name=table)
-        if new:
+        if new and columns:
             op.create_index(new, table, columns)
     op.create_index("ix_audit_log_tenant_id", "audit_log", ["tenant", "id"])
 
@@ -141,7 +166,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     for table in ("workflows", "workflow_runs", "integrations", "oauth_providers"):
         found.update(bind.execute(sa.text(f"SELECT DISTINCT tenant FROM {table}")).scalars())
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     op.bulk_insert(tenants, [{"id": t, "created_at": now} for t in sorted(found)])
 
     if bind.dialect.name == "postgresql":
