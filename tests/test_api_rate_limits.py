@@ -77,4 +77,4 @@ async def test_a_burst_of_a_thousand_requests_gets_429s_with_retry_after_and_the
     assert again.code == 429 and again.headers["Retry-After"].isdigit()
     if backend == "redis":  # counted where every server of the deployment sees it, under the tenant
         redis = request.getfixturevalue("redis_service")
-        assert f"{redis.prefix}:default:user/ada/{USER_LIMIT}/1/hour" in redis
+        assert f"{redis.prefix}:default:user/ada/{USER_LIMIT}/1/hour" in redis.stored_keys()

@@ -114,7 +114,7 @@ def test_one_tenant_using_up_its_limits_does_not_limit_another_and_each_has_its_
     # The same user name and provider in another tenant count from zero.
     assert limits.check_request("globex", "ann") is None and limits.acquire_provider("globex", "openai") is None
 
-    keys = redis_service.keys()
+    keys = redis_service.stored_keys()
     assert keys and all(
         k.startswith((f"{redis_service.prefix}:acme:", f"{redis_service.prefix}:globex:")) for k in keys
     )
@@ -130,7 +130,7 @@ def test_a_tenant_named_to_look_like_another_tenants_key_gets_counters_of_its_ow
         assert limits.check_request(tenant, user) is None
     assert limits.acquire_provider("acme:provider", "openai") is None
     assert limits.check_request("acme", "ann") is not None and limits.acquire_provider("acme", "openai") is not None
-    assert {k.split(":")[1] for k in redis_service} == {
+    assert {k.split(":")[1] for k in redis_service.stored_keys()} == {
         "acme",
         "acme%3Auser",
         "acme%3Aprovider",
@@ -344,4 +344,4 @@ async def test_a_node_over_its_providers_limit_retries_after_the_wait_and_succee
     assert [(entry["node"], entry["attempt"]) for entry in failed] == [("second", 1)]
     assert failed[0]["message"].startswith("Slack POST /api/chat.postMessage: the slack rate limit")
     # Counted in the deployment's Redis, under the run's tenant.
-    assert redis_service.keys() == [f"{redis_service.prefix}:default:provider/slack/1/4/second"]
+    assert redis_service.stored_keys() == [f"{redis_service.prefix}:default:provider/slack/1/4/second"]

@@ -58,7 +58,7 @@ class RedisService:
     prefix: str  # every key this test makes starts with it; deleted afterwards
     client: Any  # a redis.Redis on the same server, to look at the keys
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         return sorted(k.decode() for k in self.client.scan_iter(match=f"{self.prefix}:*"))
 
 
