@@ -56,7 +56,7 @@ from floworch_server.plan import compile_plan
 from floworch_server.service import build_run_request
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
-from floworch_server.worker import MAX_CONCURRENT_ACTIVITIES, default_registrations
+from floworch_server.worker import default_registrations
 
 from . import _native
 
@@ -210,7 +210,7 @@ async def running_sides(client: Client) -> AsyncIterator[Sides]:
     workflows, activities = default_registrations()
     common: dict[str, Any] = dict(
         workflow_runner=runner,
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_activities=Settings().worker_concurrency,  # as a worker runs by default
         graceful_shutdown_timeout=timedelta(seconds=1),
     )
     ours = Worker(client, task_queue=sides.ours_queue, workflows=workflows, activities=activities, **common)

@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import ctypes.util
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -80,14 +77,12 @@ SUMMARY_KEYS = (
 
 
 # ---------------------------------------------------------------------- worker processes
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 class WorkerProcesses:
-    """``python -m floworch_server.worker`` processes against a supervisor's dev server, started
-    one at a time, as a cluster scales out. Each gets SIGKILL if this process dies (it is not the
-    supervisor's, whose children are tied to it the same way). ``env`` adds to their environment."""
+    """Worker processes against a supervisor's dev server, started one at a time, as a cluster
+    scales out (``Supervisor.start_worker_process``: not restarted when they exit, tied to this
+    process like the supervisor's own). ``env`` adds to their environment."""
 
     def __init__(self, supervisor: Supervisor, env: dict[str, str] | None = None) -> None:
         self.supervisor = supervisor
@@ -99,27 +94,7 @@ class WorkerProcesses:
         return [p.pid for p in self.procs if p.poll() is None]
 
     def start(self) -> subprocess.Popen:
-        settings = self.supervisor.settings
-        # As the supervisor starts its own: its settings, and plain gRPC to the embedded server.
-        env = {
-            **os.environ,
-            **settings.as_env(),
-            "FLOWORCH_TEMPORAL_ADDRESS": self.supervisor.address or "",
-            "FLOWORCH_TEMPORAL_TLS": "0",
-            **self.env,
-        }
-        parent = os.getpid()
-
-        def tie_to_parent() -> None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-        with open(settings.data_path / f"worker-{len(self.procs)}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "floworch_server.worker"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=tie_to_parent,
-            )  # fmt: skip
+        proc = self.supervisor.start_worker_process(f"fleet-worker-{len(self.procs)}.log", self.env)
         self.procs.append(proc)
         return proc
 

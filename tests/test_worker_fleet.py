@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from conftest import flow_doc, wait_until
 from floworch_server.service import FlowService
 from floworch_server.settings import Settings
 from floworch_server.supervisor import Supervisor
-from support.receiver import send_json
+from support.receiver import send_json, serve
 
 RUNS = 300
 WORKERS = 3
@@ -82,17 +82,9 @@ class Ledger:
             def log_message(self, *args):
                 pass
 
-        # Hundreds of requests connect at once (the default backlog of 5 would refuse most), and
-        # answers to a killed worker's requests fail with a broken pipe: expected, not reported.
-        httpd = type(
-            "Httpd",
-            (ThreadingHTTPServer,),
-            {"daemon_threads": True, "request_queue_size": 1024, "handle_error": lambda *a: None},
-        )
-        self.server = httpd(("127.0.0.1", 0), Handler)
+        self.server, base = serve(Handler, crowded=True)  # 300 runs' calls at once; a killed worker's die
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/effects"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"{base}/effects"
 
     def held(self) -> set[int]:
         with self.lock:

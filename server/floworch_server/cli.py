@@ -281,10 +281,9 @@ def worker_run(argv: list[str], data_dir: str | None) -> int:
     return EXIT_OK  # not reached: the worker process ends in exit_process
 
 
-def _deployment_call(settings: Settings, args: argparse.Namespace, call: Callable):
-    if getattr(args, "deployment", None):
-        settings = settings.replace(worker_deployment=args.deployment)
-    return _temporal_call(settings, call)
+def _deployment_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` for the worker deployment named by ``--deployment`` (default: FLOWORCH_WORKER_DEPLOYMENT)."""
+    return settings.replace(worker_deployment=args.deployment) if args.deployment else settings
 
 
 def _temporal_call(settings: Settings, call: Callable):
@@ -308,8 +307,9 @@ def _temporal_call(settings: Settings, call: Callable):
 def deployment_describe(settings: Settings, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from .worker import describe_deployment
 
-    current, versions = _deployment_call(settings, args, describe_deployment)
-    name = args.deployment or settings.worker_deployment
+    settings = _deployment_settings(settings, args)
+    current, versions = _temporal_call(settings, describe_deployment)
+    name = settings.worker_deployment
     out(f"worker deployment {name}: current version {current or 'none (new runs go to unversioned workers)'}")
     out(f"  {'build id':<24} {'status':<10} {'running runs':>12}  current since")
     for v in versions:
@@ -321,8 +321,9 @@ def deployment_describe(settings: Settings, args: argparse.Namespace, out: Calla
 def deployment_set_current(settings: Settings, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from .worker import set_current_version
 
-    previous = _deployment_call(settings, args, lambda client, s: set_current_version(client, s, args.build_id))
-    name = args.deployment or settings.worker_deployment
+    settings = _deployment_settings(settings, args)
+    previous = _temporal_call(settings, lambda client, s: set_current_version(client, s, args.build_id))
+    name = settings.worker_deployment
     out(f"{args.build_id} is the current version of worker deployment {name}: new runs start on it")
     if previous and previous != args.build_id:
         out(

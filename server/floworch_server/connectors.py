@@ -79,6 +79,10 @@ class Auth:
         return {self.header: f"Bearer {token}" if self.style == "bearer" else token}
 
 
+# Reads: a repeated one changes nothing, so they carry no idempotency key (here and in action.http).
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
 @dataclass(frozen=True)
 class Idempotency:
     """Where a provider accepts a key that makes a repeated request a no-op (header or query parameter)."""
@@ -399,7 +403,7 @@ async def _request(
         ) from None
     method = method.upper()
     # Only writes carry the key: a provider replays the first answer to a key, whatever the request.
-    if idempotency_key and connector.idempotency and method not in ("GET", "HEAD"):
+    if idempotency_key and connector.idempotency and method not in SAFE_METHODS:
         key = connector.idempotency.key(idempotency_key)
         if connector.idempotency.header:
             headers[connector.idempotency.header] = key

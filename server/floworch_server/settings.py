@@ -46,9 +46,9 @@ class Settings:
     node_task_queues: str = ""
     # Worker processes (`floworch worker`): activities and workflow tasks each runs at once.
     worker_concurrency: int = 100
-    # Worker versioning: workers with a build id join this Temporal worker deployment as version
-    # <worker_deployment>.<build id>; each run stays on the version it started on. Empty build
-    # id: unversioned workers.
+    # Worker versioning: workers with a build id join this Temporal worker deployment as the
+    # version of that build id; each run stays on the version it started on. Empty build id:
+    # unversioned workers.
     worker_deployment: str = "floworch"
     worker_build_id: str = ""
     # Store: empty means SQLite in the data directory.

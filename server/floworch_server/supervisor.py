@@ -421,15 +421,22 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------
     def _spawn_worker(self, n: int) -> subprocess.Popen:
+        return self.start_worker_process(f"worker-{n}.log")
+
+    def start_worker_process(self, log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A worker process on this supervisor's Temporal, with its settings (``env`` added), its
+        output in ``<data dir>/<log_name>``, and tied to this process like every child. The
+        supervised slots start theirs here; one started directly is not restarted when it exits
+        (a fleet scaled by hand, as benchmarks and tests do)."""
         assert self._spawner and self.address
-        env = {**os.environ, **self.settings.as_env(), "FLOWORCH_TEMPORAL_ADDRESS": self.address}
+        worker_env = {**os.environ, **self.settings.as_env(), "FLOWORCH_TEMPORAL_ADDRESS": self.address}
         if self.settings.embedded:
             # The embedded server is plain gRPC on loopback.
-            env.update(FLOWORCH_TEMPORAL_TLS="0", FLOWORCH_TEMPORAL_API_KEY="")
-        with self._open_log(f"worker-{n}.log") as logfile:
+            worker_env.update(FLOWORCH_TEMPORAL_TLS="0", FLOWORCH_TEMPORAL_API_KEY="")
+        with self._open_log(log_name) as logfile:
             return self._spawner.popen(
                 self.worker_command,
-                stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, env={**worker_env, **(env or {})},
             )  # fmt: skip
 
     # -- watching ---------------------------------------------------------------------

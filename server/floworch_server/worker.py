@@ -45,7 +45,6 @@ log = logging.getLogger("floworch_server.worker")
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 # Past the graceful period the process exits anyway: a worker must never outlive a stop.
 HARD_EXIT_AFTER = GRACEFUL_SHUTDOWN.total_seconds() + 5
-MAX_CONCURRENT_ACTIVITIES = Settings.worker_concurrency  # the default of FLOWORCH_WORKER_CONCURRENCY
 CONNECT_TIMEOUT = 30.0  # the server may still be starting (or restarting) when we start
 SERVICE = "floworch-worker"  # names this process in log lines and spans
 
@@ -91,17 +90,6 @@ def deployment_version(settings: Settings) -> WorkerDeploymentVersion | None:
     return WorkerDeploymentVersion(deployment_name=settings.worker_deployment, build_id=settings.worker_build_id)
 
 
-def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
-    version = deployment_version(settings)
-    if version is None:
-        return None
-    # PINNED: a run's workflow tasks stay on the version that started it, so the interpreter
-    # (and the node code) never changes under a running plan; new runs go to the current version.
-    return WorkerDeploymentConfig(
-        version=version, use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED
-    )
-
-
 async def run(
     settings: Settings,
     task_queues: Sequence[str] = (),
@@ -122,6 +110,16 @@ async def run(
         activities = default_activities if activities is None else activities
     queues = list(dict.fromkeys(task_queues or [settings.task_queue]))
     concurrency = settings.worker_concurrency
+    version = deployment_version(settings)
+    # PINNED: a run's workflow tasks stay on the version that started it, so the interpreter
+    # (and the node code) never changes under a running plan; new runs go to the current version.
+    versioning = (
+        WorkerDeploymentConfig(
+            version=version, use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED
+        )
+        if version
+        else None
+    )
     stop = stop or asyncio.Event()
     client = await connect_with_retry(settings)
     # Sync activities (HTTP calls, OCR) run on threads; async ones ignore the pool.
@@ -137,12 +135,11 @@ async def run(
                 max_concurrent_workflow_tasks=concurrency,
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 workflow_runner=workflow_runner(),
-                deployment_config=deployment_config(settings),
+                deployment_config=versioning,
             )
             for queue in queues
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]
-        version = deployment_version(settings)
         log.info(
             "worker polling",
             extra={"fields": {"task_queues": queues, "namespace": settings.temporal_namespace, "concurrency": concurrency,

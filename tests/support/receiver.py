@@ -20,9 +20,20 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, payload) -> None:
     handler.wfile.write(data)
 
 
-def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    """A started server on a free loopback port, and its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+class _Crowded(ThreadingHTTPServer):
+    # Hundreds of requests connect at once (the default backlog of 5 would refuse most), and
+    # answers to a sender that died meanwhile fail with a broken pipe: expected, not reported.
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler], *, crowded: bool = False) -> tuple[ThreadingHTTPServer, str]:
+    """A started server on a free loopback port, and its base URL. ``crowded``: for hundreds of
+    senders at once, some of which may die before their answer."""
+    server = (_Crowded if crowded else ThreadingHTTPServer)(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 

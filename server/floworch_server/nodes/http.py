@@ -18,6 +18,7 @@ import httpx
 
 # A module import, not names: netguard imports nodes.spec, which imports this package.
 from .. import netguard, ratelimit
+from ..connectors import SAFE_METHODS
 from .spec import NodeError, NodeSpec, Port, register
 
 # Statuses worth another attempt: the server may answer differently next time.
@@ -27,7 +28,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0  # a server that takes longer to accept is down, 
 DEFAULT_MAX_REDIRECTS = 10
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 ATTEMPT_HEADER = "X-Floworch-Attempt"
-SAFE_METHODS = {"GET", "HEAD"}  # reads: a repeated one changes nothing, so they carry no key
 
 
 @dataclass(frozen=True)

@@ -151,9 +151,7 @@ class Store:
             if self._read_base is not None:
                 migrate.check_replica(self._read_base, READ_URL_SETTING)
         except BaseException:
-            self._base.dispose()
-            if self._read_base is not None:
-                self._read_base.dispose()
+            self.close()
             raise
         self._scope()
 
